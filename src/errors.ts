@@ -1,0 +1,46 @@
+/**
+ * Stable, machine-readable error codes. Match on `error.code`, never on the message text.
+ */
+export type PgPubSubErrorCode =
+  | 'INVALID_CHANNEL_NAME'
+  | 'INVALID_CHANNEL'
+  | 'DUPLICATE_CHANNEL'
+  | 'NO_PRIMARY_KEY'
+  | 'INVALID_PAYLOAD'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'INVALID_CONTEXT'
+  | 'INVALID_OPTIONS'
+  | 'UNKNOWN_CHANNEL'
+  | 'UNSUPPORTED_DATABASE'
+  | 'LISTENER_STATE'
+  | 'HANDLER_TIMEOUT'
+  | 'ABORTED'
+  | 'DECODE_FAILED'
+  | 'TABLE_MISSING'
+  | 'CONFIG_NOT_FOUND'
+  | 'CONFIG_INVALID'
+  | 'SCHEMA_IMPORT_FAILED'
+  | 'MIGRATIONS_INVALID'
+  | 'MODULE_NOT_FOUND'
+  | 'NO_LISTENER_EXPORT'
+  | 'NO_DATABASE_URL'
+  | 'DATABASE_UNREACHABLE';
+
+/**
+ * The one error class thrown by drizzle-pgpubsub. `code` is stable; `message` says what to do.
+ */
+export class PgPubSubError extends Error {
+  /** A stable string code such as `INVALID_PAYLOAD`. */
+  readonly code: PgPubSubErrorCode;
+
+  constructor(code: PgPubSubErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PgPubSubError';
+    this.code = code;
+  }
+}
+
+/** True when `error` is a {@link PgPubSubError}, optionally with the given code. */
+export function isPgPubSubError(error: unknown, code?: PgPubSubErrorCode): error is PgPubSubError {
+  return error instanceof PgPubSubError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,35 @@
+import { createHash } from 'node:crypto';
+
+/** PostgreSQL's identifier limit (NAMEDATALEN - 1), in bytes. */
+export const MAX_IDENTIFIER_BYTES = 63;
+
+/** Quotes an SQL identifier: `my "table"` → `"my ""table"""`. The only place identifiers are quoted. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** Quotes a schema-qualified name; a missing schema means `public`. */
+export function qualify(schema: string | undefined, name: string): string {
+  return `${quoteIdent(schema ?? 'public')}.${quoteIdent(name)}`;
+}
+
+/** Quotes an SQL string literal for generated DDL, where parameters cannot be used. */
+export function quoteLiteral(value: string): string {
+  if (value.includes('\0')) throw new Error('SQL literals cannot contain NUL characters');
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+/** Byte length in UTF-8, which is what PostgreSQL's 63-byte limit counts. */
+export function byteLength(value: string): number {
+  return Buffer.byteLength(value, 'utf8');
+}
+
+/**
+ * A deterministic identifier of at most 63 bytes: `prefix + name + suffix` when it fits,
+ * otherwise `prefix + <16 hex digits of sha256(name)> + suffix`.
+ */
+export function boundedIdent(prefix: string, name: string, suffix = ''): string {
+  const full = `${prefix}${name}${suffix}`;
+  if (byteLength(full) <= MAX_IDENTIFIER_BYTES) return full;
+  return `${prefix}${createHash('sha256').update(name).digest('hex').slice(0, 16)}${suffix}`;
+}

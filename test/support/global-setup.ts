@@ -1,0 +1,30 @@
+import postgres from 'postgres';
+import type { TestProject } from 'vitest/node';
+import { storageMigrationSql } from '../../src/notifications.ts';
+import { startPg, withDatabase } from '../../tools/embedded-pg.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+    pgTemplate: string;
+  }
+}
+
+/** Starts one PostgreSQL for the run (TEST_DATABASE_URL or embedded) and a migrated template database. */
+export default async function setup(project: TestProject) {
+  const server = await startPg(process.env.TEST_DATABASE_URL);
+  const template = `pgpubsub_tpl_${process.pid}`;
+  const admin = postgres(server.url, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`DROP DATABASE IF EXISTS "${template}"`);
+  await admin.unsafe(`CREATE DATABASE "${template}"`);
+  const tpl = postgres(withDatabase(server.url, template), { max: 1, onnotice: () => {} });
+  for (const statement of storageMigrationSql()) await tpl.unsafe(statement);
+  await tpl.end();
+  project.provide('pgAdminUrl', server.url);
+  project.provide('pgTemplate', template);
+  return async () => {
+    await admin.unsafe(`DROP DATABASE IF EXISTS "${template}" WITH (FORCE)`);
+    await admin.end();
+    await server.stop();
+  };
+}

@@ -1,0 +1,116 @@
+import { integer, pgSchema, pgTable, serial, text } from 'drizzle-orm/pg-core';
+import { describe, expect, it } from 'vitest';
+import { triggerChannel } from '../src/channel.ts';
+import { isPgPubSubError } from '../src/errors.ts';
+import { createTriggerSql, dropTriggerSql, resolveTriggerSpec } from '../src/trigger-sql.ts';
+import { useTestDatabase } from './support/db.ts';
+
+const app = pgSchema('Odd Schema');
+const items = pgTable('items', {
+  id: serial().primaryKey(),
+  name: text().notNull(),
+  qty: integer().notNull(),
+});
+const weird = app.table('We"ird Table', {
+  id: serial('Id').primaryKey(),
+  label: text('Label "quoted"').notNull(),
+  status: text().notNull(),
+});
+
+const t = useTestDatabase([
+  'CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, qty integer NOT NULL)',
+  'CREATE SCHEMA "Odd Schema"',
+  'CREATE TABLE "Odd Schema"."We""ird Table" ("Id" serial PRIMARY KEY, "Label ""quoted""" text NOT NULL, status text NOT NULL)',
+]);
+
+async function install(sqls: string[]) {
+  for (const s of sqls) await t.sql.unsafe(s);
+}
+const rows = (channel: string) =>
+  t.sql`SELECT op, old, new, context FROM pgpubsub.notifications WHERE channel = ${channel} ORDER BY id`;
+
+describe('trigger SQL', () => {
+  it('records insert, update and delete row images', async () => {
+    const ch = triggerChannel(items, { on: ['insert', 'update', 'delete'] });
+    await install(createTriggerSql(resolveTriggerSpec(ch)));
+    await t.sql`INSERT INTO items (name, qty) VALUES ('a', 1), ('b', 2)`;
+    await t.sql`UPDATE items SET qty = qty + 10 WHERE name = 'a'`;
+    await t.sql`DELETE FROM items WHERE name = 'b'`;
+    expect(await rows('items')).toEqual([
+      { op: 'insert', old: null, new: { id: 1, name: 'a', qty: 1 }, context: {} },
+      { op: 'insert', old: null, new: { id: 2, name: 'b', qty: 2 }, context: {} },
+      { op: 'update', old: { id: 1, name: 'a', qty: 1 }, new: { id: 1, name: 'a', qty: 11 }, context: {} },
+      { op: 'delete', old: { id: 2, name: 'b', qty: 2 }, new: null, context: {} },
+    ]);
+    await install(dropTriggerSql(resolveTriggerSpec(ch)));
+    await t.sql`INSERT INTO items (name, qty) VALUES ('c', 3)`;
+    expect(await rows('items')).toHaveLength(4);
+  });
+
+  it('quotes odd identifiers and honours columns and when', async () => {
+    const ch = triggerChannel(weird, {
+      on: ['insert', 'update'],
+      name: 'weird events',
+      columns: ['status'],
+      when: `NEW.status <> 'hidden'`,
+    });
+    await install(createTriggerSql(resolveTriggerSpec(ch)));
+    await t.sql`INSERT INTO "Odd Schema"."We""ird Table" ("Label ""quoted""", status) VALUES ('x', 'new'), ('y', 'hidden')`;
+    await t.sql`UPDATE "Odd Schema"."We""ird Table" SET "Label ""quoted""" = 'x2'`;
+    await t.sql`UPDATE "Odd Schema"."We""ird Table" SET status = 'done' WHERE "Id" = 1`;
+    const got = await rows('weird events');
+    expect(got.map((r) => [r.op, r.new?.status])).toEqual([
+      ['insert', 'new'],
+      ['update', 'done'],
+    ]);
+    expect(got[0]!.new).toEqual({ Id: 1, 'Label "quoted"': 'x', status: 'new' });
+  });
+
+  it('stores the transaction context and nothing for rolled-back writes', async () => {
+    await t.sql.begin(async (tx) => {
+      await tx`SELECT set_config('pgpubsub.context', ${JSON.stringify({ tenant: 't1' })}, true)`;
+      await tx`INSERT INTO items (name, qty) VALUES ('ctx', 1)`;
+    });
+    await t.sql
+      .begin(async (tx) => {
+        await tx`INSERT INTO items (name, qty) VALUES ('rolled back', 1)`;
+        throw new Error('rollback');
+      })
+      .catch(() => {});
+    // The trigger from the first test was dropped: install an insert-only one.
+    const ch = triggerChannel(items, { on: ['insert'], name: 'items2' });
+    await install(createTriggerSql(resolveTriggerSpec(ch)));
+    await t.sql.begin(async (tx) => {
+      await tx`SELECT set_config('pgpubsub.context', ${JSON.stringify({ tenant: 't1' })}, true)`;
+      await tx`INSERT INTO items (name, qty) VALUES ('ctx', 1)`;
+    });
+    await t.sql
+      .begin(async (tx) => {
+        await tx`INSERT INTO items (name, qty) VALUES ('rolled back', 1)`;
+        throw new Error('rollback');
+      })
+      .catch(() => {});
+    const got = await rows('items2');
+    expect(got.map((r) => [r.new.name, r.context])).toEqual([['ctx', { tenant: 't1' }]]);
+  });
+
+  it('stores a 1 MB row image without touching the NOTIFY limit', async () => {
+    await t.sql`INSERT INTO pgpubsub.wakeups (channel, idle) VALUES ('items2', true)`;
+    const big = 'x'.repeat(1_000_000);
+    await t.sql`INSERT INTO items (name, qty) VALUES (${big}, 1)`;
+    const [row] =
+      await t.sql`SELECT length(new->>'name') AS len FROM pgpubsub.notifications WHERE channel = 'items2' ORDER BY id DESC LIMIT 1`;
+    expect(row!.len).toBe(1_000_000);
+  });
+
+  it('refuses a table without a primary key', () => {
+    const keyless = pgTable('keyless', { name: text() });
+    try {
+      resolveTriggerSpec(triggerChannel(keyless, { on: ['insert'] }));
+      expect.unreachable();
+    } catch (error) {
+      expect(isPgPubSubError(error, 'NO_PRIMARY_KEY')).toBe(true);
+      expect((error as Error).message).toContain('has no primary key');
+    }
+  });
+});
