@@ -48,16 +48,19 @@ export interface TriggerChannel<TTable extends PgTable = PgTable, TOp extends Tr
 }
 
 /** A channel whose messages are sent with `notify()`. Create it with {@link channel}. */
-export interface CustomChannel<TSchema extends StandardSchemaV1 = StandardSchemaV1> {
+export interface CustomChannel<
+  TSchema extends StandardSchemaV1 = StandardSchemaV1,
+  TBroadcast extends boolean = boolean,
+> {
   readonly [KIND]: 'custom';
   readonly kind: 'custom';
   readonly name: string;
   readonly schema: TSchema;
-  readonly broadcast: boolean;
+  readonly broadcast: TBroadcast;
 }
 
 /** Any channel. */
-export type AnyChannel = TriggerChannel<any, any> | CustomChannel<any>;
+export type AnyChannel = TriggerChannel<any, any> | CustomChannel<any, boolean>;
 
 /**
  * Throws a {@link PgPubSubError} unless `name` is a valid channel name: 1–63 bytes of UTF-8 (the
@@ -142,11 +145,11 @@ export function triggerChannel<TTable extends PgTable, const TOp extends Trigger
  * @example
  * export const emailRequested = channel('email_requested', v.object({ to: v.string(), subject: v.string() }));
  */
-export function channel<TSchema extends StandardSchemaV1>(
+export function channel<TSchema extends StandardSchemaV1, const TOptions extends ChannelOptions = {}>(
   name: string,
   schema: TSchema,
-  options: ChannelOptions = {},
-): CustomChannel<TSchema> {
+  options?: TOptions,
+): CustomChannel<TSchema, TOptions['broadcast'] extends true ? true : false> {
   assertChannelName(name);
   if (typeof schema?.['~standard']?.validate !== 'function') {
     throw new PgPubSubError(
@@ -159,7 +162,7 @@ export function channel<TSchema extends StandardSchemaV1>(
     kind: 'custom' as const,
     name,
     schema,
-    broadcast: options.broadcast === true,
+    broadcast: (options?.broadcast === true) as TOptions['broadcast'] extends true ? true : false,
   });
 }
 

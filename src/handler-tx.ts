@@ -1,0 +1,127 @@
+import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js';
+import type postgres from 'postgres';
+import { PgPubSubError } from './errors.ts';
+
+const SAVEPOINT = 'pgpubsub_item';
+
+/** The pieces of a Drizzle postgres.js database needed to build transaction objects for handlers. */
+export interface DrizzleParts {
+  dialect: unknown;
+  options: unknown;
+  schema:
+    | { fullSchema: Record<string, unknown>; schema: any; tableNamesMap: Record<string, string> }
+    | undefined;
+}
+
+/** Reads what a handler transaction needs from a Drizzle database; fails clearly on anything else. */
+export function drizzleParts(db: PostgresJsDatabase<any>): DrizzleParts {
+  const anyDb = db as any;
+  const session = anyDb?._?.session;
+  if (!anyDb?.dialect || !session || typeof anyDb.$client?.begin !== 'function') {
+    throw new PgPubSubError(
+      'UNSUPPORTED_DATABASE',
+      'createListener(db) needs a Drizzle database on postgres.js: `drizzle(postgres(url))` from drizzle-orm/postgres-js.',
+    );
+  }
+  return {
+    dialect: anyDb.dialect,
+    options: session.options ?? {},
+    schema: anyDb._.schema
+      ? { fullSchema: anyDb._.fullSchema, schema: anyDb._.schema, tableNamesMap: anyDb._.tableNamesMap }
+      : undefined,
+  };
+}
+
+/**
+ * One handler's window onto the claim transaction. The savepoint that isolates the handler is only
+ * created when the handler first sends a query (pipelined in front of it), so handlers that do not
+ * write through `tx` cost no extra round trips. After the handler settles, the scope is closed: a
+ * stray late query fails instead of leaking into the next notification's work.
+ */
+export class HandlerScope {
+  private savepoint = false;
+  private closedReason: string | undefined;
+  private readonly inflight = new Set<postgres.PendingQuery<any>>();
+  readonly tx: PostgresJsTransaction<any, any>;
+
+  constructor(
+    private readonly tsql: postgres.TransactionSql,
+    parts: DrizzleParts,
+  ) {
+    const client = new Proxy(tsql, {
+      get: (target, key, receiver) => {
+        if (key === 'unsafe')
+          return (query: string, params?: unknown[], opts?: unknown) => this.run(query, params, opts);
+        if (key === 'savepoint') {
+          return (...args: unknown[]) => {
+            this.open();
+            return (target.savepoint as (...a: unknown[]) => unknown)(...args);
+          };
+        }
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    const session = new PostgresJsSession(
+      client as any,
+      parts.dialect as any,
+      parts.schema,
+      parts.options as any,
+    );
+    this.tx = new PostgresJsTransaction(parts.dialect as any, session as any, parts.schema);
+  }
+
+  /** True when the handler sent at least one query (and so may have written). */
+  get used(): boolean {
+    return this.savepoint;
+  }
+
+  private open(): void {
+    if (this.closedReason) throw new PgPubSubError('ABORTED', this.closedReason);
+    if (!this.savepoint) {
+      this.savepoint = true;
+      this.tsql
+        .unsafe(`SAVEPOINT ${SAVEPOINT}`)
+        .execute()
+        .catch(() => {});
+    }
+  }
+
+  private run(query: string, params?: unknown[], opts?: unknown) {
+    this.open();
+    const q = this.tsql.unsafe(query, params as any[], opts as any);
+    this.inflight.add(q);
+    const forget = () => this.inflight.delete(q);
+    q.then(forget, forget);
+    return q;
+  }
+
+  /** Stops further queries and cancels the handler's running ones (timeout or shutdown). */
+  abort(reason: string): void {
+    this.closedReason ??= reason;
+    for (const q of this.inflight) q.cancel();
+  }
+
+  /** Closes the scope after a successful handler; the savepoint is released without a round trip. */
+  commit(): void {
+    this.closedReason ??= 'This notification was already handled: its transaction cannot be used any more.';
+    if (this.savepoint) {
+      this.tsql
+        .unsafe(`RELEASE SAVEPOINT ${SAVEPOINT}`)
+        .execute()
+        .catch(() => {});
+    }
+  }
+
+  /** Undoes the handler's writes after a failure, keeping the rest of the claim transaction. */
+  async rollback(): Promise<void> {
+    this.closedReason ??= 'This notification was already handled: its transaction cannot be used any more.';
+    await Promise.allSettled([...this.inflight]);
+    if (!this.savepoint) return;
+    await this.tsql.unsafe(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+    this.tsql
+      .unsafe(`RELEASE SAVEPOINT ${SAVEPOINT}`)
+      .execute()
+      .catch(() => {});
+  }
+}

@@ -1,0 +1,127 @@
+import { is, sql } from 'drizzle-orm';
+import { PgTransaction } from 'drizzle-orm/pg-core';
+import type { CustomChannel } from './channel.ts';
+import { isChannel } from './channel.ts';
+import { PgPubSubError } from './errors.ts';
+import { byteLength, quoteIdent } from './identifiers.ts';
+import { DEFAULT_SCHEMA } from './notifications.ts';
+import type { StandardSchemaV1 } from './standard-schema.ts';
+
+/** Anything Drizzle can run SQL on: a database or a transaction (any pg driver). */
+export interface SqlExecutor {
+  execute(query: ReturnType<typeof sql>): PromiseLike<unknown>;
+}
+
+/** Largest NOTIFY payload PostgreSQL accepts, in bytes. */
+export const MAX_BROADCAST_BYTES = 7999;
+
+function formatIssues(issues: ReadonlyArray<StandardSchemaV1.Issue>): string {
+  return issues
+    .map((issue) => {
+      const path = (issue.path ?? []).map((p) => (typeof p === 'object' && p !== null ? p.key : p));
+      return path.length ? `${path.map(String).join('.')}: ${issue.message}` : issue.message;
+    })
+    .join('; ');
+}
+
+/**
+ * Validates `payload` with the channel's schema and returns the JSON text to store. The JSON
+ * round-trip is what a handler will read back, so that is what must validate: a `Date` or `bigint`
+ * that JSON would mangle is reported here, not in the listener.
+ */
+export async function serializePayload(ch: CustomChannel<any, boolean>, payload: unknown): Promise<string> {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload);
+  } catch (error) {
+    throw new PgPubSubError(
+      'INVALID_PAYLOAD',
+      `Payload for channel "${ch.name}" cannot be serialized to JSON (${(error as Error).message}). Send JSON values only (e.g. strings instead of bigint).`,
+      { cause: error },
+    );
+  }
+  const roundTripped = json === undefined ? undefined : JSON.parse(json);
+  const result = await ch.schema['~standard'].validate(roundTripped);
+  if (result.issues) {
+    const original = await ch.schema['~standard'].validate(payload);
+    const hint = original.issues
+      ? ''
+      : ' The payload is valid but not JSON-safe: it changes when stored as JSON (e.g. Date becomes a string). Use JSON types in the schema, e.g. v.pipe(v.string(), v.isoTimestamp()).';
+    throw new PgPubSubError(
+      'INVALID_PAYLOAD',
+      `Invalid payload for channel "${ch.name}": ${formatIssues(original.issues ?? result.issues)}.${hint} Nothing was stored.`,
+    );
+  }
+  return json as string;
+}
+
+/**
+ * Sends a message on a custom channel, inside the caller's transaction: it is stored (durable
+ * channel) or NOTIFY'd (broadcast channel) if and only if that transaction commits. The payload is
+ * validated first; an invalid payload throws `INVALID_PAYLOAD` naming the field, and nothing is written.
+ *
+ * @example
+ * await db.transaction(async (tx) => {
+ *   await tx.insert(orders).values(order);
+ *   await notify(tx, emailRequested, { to: 'a@b.c', subject: 'Thanks' });
+ * });
+ */
+export async function notify<TSchema extends StandardSchemaV1>(
+  tx: SqlExecutor,
+  ch: CustomChannel<TSchema, boolean>,
+  payload: StandardSchemaV1.InferInput<TSchema>,
+  options: { schema?: string } = {},
+): Promise<void> {
+  if (!isChannel(ch) || ch.kind !== 'custom') {
+    throw new PgPubSubError(
+      'INVALID_CHANNEL',
+      'notify() takes a channel made by channel(name, schema). Trigger channels are fed by their table triggers.',
+    );
+  }
+  const json = await serializePayload(ch, payload);
+  if (ch.broadcast) {
+    const bytes = byteLength(json);
+    if (bytes > MAX_BROADCAST_BYTES) {
+      throw new PgPubSubError(
+        'PAYLOAD_TOO_LARGE',
+        `Broadcast payload for channel "${ch.name}" is ${bytes} bytes; NOTIFY carries at most ${MAX_BROADCAST_BYTES}. Send an id and load the data in the handler, or make the channel durable (no size limit).`,
+      );
+    }
+    await tx.execute(sql`SELECT pg_notify(${ch.name}, ${json})`);
+    return;
+  }
+  const fn = sql.raw(`${quoteIdent(options.schema ?? DEFAULT_SCHEMA)}."notify"`);
+  await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::jsonb)`);
+}
+
+/**
+ * Attaches JSON context (tenant id, trace id, actor…) to every notification the transaction
+ * produces, triggers and `notify()` alike. It is local to the transaction: nothing leaks into later
+ * work on the same pooled connection. Calling it again merges the new keys in.
+ */
+export async function withContext(tx: SqlExecutor, context: Record<string, unknown>): Promise<void> {
+  if (!is(tx, PgTransaction)) {
+    throw new PgPubSubError(
+      'INVALID_CONTEXT',
+      'withContext() must be given a transaction: call it inside db.transaction(async (tx) => …) with that tx.',
+    );
+  }
+  if (typeof context !== 'object' || context === null || Array.isArray(context)) {
+    throw new PgPubSubError(
+      'INVALID_CONTEXT',
+      'withContext() takes a plain JSON object, e.g. { tenant: "t1" }.',
+    );
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(context);
+  } catch (error) {
+    throw new PgPubSubError(
+      'INVALID_CONTEXT',
+      `Context cannot be serialized to JSON: ${(error as Error).message}`,
+    );
+  }
+  await tx.execute(
+    sql`SELECT set_config('pgpubsub.context', (coalesce(nullif(current_setting('pgpubsub.context', true), ''), '{}')::jsonb || ${json}::jsonb)::text, true)`,
+  );
+}

@@ -1,0 +1,82 @@
+import type postgres from 'postgres';
+import { quoteIdent } from './identifiers.ts';
+
+/** What a probe found for one channel. */
+export interface ProbeResult {
+  channel: string;
+  /** Some notification is ready now and not locked by another listener. */
+  ready: boolean;
+  /** Earliest future `run_at` (retries), in epoch ms, or null. */
+  nextRunAt: number | null;
+  /** Transactions in progress when the probe ran (xid8 as text). */
+  inProgress: string[];
+}
+
+/**
+ * The wake-up protocol. Producers NOTIFY only while a channel's `wakeups.idle` flag is set, so busy
+ * listeners cost the write path nothing. A listener that runs out of work sets the flag, then probes:
+ * a producer that read the flag just before it was set may still commit without notifying, but it
+ * is then in the probe snapshot's in-progress list, so the listener waits for that list to finish
+ * and probes again before it sleeps. A wait cut short by a long unrelated transaction leaves at
+ * most the safety sweep's delay, never a lost notification.
+ */
+export class WakeupSql {
+  private readonly wakeups: string;
+  private readonly notifications: string;
+
+  constructor(
+    private readonly sql: postgres.Sql,
+    schema: string,
+    private readonly filter: string | null,
+  ) {
+    this.wakeups = `${quoteIdent(schema)}."wakeups"`;
+    this.notifications = `${quoteIdent(schema)}."notifications"`;
+  }
+
+  /** Sets or clears the idle flag of a channel. */
+  async setIdle(channel: string, idle: boolean): Promise<void> {
+    await this.sql.unsafe(
+      `INSERT INTO ${this.wakeups} AS w ("channel", "idle") VALUES ($1, $2)
+       ON CONFLICT ("channel") DO UPDATE SET "idle" = EXCLUDED."idle" WHERE w."idle" IS DISTINCT FROM EXCLUDED."idle"`,
+      [channel, idle],
+    );
+  }
+
+  /** One statement that checks every given channel for ready and scheduled work. */
+  async probe(channels: string[]): Promise<ProbeResult[]> {
+    const filter = this.filter === null ? '' : ` AND n."context" @> $2::jsonb`;
+    const rows = await this.sql.unsafe(
+      `SELECT c.name AS channel,
+  (SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = c.name AND n."status" = 'pending' AND n."run_at" <= now()${filter}
+   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL AS ready,
+  (extract(epoch FROM (SELECT min(n."run_at") FROM ${this.notifications} n
+   WHERE n."channel" = c.name AND n."status" = 'pending' AND n."run_at" > now()${filter})) * 1000)::float8 AS next_run_at,
+  array(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS in_progress
+FROM unnest($1::text[]) AS c(name)`,
+      (this.filter === null ? [channels] : [channels, this.filter]) as any[],
+    );
+    return rows.map((r) => ({
+      channel: r.channel as string,
+      ready: r.ready as boolean,
+      nextRunAt: (r.next_run_at as number | null) ?? null,
+      inProgress: r.in_progress as string[],
+    }));
+  }
+
+  /** Waits (polling, with backoff) until none of `xids` is in progress, `deadline` passes or `cancelled()`. */
+  async waitFor(xids: string[], deadline: number, cancelled: () => boolean): Promise<boolean> {
+    let pending = xids;
+    let delay = 1;
+    while (pending.length > 0) {
+      if (cancelled() || Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 50);
+      const rows = await this.sql.unsafe(
+        `SELECT x::text AS xid FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress'`,
+        [pending],
+      );
+      pending = rows.map((r) => r.xid as string);
+    }
+    return true;
+  }
+}

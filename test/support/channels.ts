@@ -1,0 +1,27 @@
+import type { Casing } from 'drizzle-orm';
+import type postgres from 'postgres';
+import type { AnyChannel } from '../../src/channel.ts';
+import { createTriggerSql, resolveTriggerSpec } from '../../src/trigger-sql.ts';
+
+/** Installs the triggers of the given trigger channels, as a generated migration would. */
+export async function installChannels(
+  sql: postgres.Sql,
+  channels: AnyChannel[],
+  casing?: Casing,
+): Promise<void> {
+  for (const ch of channels) {
+    if (ch.kind !== 'trigger') continue;
+    for (const statement of createTriggerSql(resolveTriggerSpec(ch, casing))) await sql.unsafe(statement);
+  }
+}
+
+/** Counts rows in the notifications table by status. */
+export async function countNotifications(
+  sql: postgres.Sql,
+  channel?: string,
+): Promise<{ pending: number; failed: number }> {
+  const [row] = await sql`
+    SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending, count(*) FILTER (WHERE status = 'failed')::int AS failed
+    FROM pgpubsub.notifications WHERE ${channel === undefined ? sql`true` : sql`channel = ${channel}`}`;
+  return row as { pending: number; failed: number };
+}
