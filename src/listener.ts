@@ -99,7 +99,9 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private readonly options: Required<Pick<ListenerOptions, 'concurrency' | 'batchSize' | 'idleWaitMs'>> &
     ListenerOptions;
   private readonly sql: postgres.Sql;
-  private readonly table: string;
+  private get table(): string {
+    return notificationsRef(this.options.schema ?? DEFAULT_SCHEMA);
+  }
   private context: ClaimContext | undefined;
   private wakeup: WakeupSql | undefined;
   private listenSql: postgres.Sql | undefined;
@@ -127,7 +129,27 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     }
     this.options = { ...options, concurrency, batchSize, idleWaitMs };
     this.sql = (db as any).$client as postgres.Sql;
-    this.table = notificationsRef(options.schema ?? DEFAULT_SCHEMA);
+  }
+
+  /**
+   * Changes options before `start()`; the CLI uses it for `--concurrency`, `--batch-size`, `--channels`.
+   * Options not given keep their values.
+   */
+  configure(options: ListenerOptions): this {
+    if (this.phase !== 'new')
+      throw new PgPubSubError('LISTENER_STATE', 'configure() must be called before start().');
+    for (const key of ['concurrency', 'batchSize'] as const) {
+      const value = options[key];
+      if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
+        throw new PgPubSubError(
+          'INVALID_OPTIONS',
+          `createListener: \`${key}\` must be a positive integer, got ${value}.`,
+        );
+      }
+    }
+    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+    Object.assign(this.options, defined);
+    return this;
   }
 
   /** Registers the handler of a channel. Chainable; typed from the channel. */
