@@ -67,15 +67,24 @@ function decodeOneSql(d: RowDecoder): string {
 FROM (SELECT 1) x ${populateSql(d, '$1::jsonb', 'o')} ${populateSql(d, '$2::jsonb', 'n')}`;
 }
 
-/** Text kept in `last_error`: message and stack, bounded. */
+/** Text kept in `last_error`: the message, the messages of its causes, and the stack, bounded. */
 export function describeError(error: unknown): string {
-  const text = error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
+  const parts: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current !== undefined && current !== null && depth < 4; depth++) {
+    const text = current instanceof Error ? `${current.name}: ${current.message}` : String(current);
+    parts.push(depth === 0 ? text : `caused by ${text}`);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  const stack =
+    error instanceof Error && error.stack ? `\n${error.stack.split('\n').slice(1).join('\n')}` : '';
+  const text = parts.join('\n') + stack;
   return text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS)}…` : text;
 }
 
 /** Records failed attempts (retry later, or dead letter) in the claim transaction. */
 export async function recordFailures(
-  sql: postgres.Sql | postgres.TransactionSql,
+  sql: postgres.Sql | postgres.ReservedSql,
   table: string,
   failures: { id: string; error: unknown; delayMs: number; dead: boolean }[],
 ): Promise<void> {
@@ -153,7 +162,7 @@ async function validatePayload(reg: Registration, payload: unknown): Promise<Rec
 }
 
 async function decodeBatch(
-  tsql: postgres.TransactionSql,
+  tsql: postgres.ReservedSql,
   reg: Registration,
   ctx: ClaimContext,
   limit: number,
@@ -263,54 +272,72 @@ export async function claimBatch(
   options: { safe?: boolean; claimedIds?: string[] } = {},
 ): Promise<ClaimOutcome> {
   const outcome: ClaimOutcome = { claimed: 0, processed: [], failed: [] };
+  // A reserved connection with explicit BEGIN/COMMIT rather than sql.begin(): postgres.js fails a
+  // whole begin() scope on any failed query, even one the caller caught, and a handler's failed
+  // query must only roll back to its own savepoint.
+  const tsql = await ctx.sql.reserve();
+  let inTransaction = false;
   try {
-    await ctx.sql.begin(async (tsql) => {
-      outcome.processed = [];
-      outcome.failed = [];
-      const batch = await decodeBatch(tsql, reg, ctx, limit, options.safe === true);
-      outcome.claimed = batch.length;
-      options.claimedIds?.push(...batch.map((b) => b.meta.id));
-      const done: string[] = [];
-      const failures: { id: string; error: unknown; delayMs: number; dead: boolean }[] = [];
-      for (const item of batch) {
-        const { id, attempt } = item.meta;
-        if (item.body === undefined) {
-          failures.push({ id, error: item.poison, delayMs: 0, dead: true });
-          outcome.failed.push({ id, attempt, error: item.poison, retryAt: null, dead: true });
-          continue;
-        }
-        const scope = new HandlerScope(tsql, ctx.parts);
-        const started = performance.now();
-        try {
-          await runHandler(reg, item, scope, ctx.hardStop);
-          scope.commit();
-          done.push(id);
-          outcome.processed.push({ id, attempt, durationMs: performance.now() - started });
-        } catch (error) {
-          if (error instanceof HardStop) throw error;
-          await scope.rollback();
-          const dead = attempt >= reg.maxAttempts;
-          const delayMs = dead ? 0 : reg.backoff(attempt);
-          failures.push({ id, error, delayMs, dead });
-          outcome.failed.push({
-            id,
-            attempt,
-            error,
-            retryAt: dead ? null : new Date(Date.now() + delayMs),
-            dead,
-          });
-        }
+    tsql
+      .unsafe('BEGIN')
+      .execute()
+      .catch(() => {});
+    inTransaction = true;
+    const batch = await decodeBatch(tsql, reg, ctx, limit, options.safe === true);
+    outcome.claimed = batch.length;
+    options.claimedIds?.push(...batch.map((b) => b.meta.id));
+    const done: string[] = [];
+    const failures: { id: string; error: unknown; delayMs: number; dead: boolean }[] = [];
+    for (const item of batch) {
+      const { id, attempt } = item.meta;
+      if (item.body === undefined) {
+        failures.push({ id, error: item.poison, delayMs: 0, dead: true });
+        outcome.failed.push({ id, attempt, error: item.poison, retryAt: null, dead: true });
+        continue;
       }
-      if (done.length) await tsql.unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [done]);
-      await recordFailures(tsql, ctx.table, failures);
-    });
+      const scope = new HandlerScope(tsql, ctx.parts);
+      const started = performance.now();
+      try {
+        await runHandler(reg, item, scope, ctx.hardStop);
+        scope.commit();
+        done.push(id);
+        outcome.processed.push({ id, attempt, durationMs: performance.now() - started });
+      } catch (error) {
+        if (error instanceof HardStop) throw error;
+        await scope.rollback();
+        const dead = attempt >= reg.maxAttempts;
+        const delayMs = dead ? 0 : reg.backoff(attempt);
+        failures.push({ id, error, delayMs, dead });
+        outcome.failed.push({
+          id,
+          attempt,
+          error,
+          retryAt: dead ? null : new Date(Date.now() + delayMs),
+          dead,
+        });
+      }
+    }
+    if (done.length) await tsql.unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [done]);
+    await recordFailures(tsql, ctx.table, failures);
+    const result = await tsql.unsafe('COMMIT');
+    inTransaction = false;
+    // COMMIT of a transaction that is in an aborted state answers ROLLBACK instead of failing.
+    if (result.command !== 'COMMIT') {
+      throw new PgPubSubError(
+        'ABORTED',
+        'The claim transaction was aborted by a failed statement and rolled back.',
+      );
+    }
   } catch (error) {
+    if (inTransaction) await tsql.unsafe('ROLLBACK').catch(() => {});
     if (error instanceof HardStop || ctx.hardStop.aborted) {
       throw new PgPubSubError('ABORTED', 'Claim transaction rolled back: the listener stopped.', {
         cause: error,
       });
     }
     throw error;
+  } finally {
+    tsql.release();
   }
   return outcome;
 }

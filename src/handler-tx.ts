@@ -41,23 +41,27 @@ export function drizzleParts(db: PostgresJsDatabase<any>): DrizzleParts {
  */
 export class HandlerScope {
   private savepoint = false;
+  private nested = 0;
   private closedReason: string | undefined;
   private readonly inflight = new Set<postgres.PendingQuery<any>>();
   readonly tx: PostgresJsTransaction<any, any>;
 
   constructor(
-    private readonly tsql: postgres.TransactionSql,
+    private readonly tsql: postgres.ReservedSql,
     parts: DrizzleParts,
   ) {
-    const client = new Proxy(tsql, {
+    const client: any = new Proxy(tsql, {
       get: (target, key, receiver) => {
-        if (key === 'unsafe')
+        if (key === 'unsafe') {
           return (query: string, params?: unknown[], opts?: unknown) => this.run(query, params, opts);
+        }
+        // Drizzle's nested `tx.transaction()` calls client.savepoint(fn).
         if (key === 'savepoint') {
-          return (...args: unknown[]) => {
-            this.open();
-            return (target.savepoint as (...a: unknown[]) => unknown)(...args);
-          };
+          return (nameOrFn: unknown, maybeFn?: unknown) =>
+            this.nestedSavepoint(
+              (typeof nameOrFn === 'function' ? nameOrFn : maybeFn) as (c: unknown) => unknown,
+              client,
+            );
         }
         return Reflect.get(target, key, receiver);
       },
@@ -84,6 +88,19 @@ export class HandlerScope {
         .unsafe(`SAVEPOINT ${SAVEPOINT}`)
         .execute()
         .catch(() => {});
+    }
+  }
+
+  private async nestedSavepoint(fn: (client: unknown) => unknown, client: unknown): Promise<unknown> {
+    const name = `pgpubsub_nested_${++this.nested}`;
+    await this.run(`SAVEPOINT ${name}`);
+    try {
+      const result = await fn(client);
+      await this.run(`RELEASE SAVEPOINT ${name}`);
+      return result;
+    } catch (error) {
+      await this.run(`ROLLBACK TO SAVEPOINT ${name}`);
+      throw error;
     }
   }
 

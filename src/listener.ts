@@ -403,30 +403,35 @@ export class Listener<TDb extends AnyDb = AnyDb> {
         state.careful = this.options.batchSize;
       } else if (claimedIds.length === 1) {
         // This one notification breaks its whole transaction (e.g. a deferred constraint at COMMIT).
-        await this.recordBroken(state, claimedIds[0]!, error);
+        return this.recordBroken(state, claimedIds[0]!, error);
       }
       return null;
     }
   }
 
-  private async recordBroken(state: ChannelState, id: string, error: unknown): Promise<void> {
+  private async recordBroken(state: ChannelState, id: string, error: unknown): Promise<ClaimOutcome | null> {
     const [row] = await this.sql
       .unsafe(`SELECT "attempts" FROM ${this.table} WHERE "id" = $1`, [id])
       .catch(() => []);
-    if (!row) return;
+    if (!row) return null;
     const attempt = (row.attempts as number) + 1;
     const dead = attempt >= state.reg.maxAttempts;
     const delayMs = dead ? 0 : state.reg.backoff(attempt);
     try {
       await recordFailures(this.sql, this.table, [{ id, error, delayMs, dead }]);
       state.careful--;
-      this.report(state.reg, {
+      state.errors = 0;
+      state.notBefore = 0;
+      const outcome: ClaimOutcome = {
         claimed: 1,
         processed: [],
         failed: [{ id, attempt, error, dead, retryAt: dead ? null : new Date(Date.now() + delayMs) }],
-      });
+      };
+      this.report(state.reg, outcome);
+      return outcome;
     } catch (recordError) {
       this.events.emit('error', { error: recordError, during: 'recording a failed attempt' });
+      return null;
     }
   }
 

@@ -221,7 +221,7 @@ describe('listener', () => {
       await tx.insert(authors).values({ name: 'live t1' });
     });
     await t.db.insert(authors).values({ name: 'live none' });
-    await waitFor(() => seen.length === 3);
+    await waitFor(async () => seen.length === 3 && (await countNotifications(t.sql)).pending === 2);
     expect(seen[2]).toEqual(['insert', { tenant: 't1' }]);
     const left =
       await t.sql`SELECT channel, new->>'name' AS name, context FROM pgpubsub.notifications ORDER BY id`;
@@ -299,6 +299,88 @@ describe('listener', () => {
     expect(aborted).toBe(true);
     expect(await t.db.select().from(effects)).toEqual([]);
     expect(await countNotifications(t.sql)).toEqual({ pending: 1, failed: 0 });
+  });
+
+  it('isolates a handler whose SQL fails, and supports nested transactions', async () => {
+    await t.db.insert(effects).values({ key: 'taken' });
+    for (const subject of ['a', 'taken', 'b']) await notify(t.db, emailRequested, { to: 'a@b.co', subject });
+    const l = listen(t.db, { maxAttempts: 1 }).on(emailRequested, async ({ payload }, tx) => {
+      // A nested transaction is a savepoint: rolling it back rejects tx.transaction() and keeps the rest.
+      await tx
+        .transaction(async (inner) => {
+          await inner.insert(effects).values({ key: `${payload.subject}-inner` });
+          if (payload.subject === 'a') inner.rollback();
+        })
+        .catch(() => {});
+      await tx.insert(effects).values({ key: payload.subject });
+    });
+    const summary = await l.drain();
+    expect(summary).toMatchObject({ processed: 2, dead: 1 });
+    const keys = (await t.db.select().from(effects)).map((e) => e.key).sort();
+    expect(keys).toEqual(['a', 'b', 'b-inner', 'taken']);
+    const [dead] =
+      await t.sql`SELECT payload->>'subject' AS subject, last_error FROM pgpubsub.notifications WHERE status = 'failed'`;
+    expect(dead).toMatchObject({ subject: 'taken' });
+    expect(dead!.last_error).toMatch(/duplicate key value violates unique constraint/);
+  });
+
+  it('isolates a notification that breaks its transaction at COMMIT', async () => {
+    await t.sql`CREATE TABLE IF NOT EXISTS deferred (id int PRIMARY KEY, parent int REFERENCES deferred(id) DEFERRABLE INITIALLY DEFERRED)`;
+    for (const subject of ['ok1', 'orphan', 'ok2'])
+      await notify(t.db, emailRequested, { to: 'a@b.co', subject });
+    const errors: unknown[] = [];
+    const l = listen(t.db, { maxAttempts: 1 }).on(emailRequested, async ({ payload }, tx) => {
+      await tx.insert(effects).values({ key: payload.subject });
+      if (payload.subject === 'orphan') await tx.execute(dsql`INSERT INTO deferred VALUES (1, 999)`);
+    });
+    l.events.on('error', (e) => errors.push(e.during));
+    const summary = await l.drain();
+    expect(summary).toMatchObject({ processed: 2, dead: 1 });
+    expect((await t.db.select().from(effects)).map((e) => e.key).sort()).toEqual(['ok1', 'ok2']);
+    const [dead] =
+      await t.sql`SELECT payload->>'subject' AS subject, last_error FROM pgpubsub.notifications WHERE status = 'failed'`;
+    expect(dead).toMatchObject({ subject: 'orphan' });
+    expect(dead!.last_error).toMatch(/foreign key constraint/);
+    expect(errors.length).toBeGreaterThan(0);
+  });
+
+  it('aborts a handler past its timeout, rolls back its writes and retries it', async () => {
+    await notify(t.db, emailRequested, { to: 'a@b.co', subject: 'slow' });
+    let attempts = 0;
+    let sawAbort = false;
+    const l = listen(t.db, { backoff: () => 0, maxAttempts: 3 }).on(
+      emailRequested,
+      async (e, tx) => {
+        attempts++;
+        await tx.insert(effects).values({ key: `try${e.attempt}` });
+        if (e.attempt === 1) {
+          e.signal.addEventListener('abort', () => (sawAbort = true));
+          await tx.execute(dsql`SELECT pg_sleep(30)`);
+        }
+      },
+      { timeoutMs: 200 },
+    );
+    const summary = await l.drain();
+    expect(summary).toMatchObject({ processed: 1, retried: 1 });
+    expect(attempts).toBe(2);
+    expect(sawAbort).toBe(true);
+    expect((await t.db.select().from(effects)).map((e) => e.key)).toEqual(['try2']);
+  });
+
+  it('refuses to run queries on a handler transaction after the handler finished', async () => {
+    await notify(t.db, emailRequested, { to: 'a@b.co', subject: 'leak' });
+    let leaked: any;
+    await listen(t.db)
+      .on(emailRequested, (_e, tx) => {
+        leaked = tx;
+      })
+      .drain();
+    const error = await leaked
+      .insert(effects)
+      .values({ key: 'late' })
+      .catch((e: Error) => e);
+    expect(String(error.cause ?? error)).toMatch(/already handled/);
+    expect(await t.db.select().from(effects)).toEqual([]);
   });
 
   it('gives clear errors for misuse', async () => {
