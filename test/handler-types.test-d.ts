@@ -1,0 +1,76 @@
+import { integer, pgTable, serial, text } from 'drizzle-orm/pg-core';
+import { drizzle } from 'drizzle-orm/postgres-js';
+import postgres from 'postgres';
+import * as v from 'valibot';
+import { describe, expectTypeOf, it } from 'vitest';
+import { channel, createListener, notify, triggerChannel } from '../src/index.ts';
+
+const authors = pgTable('authors', { id: serial().primaryKey(), name: text().notNull(), age: integer() });
+type Author = typeof authors.$inferSelect;
+const db = drizzle(postgres('postgres://localhost/none'));
+
+describe('handler types', () => {
+  it('narrows old/new by op for trigger channels', () => {
+    const all = triggerChannel(authors, { on: ['insert', 'update', 'delete'] });
+    createListener(db).on(all, (event, tx) => {
+      expectTypeOf(event.id).toEqualTypeOf<string>();
+      expectTypeOf(event.attempt).toEqualTypeOf<number>();
+      expectTypeOf(event.createdAt).toEqualTypeOf<Date>();
+      expectTypeOf(event.context).toEqualTypeOf<Record<string, unknown>>();
+      expectTypeOf(event.signal).toEqualTypeOf<AbortSignal>();
+      if (event.op === 'insert') {
+        expectTypeOf(event.old).toEqualTypeOf<null>();
+        expectTypeOf(event.new).toEqualTypeOf<Author>();
+      } else if (event.op === 'update') {
+        expectTypeOf(event.old).toEqualTypeOf<Author>();
+        expectTypeOf(event.new).toEqualTypeOf<Author>();
+      } else {
+        expectTypeOf(event.op).toEqualTypeOf<'delete'>();
+        expectTypeOf(event.new).toEqualTypeOf<null>();
+        expectTypeOf(event.old).toEqualTypeOf<Author>();
+      }
+      expectTypeOf(tx.insert).toBeFunction();
+      expectTypeOf(tx.rollback).toBeFunction();
+    });
+  });
+
+  it('knows an insert-only channel has no old row', () => {
+    const inserts = triggerChannel(authors, { on: ['insert'] });
+    createListener(db).on(inserts, (event) => {
+      expectTypeOf(event.op).toEqualTypeOf<'insert'>();
+      expectTypeOf(event.new.name).toEqualTypeOf<string>();
+      expectTypeOf(event.new.age).toEqualTypeOf<number | null>();
+      expectTypeOf(event.old).toEqualTypeOf<null>();
+    });
+  });
+
+  it('types custom payloads from the schema output, and notify() from its input', async () => {
+    const mail = channel('mail', v.object({ to: v.string(), n: v.pipe(v.string(), v.transform(Number)) }));
+    createListener(db).on(mail, (event, tx) => {
+      expectTypeOf(event.payload).toEqualTypeOf<{ to: string; n: number }>();
+      expectTypeOf(tx.select).toBeFunction();
+    });
+    await notify(db, mail, { to: 'x', n: '1' });
+    // @ts-expect-error n must be the schema's input type (string)
+    await notify(db, mail, { to: 'x', n: 1 });
+    // @ts-expect-error a trigger channel cannot be notified by hand
+    await notify(db, triggerChannel(authors, { on: ['insert'] }), {});
+  });
+
+  it('gives broadcast handlers the event and the database', () => {
+    const bust = channel('bust', v.object({ key: v.string() }), { broadcast: true });
+    createListener(db).on(bust, (event, database) => {
+      expectTypeOf(event.payload).toEqualTypeOf<{ key: string }>();
+      expectTypeOf(event.receivedAt).toEqualTypeOf<Date>();
+      expectTypeOf(database).toEqualTypeOf<typeof db>();
+    });
+  });
+
+  it('rejects unknown columns and operations at compile time', () => {
+    // @ts-expect-error not an operation
+    triggerChannel(authors, { on: ['upsert'] });
+    // @ts-expect-error not a column key
+    triggerChannel(authors, { on: ['update'], columns: ['nope'] });
+    triggerChannel(authors, { on: ['update'], columns: ['name', 'age'] });
+  });
+});
