@@ -1,0 +1,175 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PgPubSubError } from '../errors.ts';
+import { collectChannels, type GeneratePlan, planGenerate, readRecordedState } from '../generate.ts';
+import { byteLength, MAX_IDENTIFIER_BYTES } from '../identifiers.ts';
+import {
+  displayPath,
+  type MigrationFolder,
+  migrationSql,
+  planMigration,
+  readMigrationFolder,
+  writeMigration,
+} from '../migrations.ts';
+import { DEFAULT_SCHEMA } from '../notifications.ts';
+import { importSchemaFiles, type LoadedDrizzleConfig, loadDrizzleConfig } from './load-config.ts';
+
+/** Help text of `drizzle-pgpubsub generate`. */
+export const usage = `Usage: drizzle-pgpubsub generate [--config <file>] [--schema <name>]
+
+Writes one drizzle-kit migration into the \`out\` folder of your drizzle config: the
+notifications storage on the first run, then whatever installs, replaces or drops the
+triggers of the channels exported from your schema files. Writes nothing when all
+channels are up to date. Apply it with \`drizzle-kit migrate\`.
+
+Options:
+  -c, --config <file>  drizzle config (default: drizzle.config.{ts,js,mjs,cjs} here)
+      --schema <name>  pg schema of the notifications table
+                       (default: the one recorded in earlier migrations, else ${DEFAULT_SCHEMA})
+  -h, --help           show this help`;
+
+/** Options of {@link generate}. */
+export interface GenerateOptions {
+  /** Folder the config and `schema`/`out` paths are relative to (default: `process.cwd()`). */
+  cwd?: string;
+  /** Config file (default: drizzle.config.{ts,js,mjs,cjs} in `cwd`). */
+  config?: string;
+  /** pg schema of the notifications table (default: recorded, else `pgpubsub`). */
+  schema?: string;
+  /** Clock for `when` and timestamp prefixes (tests). */
+  now?: Date;
+  /** Progress lines (default: stdout). */
+  log?: (line: string) => void;
+  /** Warnings (default: stderr). */
+  warn?: (line: string) => void;
+}
+
+/** What {@link generate} did. */
+export interface GenerateResult {
+  /** Absolute paths of the files written (empty: nothing changed). */
+  written: string[];
+  plan: GeneratePlan;
+  warnings: string[];
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/**
+ * Tables of drizzle-kit's newest snapshot, or `null` when it has none (no snapshot yet, or tables made
+ * by hand-written migrations): then there is nothing to check against.
+ */
+function snapshotTables(folder: MigrationFolder): Set<string> | null {
+  if (folder.layout !== 'journal' || folder.snapshotPath === null) return null;
+  try {
+    const snapshot = JSON.parse(readFileSync(folder.snapshotPath, 'utf8')) as { tables?: object };
+    const tables = new Set(Object.keys(snapshot.tables ?? {}));
+    return tables.size > 0 ? tables : null;
+  } catch {
+    return null;
+  }
+}
+
+function collectWarnings(
+  config: LoadedDrizzleConfig,
+  folder: MigrationFolder,
+  plan: GeneratePlan,
+  cwd: string,
+): string[] {
+  const warnings: string[] = [];
+  if (config.schemaFilter.includes(plan.schema)) {
+    warnings.push(
+      `warning: schemaFilter in ${displayPath(config.path, cwd)} includes "${plan.schema}": \`drizzle-kit push\` would drop the notifications table there. Remove it from schemaFilter.`,
+    );
+  }
+  const known = snapshotTables(folder);
+  if (known && folder.layout === 'journal' && folder.snapshotPath) {
+    const snapshot = displayPath(folder.snapshotPath, cwd);
+    for (const { name, tableSchema, table } of plan.installed) {
+      if (!known.has(`${tableSchema}.${table}`)) {
+        warnings.push(
+          `warning: channel "${name}" watches "${tableSchema}"."${table}", which is not in drizzle-kit's latest snapshot (${snapshot}). Unless you create that table some other way, run \`drizzle-kit generate\` first so it exists before this trigger migration runs, then delete this migration with \`drizzle-kit drop\` and generate it again.`,
+        );
+      }
+    }
+  }
+  return warnings;
+}
+
+/**
+ * `drizzle-pgpubsub generate`: loads the drizzle config and schema files, compares the exported
+ * channels with the state recorded in existing migrations and writes one new migration (or nothing
+ * when up to date). Everything is validated before anything is written; bad input throws a
+ * {@link PgPubSubError}.
+ */
+export async function generate(options: GenerateOptions = {}): Promise<GenerateResult> {
+  const cwd = resolve(options.cwd ?? process.cwd());
+  const log = options.log ?? ((line: string) => console.log(line));
+  const warn = options.warn ?? ((line: string) => console.error(line));
+  if (options.schema !== undefined) {
+    const bytes = byteLength(options.schema);
+    if (bytes === 0 || bytes > MAX_IDENTIFIER_BYTES) {
+      throw new PgPubSubError(
+        'INVALID_OPTIONS',
+        `--schema must be a pg schema name of 1-${MAX_IDENTIFIER_BYTES} bytes, got ${JSON.stringify(options.schema)}.`,
+      );
+    }
+  }
+  const config = await loadDrizzleConfig({ cwd, config: options.config });
+  const modules = importSchemaFiles(config.schemaFiles, cwd);
+  const folder = readMigrationFolder(config.out);
+  const state = readRecordedState(folder.migrations);
+  const channels = collectChannels(modules, options.schema ?? state.storage?.schema ?? DEFAULT_SCHEMA);
+  const plan = planGenerate({ channels, state, schema: options.schema, casing: config.casing });
+
+  if (plan.statements.length === 0) {
+    log(`No changes: ${plural(plan.channels, 'channel')} up to date.`);
+    return { written: [], plan, warnings: [] };
+  }
+  const warnings = collectWarnings(config, folder, plan, cwd);
+  const migration = planMigration(folder, migrationSql(plan.header, plan.statements), {
+    name: 'pgpubsub',
+    prefix: config.prefix,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  const written = writeMigration(migration);
+
+  if (plan.storage) log(`storage: ${plan.storage} in schema "${plan.schema}"`);
+  for (const name of plan.added) log(`+ ${name}`);
+  for (const name of plan.changed) log(`~ ${name} (changed)`);
+  for (const name of plan.moved) log(`~ ${name} (moved to another table)`);
+  for (const name of plan.removed) log(`- ${name} (removed)`);
+  for (const path of written)
+    log(`${path.endsWith('_journal.json') ? 'Updated' : 'Wrote'} ${displayPath(path, cwd)}`);
+  log('Apply it with `drizzle-kit migrate` (or migrate() from drizzle-orm).');
+  for (const line of warnings) warn(line);
+  return { written, plan, warnings };
+}
+
+/** Entry point of `drizzle-pgpubsub generate <args>`; returns the exit code. */
+export async function run(argv: string[]): Promise<number> {
+  let values: { config?: string | undefined; schema?: string | undefined; help?: boolean | undefined };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        schema: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new PgPubSubError('INVALID_OPTIONS', `${(error as Error).message}\n\n${usage}`);
+  }
+  if (values.help) {
+    console.log(usage);
+    return 0;
+  }
+  await generate({
+    ...(values.config !== undefined ? { config: values.config } : {}),
+    ...(values.schema !== undefined ? { schema: values.schema } : {}),
+  });
+  return 0;
+}
