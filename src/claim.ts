@@ -317,10 +317,15 @@ export async function claimBatch(
         });
       }
     }
-    if (done.length) await tsql.unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [done]);
     await recordFailures(tsql, ctx.table, failures);
+    // DELETE and COMMIT go out together (one round trip); if the DELETE fails, COMMIT answers ROLLBACK.
+    const deleted = done.length
+      ? tsql.unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [done]).execute()
+      : undefined;
+    deleted?.catch(() => {});
     const result = await tsql.unsafe('COMMIT');
     inTransaction = false;
+    await deleted;
     // COMMIT of a transaction that is in an aborted state answers ROLLBACK instead of failing.
     if (result.command !== 'COMMIT') {
       throw new PgPubSubError(
