@@ -35,7 +35,7 @@ export interface RecordedChannel {
   hash: string;
   tableSchema: string;
   table: string;
-  /** Migration that recorded it. */
+  /** Name (journal tag or folder) of the migration that recorded it. */
   migration: string;
 }
 
@@ -161,7 +161,7 @@ export function readRecordedState(migrations: readonly ExistingMigration[]): Rec
     for (const line of markerLines(migration.sql)) {
       const [kind, value] = parseMarker(line, migration);
       if (kind === 'storage' && typeof value.version === 'number' && typeof value.schema === 'string') {
-        state.storage = { version: value.version, schema: value.schema, migration: migration.path };
+        state.storage = { version: value.version, schema: value.schema, migration: migration.name };
       } else if (
         kind === 'channel' &&
         typeof value.name === 'string' &&
@@ -170,7 +170,7 @@ export function readRecordedState(migrations: readonly ExistingMigration[]): Rec
         typeof value.table === 'string'
       ) {
         const { name, hash, tableSchema, table } = value;
-        state.channels.set(name, { name, hash, tableSchema, table, migration: migration.path });
+        state.channels.set(name, { name, hash, tableSchema, table, migration: migration.name });
       } else if (kind === 'drop' && typeof value.name === 'string') {
         state.channels.delete(value.name);
       } else {
@@ -218,13 +218,13 @@ export function planGenerate(input: {
   if (recordedSchema !== undefined && recordedSchema !== schema) {
     throw new PgPubSubError(
       'INVALID_OPTIONS',
-      `The notifications table lives in schema "${recordedSchema}" (see ${state.storage!.migration}), not "${schema}". Run generate with --schema ${JSON.stringify(recordedSchema)} (or without --schema); moving the storage to another schema is not supported.`,
+      `The notifications table lives in schema "${recordedSchema}" (created by migration ${state.storage!.migration}), not "${schema}". Run generate with --schema ${JSON.stringify(recordedSchema)} (or without --schema); moving the storage to another schema is not supported.`,
     );
   }
   if (state.storage && state.storage.version > STORAGE_VERSION) {
     throw new PgPubSubError(
       'MIGRATIONS_INVALID',
-      `${state.storage.migration} was written by a newer drizzle-pgpubsub (storage version ${state.storage.version}; this one knows ${STORAGE_VERSION}). Upgrade drizzle-pgpubsub.`,
+      `Migration ${state.storage.migration} was written by a newer drizzle-pgpubsub (storage version ${state.storage.version}; this one knows ${STORAGE_VERSION}). Upgrade drizzle-pgpubsub.`,
     );
   }
   const storage =

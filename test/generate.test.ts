@@ -555,6 +555,20 @@ export const itemEvents = triggerChannel(items, { on: ['insert'], name: 'v1 item
   });
 });
 
+describe('generate: warnings', () => {
+  it('warns on every run when schemaFilter would let drizzle-kit push drop the storage', async () => {
+    const dir = makeApp({
+      'drizzle.config.ts': `export default { dialect: 'postgresql', schema: './schema.ts', schemaFilter: ['public', 'pgpubsub'] };\n`,
+      'schema.ts': `import * as v from 'valibot';\nimport { channel } from 'drizzle-pgpubsub';\nexport const ping = channel('ping', v.object({}));\n`,
+    });
+    const expected = expect.stringMatching(/^warning: schemaFilter in drizzle.config.ts includes "pgpubsub"/);
+    expect((await run(dir)).warned).toEqual([expected]);
+    const again = await run(dir);
+    expect(again.out).toEqual(['No changes: 1 channel up to date.']);
+    expect(again.warned).toEqual([expected]);
+  });
+});
+
 describe('migration folder writer', () => {
   const folderWith = (files: Record<string, string>) => {
     const dir = makeApp(files);

@@ -122,11 +122,12 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   const channels = collectChannels(modules, options.schema ?? state.storage?.schema ?? DEFAULT_SCHEMA);
   const plan = planGenerate({ channels, state, schema: options.schema, casing: config.casing });
 
+  const warnings = collectWarnings(config, folder, plan, cwd);
   if (plan.statements.length === 0) {
     log(`No changes: ${plural(plan.channels, 'channel')} up to date.`);
-    return { written: [], plan, warnings: [] };
+    for (const line of warnings) warn(line);
+    return { written: [], plan, warnings };
   }
-  const warnings = collectWarnings(config, folder, plan, cwd);
   const migration = planMigration(folder, migrationSql(plan.header, plan.statements), {
     name: 'pgpubsub',
     prefix: config.prefix,
