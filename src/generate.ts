@@ -234,6 +234,12 @@ export function planGenerate(input: {
   for (const found of input.channels) {
     if (!isTriggerChannel(found.channel)) continue;
     const spec = resolve(found, input.casing);
+    if (spec.when?.includes('--> statement-breakpoint')) {
+      throw new PgPubSubError(
+        'INVALID_CHANNEL',
+        `The \`when\` of ${where(found)} contains "--> statement-breakpoint", which would split the trigger function in two when the migration runs. Rephrase the condition.`,
+      );
+    }
     desired.set(spec.channel, { spec, hash: channelHash(spec, schema) });
   }
 

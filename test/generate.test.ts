@@ -757,6 +757,19 @@ ${schema}
     }
   });
 
+  it('refuses a `when` that would be split at a statement breakpoint', async () => {
+    const dir = schemaApp(
+      "export const t1 = pgTable('t1', { id: serial().primaryKey() });\nexport const t1Events = triggerChannel(t1, { on: ['insert'], when: `'--> statement-breakpoint' <> ''` });",
+    );
+    await expectError(
+      run(dir),
+      'INVALID_CHANNEL',
+      'export `t1Events` of src/db/schema.ts',
+      'statement-breakpoint',
+    );
+    expect(existsSync(join(dir, 'drizzle'))).toBe(false);
+  });
+
   it('prints usage for --help, no command and unknown commands or options', async () => {
     const dir = makeApp({});
     const [help, none, unknown, genHelp, badOption] = await Promise.all([
