@@ -1,3 +1,13 @@
+export type {
+  AdminOptions,
+  ChannelStatus,
+  HealthOptions,
+  ListenerConnection,
+  NotificationRow,
+  RetrySelector,
+  StatusReport,
+} from './admin.ts';
+export { countFailed, healthProblems, listFailed, purgeFailed, retryFailed, status } from './admin.ts';
 export type { Backoff, ExponentialBackoffOptions } from './backoff.ts';
 export { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
 export type {

@@ -19,10 +19,26 @@ export const commands: Record<string, { summary: string; load: () => Promise<Cli
     summary: 'write trigger migrations into the drizzle-kit `out` folder',
     load: () => import('./generate.ts'),
   },
-  // listen: { summary: 'run listeners (with --processes N: a supervisor)', load: () => import('./listen.ts') },
-  // status: { summary: 'pending / failed / oldest age per channel', load: () => import('./status.ts') },
-  // retry:  { summary: 're-queue failed notifications', load: () => import('./retry.ts') },
-  // purge:  { summary: 'delete failed notifications', load: () => import('./purge.ts') },
+  listen: {
+    summary: 'run a listener module (with --processes N: a supervisor of N workers)',
+    load: () => import('./listen.ts'),
+  },
+  status: {
+    summary: 'pending / scheduled / failed / oldest age per channel, listeners connected (--check)',
+    load: () => import('./status.ts'),
+  },
+  failed: {
+    summary: 'list failed notifications (dead letters) with their last error',
+    load: () => import('./admin-commands.ts').then((m) => m.failed),
+  },
+  retry: {
+    summary: 're-queue failed notifications (--id, --channel or --all)',
+    load: () => import('./admin-commands.ts').then((m) => m.retry),
+  },
+  purge: {
+    summary: 'delete failed notifications older than --older-than',
+    load: () => import('./admin-commands.ts').then((m) => m.purge),
+  },
 };
 
 /** Top-level help text. */

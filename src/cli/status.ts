@@ -1,0 +1,91 @@
+import { healthProblems, type StatusReport, status } from '../admin.ts';
+import { COMMON_HELP, runDatabaseCommand } from './admin-commands.ts';
+import { EXIT, formatDuration, formatTable, parseDuration, parsePositiveInt, usageError } from './log.ts';
+
+/** Help text of `drizzle-pgpubsub status`. */
+export const usage = `Usage: drizzle-pgpubsub status [--check [--max-age <dur>] [--max-failed <n>]] [options]
+
+Per channel: pending (due now), scheduled (retries waiting for their backoff), failed
+(dead letters) and how long the oldest due notification has waited; then the listeners
+connected now (connections whose last statement is LISTEN).
+
+Options:
+  --check                  health check: exit 1 when a notification has failed or
+                           the oldest due notification waited longer than --max-age
+  --max-age <dur>          with --check (default 5m)
+  --max-failed <n>         with --check: failed notifications tolerated (default 0)
+${COMMON_HELP}
+
+Exit codes: 0 (healthy), 1 unhealthy or database unreachable, 2 bad options,
+78 configuration error (no DATABASE_URL, notifications table missing).`;
+
+function render(report: StatusReport): string {
+  const lines: string[] = [];
+  if (report.channels.length === 0) {
+    lines.push('No notifications stored and no listener has run yet.');
+  } else {
+    const rows: (string | number)[][] = report.channels.map((c) => [
+      c.channel,
+      c.pending,
+      c.scheduled,
+      c.failed,
+      c.oldestPendingAgeMs === null ? '-' : formatDuration(c.oldestPendingAgeMs),
+    ]);
+    if (report.channels.length > 1) {
+      rows.push(['(total)', report.totals.pending, report.totals.scheduled, report.totals.failed, '']);
+    }
+    lines.push(formatTable(['channel', 'pending', 'scheduled', 'failed', 'oldest pending'], rows));
+  }
+  const n = report.listeners.length;
+  lines.push('', `listeners connected: ${n}`);
+  for (const l of report.listeners) {
+    lines.push(
+      `  pid ${l.pid}  ${l.applicationName || '(no application_name)'}  ${l.clientAddr ?? 'local socket'}  since ${l.connectedAt.toISOString()}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** Entry point of `drizzle-pgpubsub status`; resolves to the exit code. */
+export function run(argv: string[]): Promise<number> {
+  return runDatabaseCommand(
+    argv,
+    usage,
+    { check: { type: 'boolean' }, 'max-age': { type: 'string' }, 'max-failed': { type: 'string' } },
+    async (values, { db }, schema) => {
+      const report = await status(db, { schema });
+      const check = values.check === true;
+      const maxAge = values['max-age'] as string | undefined;
+      const maxFailed = values['max-failed'] as string | undefined;
+      const problems = check
+        ? healthProblems(report, {
+            maxAgeMs: maxAge === undefined ? 5 * 60_000 : parseDuration(maxAge, '--max-age', usage),
+            maxFailed: maxFailed === undefined ? 0 : parsePositiveInt(maxFailed, '--max-failed', usage, 0),
+          })
+        : [];
+      if (values.json) {
+        const out = { ...report, ...(check ? { healthy: problems.length === 0, problems } : {}) };
+        console.log(JSON.stringify(out, null, 2));
+      } else {
+        console.log(render(report));
+        if (check) {
+          console.log(
+            problems.length === 0
+              ? '\nhealthy'
+              : `\nunhealthy:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+          );
+        }
+      }
+      return problems.length === 0 ? EXIT.ok : EXIT.failure;
+    },
+    (values) => {
+      if (values.check !== true && (values['max-age'] !== undefined || values['max-failed'] !== undefined)) {
+        throw usageError('--max-age and --max-failed go with --check.', usage);
+      }
+      if (values['max-age'] !== undefined) parseDuration(values['max-age'] as string, '--max-age', usage);
+      if (values['max-failed'] !== undefined) {
+        parsePositiveInt(values['max-failed'] as string, '--max-failed', usage, 0);
+      }
+    },
+  );
+}
