@@ -27,6 +27,8 @@ export type PgPubSubErrorCode =
   | 'NO_DATABASE_URL'
   | 'DATABASE_UNREACHABLE';
 
+const BRAND = Symbol.for('drizzle-pgpubsub.error');
+
 /**
  * The one error class thrown by drizzle-pgpubsub. `code` is stable; `message` says what to do.
  */
@@ -38,10 +40,14 @@ export class PgPubSubError extends Error {
     super(message, options);
     this.name = 'PgPubSubError';
     this.code = code;
+    Object.defineProperty(this, BRAND, { value: true });
   }
 }
 
 /** True when `error` is a {@link PgPubSubError}, optionally with the given code. */
 export function isPgPubSubError(error: unknown, code?: PgPubSubErrorCode): error is PgPubSubError {
-  return error instanceof PgPubSubError && (code === undefined || error.code === code);
+  // A brand rather than instanceof: schema files loaded through jiti may use another copy of the package.
+  const branded =
+    typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[BRAND] === true;
+  return branded && (code === undefined || (error as PgPubSubError).code === code);
 }

@@ -83,7 +83,7 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
     // so busy listeners cost the write path no NOTIFY (NOTIFY serializes commits on a global lock).
     `CREATE UNLOGGED TABLE IF NOT EXISTS ${s}."wakeups" ("channel" text PRIMARY KEY, "idle" boolean NOT NULL)`,
     `CREATE OR REPLACE FUNCTION ${s}."notify"("p_channel" text, "p_payload" jsonb) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER AS $pgpubsub$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgpubsub$
 DECLARE
   v_id bigint;
 BEGIN

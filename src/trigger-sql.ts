@@ -103,7 +103,7 @@ function functionSql(spec: TriggerSpec, schema: string): string {
   END IF;`
     : '';
   return `CREATE OR REPLACE FUNCTION ${s}.${quoteIdent(functionName(spec.channel))}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $pgpubsub$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgpubsub$
 #variable_conflict use_column
 DECLARE
   v_context jsonb := ${CONTEXT};
