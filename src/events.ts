@@ -60,8 +60,8 @@ export class ListenerEvents {
 
   /** Subscribes to an event; returns a function that unsubscribes. */
   on<K extends keyof ListenerEventMap>(name: K, fn: (payload: ListenerEventMap[K]) => void): () => void {
-    let set = this.subscribers.get(name);
-    if (!set) this.subscribers.set(name, (set = new Set()));
+    const set = this.subscribers.get(name) ?? new Set();
+    this.subscribers.set(name, set);
     set.add(fn);
     return () => set.delete(fn);
   }

@@ -3,21 +3,17 @@ import postgres from 'postgres';
 import { type Backoff, DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
 import type { AnyChannel, CustomChannel, TriggerChannel, TriggerOp } from './channel.ts';
 import { isChannel } from './channel.ts';
-import {
-  type ClaimContext,
-  type ClaimOutcome,
-  claimBatch,
-  notificationsRef,
-  type Registration,
-  recordFailures,
-} from './claim.ts';
+import { notificationsRef, type Registration } from './claim.ts';
 import { rowDecoder } from './decode.ts';
 import { PgPubSubError } from './errors.ts';
 import { type BroadcastEvent, ListenerEvents, type PayloadEvent, type TriggerEvent } from './events.ts';
 import { drizzleParts } from './handler-tx.ts';
 import { DEFAULT_SCHEMA } from './notifications.ts';
+import { type DrainSummary, Scheduler } from './scheduler.ts';
 import type { StandardSchemaV1 } from './standard-schema.ts';
 import { WakeupSql } from './wakeup.ts';
+
+export type { DrainSummary } from './scheduler.ts';
 
 type AnyDb = PostgresJsDatabase<any>;
 /** The transaction type handed to handlers: the same as `db.transaction()` gives. */
@@ -63,72 +59,37 @@ export interface ListenerOptions extends RetryOptions {
   idleWaitMs?: number;
 }
 
-/** Totals returned by {@link Listener.drain}. */
-export interface DrainSummary {
-  processed: number;
-  /** Failed attempts that will be retried later. */
-  retried: number;
-  /** Notifications that became dead letters. */
-  dead: number;
-  byChannel: Record<string, { processed: number; retried: number; dead: number }>;
-}
-
-interface ChannelState {
-  reg: Registration;
-  dirty: boolean;
-  gen: number;
-  inflight: number;
-  full: boolean;
-  flagSet: boolean;
-  /** Claims left to run one notification at a time, after a claim transaction failed. */
-  careful: number;
-  errors: number;
-  lastError: unknown;
-  notBefore: number;
-  timer: NodeJS.Timeout | undefined;
-  timerAt: number;
-  flagChain: Promise<void>;
+interface HandlerEntry {
+  channel: AnyChannel;
+  handler: Registration['handler'];
+  options: RetryOptions;
 }
 
 /** A set of handlers bound to a database. Build with {@link createListener}. */
 export class Listener<TDb extends AnyDb = AnyDb> {
   /** Subscribe to `processed`, `failed`, `dead`, `error`, `started`, `stopped`. */
   readonly events = new ListenerEvents();
-  private readonly registrations = new Map<string, Registration>();
-  private readonly states = new Map<string, ChannelState>();
-  private readonly options: Required<Pick<ListenerOptions, 'concurrency' | 'batchSize' | 'idleWaitMs'>> &
-    ListenerOptions;
+  private readonly handlers = new Map<string, HandlerEntry>();
+  private readonly options: ListenerOptions = {};
   private readonly sql: postgres.Sql;
-  private get table(): string {
-    return notificationsRef(this.options.schema ?? DEFAULT_SCHEMA);
-  }
-  private context: ClaimContext | undefined;
-  private wakeup: WakeupSql | undefined;
+  private scheduler: Scheduler | undefined;
   private listenSql: postgres.Sql | undefined;
   private unlisteners: (() => Promise<unknown>)[] = [];
-  private running = 0;
   private phase: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
-  private sweepTimer: NodeJS.Timeout | undefined;
   private readonly hardStop = new AbortController();
-  private readonly background = new Set<Promise<unknown>>();
-  private settled: (() => void) | undefined;
+  private readonly broadcasts = new Set<Promise<void>>();
 
   constructor(
     private readonly db: TDb,
     options: ListenerOptions = {},
   ) {
     drizzleParts(db);
-    const { concurrency = 4, batchSize = 50, idleWaitMs = 1000 } = options;
-    for (const [key, value] of Object.entries({ concurrency, batchSize })) {
-      if (!Number.isInteger(value) || value < 1) {
-        throw new PgPubSubError(
-          'INVALID_OPTIONS',
-          `createListener: \`${key}\` must be a positive integer, got ${value}.`,
-        );
-      }
-    }
-    this.options = { ...options, concurrency, batchSize, idleWaitMs };
     this.sql = (db as any).$client as postgres.Sql;
+    this.configure(options);
+  }
+
+  private get table(): string {
+    return notificationsRef(this.options.schema ?? DEFAULT_SCHEMA);
   }
 
   /**
@@ -136,8 +97,9 @@ export class Listener<TDb extends AnyDb = AnyDb> {
    * Options not given keep their values.
    */
   configure(options: ListenerOptions): this {
-    if (this.phase !== 'new')
-      throw new PgPubSubError('LISTENER_STATE', 'configure() must be called before start().');
+    if (this.phase !== 'new' || this.scheduler) {
+      throw new PgPubSubError('LISTENER_STATE', 'configure() must be called before start() or drain().');
+    }
     for (const key of ['concurrency', 'batchSize'] as const) {
       const value = options[key];
       if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
@@ -147,8 +109,10 @@ export class Listener<TDb extends AnyDb = AnyDb> {
         );
       }
     }
-    const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
-    Object.assign(this.options, defined);
+    Object.assign(
+      this.options,
+      Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+    );
     return this;
   }
 
@@ -167,79 +131,87 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (typeof handler !== 'function') {
       throw new PgPubSubError('INVALID_OPTIONS', `.on("${ch.name}") needs a handler function.`);
     }
-    if (this.registrations.has(ch.name)) {
+    if (this.handlers.has(ch.name)) {
       throw new PgPubSubError(
         'DUPLICATE_CHANNEL',
         `Channel "${ch.name}" already has a handler on this listener. Combine the work into one handler (it runs in one transaction).`,
       );
     }
-    if (this.phase !== 'new') throw new PgPubSubError('LISTENER_STATE', 'Register handlers before start().');
-    const casing = (this.db as any).dialect.casing;
-    this.registrations.set(ch.name, {
-      channel: ch,
-      handler: handler as Registration['handler'],
-      decoder: ch.kind === 'trigger' ? rowDecoder(ch.table, casing) : undefined,
-      maxAttempts: options.maxAttempts ?? this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      backoff: options.backoff ?? this.options.backoff ?? exponentialBackoff(),
-      timeoutMs: options.timeoutMs ?? this.options.timeoutMs,
-    });
+    if (this.phase !== 'new' || this.scheduler) {
+      throw new PgPubSubError('LISTENER_STATE', 'Register handlers before start() or drain().');
+    }
+    this.handlers.set(ch.name, { channel: ch, handler: handler as Registration['handler'], options });
     return this;
   }
 
   /** Names of the channels this listener handles (after the `channels` option). */
   get channels(): string[] {
-    return [...this.active().keys()];
+    return this.active().map((h) => h.channel.name);
   }
 
-  private active(): Map<string, Registration> {
+  private active(): HandlerEntry[] {
     const wanted = this.options.channels;
-    if (!wanted) return this.registrations;
+    if (!wanted) return [...this.handlers.values()];
     for (const name of wanted) {
-      if (!this.registrations.has(name)) {
+      if (!this.handlers.has(name)) {
         throw new PgPubSubError(
           'UNKNOWN_CHANNEL',
-          `Channel "${name}" has no handler in this listener. Known channels: ${[...this.registrations.keys()].join(', ') || '(none)'}.`,
+          `Channel "${name}" has no handler in this listener. Known channels: ${[...this.handlers.keys()].join(', ') || '(none)'}.`,
         );
       }
     }
-    return new Map([...this.registrations].filter(([name]) => wanted.includes(name)));
+    return [...this.handlers.values()].filter((h) => wanted.includes(h.channel.name));
   }
 
-  private prepare(): void {
-    if (this.context) return;
+  /** Resolves registrations with the final options (configure() may come after on()). */
+  private registration({ channel: ch, handler, options }: HandlerEntry): Registration {
+    // Drizzle keeps the casing cache on the (internal) dialect; it names columns exactly as db.select() does.
+    const casing = (this.db as any).dialect.casing;
+    return {
+      channel: ch,
+      handler,
+      decoder: ch.kind === 'trigger' ? rowDecoder(ch.table, casing) : undefined,
+      maxAttempts: options.maxAttempts ?? this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      backoff: options.backoff ?? this.options.backoff ?? exponentialBackoff(),
+      timeoutMs: options.timeoutMs ?? this.options.timeoutMs,
+    };
+  }
+
+  private prepare(): Scheduler {
+    if (this.scheduler) return this.scheduler;
     const filter = this.options.filter === undefined ? null : JSON.stringify(this.options.filter);
-    this.context = {
+    const ctx = {
       sql: this.sql,
       parts: drizzleParts(this.db),
       table: this.table,
       filter,
       hardStop: this.hardStop.signal,
     };
-    this.wakeup = new WakeupSql(this.sql, this.options.schema ?? DEFAULT_SCHEMA, filter);
-    for (const [name, reg] of this.active()) {
-      if (reg.channel.broadcast) continue;
-      this.states.set(name, {
-        reg,
-        dirty: true,
-        gen: 0,
-        inflight: 0,
-        full: false,
-        flagSet: false,
-        careful: 0,
-        errors: 0,
-        lastError: undefined,
-        notBefore: 0,
-        timer: undefined,
-        timerAt: 0,
-        flagChain: Promise.resolve(),
-      });
-    }
+    const durable = this.active().filter((h) => !h.channel.broadcast);
+    this.scheduler = new Scheduler(
+      this.sql,
+      ctx,
+      new WakeupSql(this.sql, this.options.schema ?? DEFAULT_SCHEMA, filter),
+      {
+        concurrency: this.options.concurrency ?? 4,
+        batchSize: this.options.batchSize ?? 50,
+        idleWaitMs: this.options.idleWaitMs ?? 1000,
+        pollIntervalMs: this.options.pollIntervalMs ?? 15_000,
+      },
+      this.events,
+      durable.map((h) => this.registration(h)),
+    );
+    return this.scheduler;
   }
 
   private async assertStorage(): Promise<void> {
-    let found: unknown;
+    let found: { ok: boolean } | undefined;
     try {
-      [found] = await this.sql.unsafe('SELECT to_regclass($1) IS NOT NULL AS ok', [this.table]);
+      [found] = (await this.sql.unsafe('SELECT to_regclass($1) IS NOT NULL AS ok', [
+        this.table,
+      ])) as unknown as {
+        ok: boolean;
+      }[];
     } catch (error) {
       throw new PgPubSubError(
         'DATABASE_UNREACHABLE',
@@ -247,7 +219,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
         { cause: error },
       );
     }
-    if (!(found as { ok: boolean }).ok) {
+    if (!found?.ok) {
       throw new PgPubSubError(
         'TABLE_MISSING',
         `The notifications table ${this.table} does not exist. Run \`npx drizzle-pgpubsub generate\` and then \`npx drizzle-kit migrate\`.`,
@@ -261,9 +233,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
    * listener was down or disconnected waits for more than a moment.
    */
   async start(): Promise<this> {
-    if (this.phase !== 'new') throw new PgPubSubError('LISTENER_STATE', 'A listener can be started once.');
+    if (this.phase !== 'new' || this.scheduler) {
+      throw new PgPubSubError('LISTENER_STATE', 'A listener can be started once, and not after drain().');
+    }
     const active = this.active();
-    if (active.size === 0) {
+    if (active.length === 0) {
       throw new PgPubSubError(
         'LISTENER_STATE',
         'No handlers: register at least one with .on(channel, handler).',
@@ -271,267 +245,52 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     }
     this.phase = 'starting';
     await this.assertStorage();
-    this.prepare();
+    const scheduler = this.prepare();
     this.listenSql = this.options.listenUrl
       ? postgres(this.options.listenUrl, { max: 1, onnotice: () => {} })
       : this.sql;
-    for (const [name, reg] of active) {
-      const onNotify = (payload: string) => this.onNotify(name, reg, payload);
-      const onListen = () => this.onListen(name);
+    for (const entry of active) {
+      const name = entry.channel.name;
+      const onNotify = (payload: string) => this.onNotify(entry, payload);
+      // Fires on the first LISTEN and again after every reconnect of the LISTEN connection.
+      const onListen = () => this.phase === 'running' && scheduler.reconnected(name);
       const { unlisten } = await this.listenSql.listen(name, onNotify, onListen);
       this.unlisteners.push(unlisten);
     }
     this.phase = 'running';
-    this.scheduleSweep();
-    this.pump();
-    this.events.emit('started', { channels: [...active.keys()] });
+    scheduler.start();
+    this.events.emit('started', { channels: active.map((h) => h.channel.name) });
     return this;
   }
 
-  private onListen(name: string): void {
-    const state = this.states.get(name);
-    if (!state || this.phase === 'stopping' || this.phase === 'stopped') return;
-    // (Re)connected: the flag may be gone (unlogged table after a crash), so set it again when idle.
-    state.flagSet = false;
-    this.markDirty(state);
-  }
-
-  private onNotify(name: string, reg: Registration, payload: string): void {
+  private onNotify(entry: HandlerEntry, payload: string): void {
     // Called synchronously by postgres.js, which would swallow a throw or crash on a rejection.
     try {
-      if (reg.channel.broadcast) {
-        this.track(this.dispatchBroadcast(reg, payload));
+      if (this.phase !== 'running') return;
+      if (!entry.channel.broadcast) {
+        this.scheduler?.hint(entry.channel.name);
         return;
       }
-      const state = this.states.get(name);
-      if (!state) return;
-      if (state.flagSet) this.setFlag(state, false);
-      this.markDirty(state);
+      const run = this.dispatchBroadcast(entry, payload);
+      this.broadcasts.add(run);
+      run.finally(() => this.broadcasts.delete(run));
     } catch (error) {
-      this.events.emit('error', { error, during: `a notification on "${name}"` });
+      this.events.emit('error', { error, during: `a notification on "${entry.channel.name}"` });
     }
   }
 
-  private async dispatchBroadcast(reg: Registration, text: string): Promise<void> {
-    if (reg.channel.kind !== 'custom') return;
+  private async dispatchBroadcast(entry: HandlerEntry, text: string): Promise<void> {
+    const ch = entry.channel;
     try {
-      const result = await reg.channel.schema['~standard'].validate(JSON.parse(text));
+      if (ch.kind !== 'custom') return;
+      const result = await ch.schema['~standard'].validate(JSON.parse(text));
       if (result.issues) {
-        throw new PgPubSubError(
-          'INVALID_PAYLOAD',
-          `Broadcast on "${reg.channel.name}" does not match its schema.`,
-        );
+        throw new PgPubSubError('INVALID_PAYLOAD', `Broadcast on "${ch.name}" does not match its schema.`);
       }
-      await reg.handler(
-        { channel: reg.channel.name, payload: result.value, receivedAt: new Date() },
-        this.db,
-      );
+      await entry.handler({ channel: ch.name, payload: result.value, receivedAt: new Date() }, this.db);
     } catch (error) {
-      this.events.emit('error', { error, during: `the broadcast handler of "${reg.channel.name}"` });
+      this.events.emit('error', { error, during: `the broadcast handler of "${ch.name}"` });
     }
-  }
-
-  private markDirty(state: ChannelState): void {
-    state.dirty = true;
-    state.gen++;
-    this.pump();
-  }
-
-  private track<T>(promise: Promise<T>): void {
-    this.background.add(promise);
-    promise.finally(() => this.background.delete(promise)).catch(() => {});
-  }
-
-  private pump(): void {
-    if (this.phase !== 'running') return;
-    const now = Date.now();
-    let launched = true;
-    while (launched && this.running < this.options.concurrency) {
-      launched = false;
-      for (const state of this.states.values()) {
-        if (this.running >= this.options.concurrency) break;
-        if (!state.dirty || now < state.notBefore) continue;
-        if (state.inflight > 0 && !(state.full && state.careful === 0)) continue;
-        this.launch(state);
-        launched = true;
-      }
-    }
-  }
-
-  private launch(state: ChannelState): void {
-    this.running++;
-    state.inflight++;
-    const gen = state.gen;
-    const limit = state.careful > 0 ? 1 : this.options.batchSize;
-    this.track(
-      this.claimOnce(state, limit).then((outcome) => {
-        this.running--;
-        state.inflight--;
-        if (outcome && outcome.claimed >= limit) {
-          state.full = true;
-        } else {
-          state.full = false;
-          if (outcome && state.gen === gen) state.dirty = false;
-        }
-        if (!state.dirty && state.inflight === 0) this.goIdle(state);
-        this.pump();
-        this.maybeSettled();
-      }),
-    );
-  }
-
-  /** Runs one claim; on a failed transaction retries one by one and isolates the culprit. */
-  private async claimOnce(state: ChannelState, limit: number): Promise<ClaimOutcome | null> {
-    const ctx = this.context!;
-    const claimedIds: string[] = [];
-    const careful = state.careful > 0;
-    try {
-      const outcome = await claimBatch(state.reg, ctx, limit, { safe: careful, claimedIds });
-      if (careful) state.careful--;
-      state.errors = 0;
-      state.notBefore = 0;
-      this.report(state.reg, outcome);
-      return outcome;
-    } catch (error) {
-      if (this.hardStop.signal.aborted) return null;
-      this.events.emit('error', { error, during: `a claim transaction on "${state.reg.channel.name}"` });
-      state.errors++;
-      state.lastError = error;
-      state.notBefore = Date.now() + Math.min(30_000, 50 * 2 ** Math.min(state.errors, 10));
-      this.scheduleAt(state, state.notBefore);
-      if (!careful) {
-        state.careful = this.options.batchSize;
-      } else if (claimedIds.length === 1) {
-        // This one notification breaks its whole transaction (e.g. a deferred constraint at COMMIT).
-        return this.recordBroken(state, claimedIds[0]!, error);
-      }
-      return null;
-    }
-  }
-
-  private async recordBroken(state: ChannelState, id: string, error: unknown): Promise<ClaimOutcome | null> {
-    const [row] = await this.sql
-      .unsafe(`SELECT "attempts" FROM ${this.table} WHERE "id" = $1`, [id])
-      .catch(() => []);
-    if (!row) return null;
-    const attempt = (row.attempts as number) + 1;
-    const dead = attempt >= state.reg.maxAttempts;
-    const delayMs = dead ? 0 : state.reg.backoff(attempt);
-    try {
-      await recordFailures(this.sql, this.table, [{ id, error, delayMs, dead }]);
-      state.careful--;
-      state.errors = 0;
-      state.notBefore = 0;
-      const outcome: ClaimOutcome = {
-        claimed: 1,
-        processed: [],
-        failed: [{ id, attempt, error, dead, retryAt: dead ? null : new Date(Date.now() + delayMs) }],
-      };
-      this.report(state.reg, outcome);
-      return outcome;
-    } catch (recordError) {
-      this.events.emit('error', { error: recordError, during: 'recording a failed attempt' });
-      return null;
-    }
-  }
-
-  private report(reg: Registration, outcome: ClaimOutcome): void {
-    const channel = reg.channel.name;
-    for (const p of outcome.processed) this.events.emit('processed', { channel, ...p });
-    let earliest = Number.POSITIVE_INFINITY;
-    for (const f of outcome.failed) {
-      this.events.emit('failed', {
-        channel,
-        id: f.id,
-        attempt: f.attempt,
-        error: f.error,
-        retryAt: f.retryAt,
-      });
-      if (f.dead) this.events.emit('dead', { channel, id: f.id, attempts: f.attempt, error: f.error });
-      if (f.retryAt) earliest = Math.min(earliest, f.retryAt.getTime());
-    }
-    const state = this.states.get(channel);
-    if (state && Number.isFinite(earliest)) this.scheduleAt(state, earliest);
-  }
-
-  /** Wakes a channel at `at` (retries, backoff after errors), keeping only the earliest timer. */
-  private scheduleAt(state: ChannelState, at: number): void {
-    if (this.phase !== 'running' && this.phase !== 'starting') return;
-    if (state.timer && state.timerAt <= at) return;
-    clearTimeout(state.timer);
-    state.timerAt = at;
-    state.timer = setTimeout(
-      () => {
-        state.timer = undefined;
-        this.markDirty(state);
-      },
-      Math.max(0, at - Date.now()) + 5,
-    );
-    state.timer.unref?.();
-  }
-
-  private setFlag(state: ChannelState, idle: boolean): Promise<void> {
-    state.flagSet = idle;
-    const name = state.reg.channel.name;
-    state.flagChain = state.flagChain
-      .then(() => this.wakeup!.setIdle(name, idle))
-      .catch((error) => {
-        state.flagSet = false;
-        this.events.emit('error', { error, during: `updating the wake-up flag of "${name}"` });
-      });
-    return state.flagChain;
-  }
-
-  private goIdle(state: ChannelState): void {
-    if (this.phase !== 'running') return;
-    const gen = state.gen;
-    const busy = () => state.gen !== gen || this.phase !== 'running';
-    this.track(
-      (async () => {
-        if (!state.flagSet) await this.setFlag(state, true);
-        if (busy()) return;
-        const name = state.reg.channel.name;
-        let [probe] = await this.wakeup!.probe([name]);
-        if (probe && !probe.ready && probe.inProgress.length > 0) {
-          await this.wakeup!.waitFor(probe.inProgress, Date.now() + this.options.idleWaitMs, busy);
-          if (busy()) return;
-          [probe] = await this.wakeup!.probe([name]);
-        }
-        if (busy() || !probe) return;
-        if (probe.ready) this.markDirty(state);
-        else if (probe.nextRunAt !== null) this.scheduleAt(state, probe.nextRunAt);
-      })().catch((error) => {
-        this.events.emit('error', { error, during: `going idle on "${state.reg.channel.name}"` });
-        this.scheduleAt(state, Date.now() + 1000);
-      }),
-    );
-  }
-
-  private scheduleSweep(): void {
-    const interval = this.options.pollIntervalMs ?? 15_000;
-    if (interval === false || interval <= 0) return;
-    this.sweepTimer = setInterval(() => this.track(this.sweep()), interval);
-    this.sweepTimer.unref?.();
-  }
-
-  /** The safety sweep: one indexed statement for all idle channels. */
-  private async sweep(): Promise<void> {
-    const idle = [...this.states.values()].filter((s) => !s.dirty && s.inflight === 0);
-    if (idle.length === 0 || this.phase !== 'running') return;
-    try {
-      const probes = await this.wakeup!.probe(idle.map((s) => s.reg.channel.name));
-      for (const probe of probes) {
-        const state = this.states.get(probe.channel)!;
-        if (probe.ready) this.markDirty(state);
-        else if (probe.nextRunAt !== null) this.scheduleAt(state, probe.nextRunAt);
-      }
-    } catch (error) {
-      this.events.emit('error', { error, during: 'the safety sweep' });
-    }
-  }
-
-  private maybeSettled(): void {
-    if (this.running === 0) this.settled?.();
   }
 
   /**
@@ -542,31 +301,15 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   async stop({ timeoutMs = 30_000 }: { timeoutMs?: number } = {}): Promise<void> {
     if (this.phase === 'stopped' || this.phase === 'stopping') return;
     this.phase = 'stopping';
-    clearInterval(this.sweepTimer);
-    for (const state of this.states.values()) clearTimeout(state.timer);
     // UNLISTEN waits for the connection; do not let a dead database hold up shutdown.
     await Promise.race([
       Promise.allSettled(this.unlisteners.map((u) => u())),
       new Promise((resolve) => setTimeout(resolve, 2000).unref()),
     ]);
-    let aborted = 0;
-    if (this.running > 0) {
-      const settled = new Promise<void>((resolve) => {
-        this.settled = resolve;
-      });
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), timeoutMs);
-      });
-      if ((await Promise.race([settled, timedOut])) === 'timeout') {
-        aborted = this.running;
-        this.hardStop.abort();
-        await settled;
-      }
-      clearTimeout(timer);
-    }
-    await Promise.allSettled([...this.background]);
-    await Promise.allSettled([...this.states.values()].map((s) => s.flagChain));
+    const aborted = (await this.scheduler?.quiesce(timeoutMs)) ?? 0;
+    if (aborted > 0) this.hardStop.abort();
+    await this.scheduler?.settle();
+    await Promise.allSettled([...this.broadcasts]);
     if (this.listenSql && this.listenSql !== this.sql) await this.listenSql.end({ timeout: 5 });
     this.phase = 'stopped';
     this.events.emit('stopped', { aborted });
@@ -578,36 +321,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
    * Notifications scheduled for later (retries) are left alone.
    */
   async drain(): Promise<DrainSummary> {
-    if (this.phase === 'running' || this.phase === 'starting') {
+    if (this.phase !== 'new') {
       throw new PgPubSubError('LISTENER_STATE', 'drain() is for a listener that is not started.');
     }
     await this.assertStorage();
-    this.prepare();
-    const summary: DrainSummary = { processed: 0, retried: 0, dead: 0, byChannel: {} };
-    let progress = true;
-    while (progress) {
-      progress = false;
-      for (const state of this.states.values()) {
-        const limit = state.careful > 0 ? 1 : this.options.batchSize;
-        const outcome = await this.claimOnce(state, limit);
-        if (!outcome) {
-          if (state.errors > 3) throw state.lastError;
-          progress = true;
-          state.notBefore = 0;
-          continue;
-        }
-        const entry = (summary.byChannel[state.reg.channel.name] ??= { processed: 0, retried: 0, dead: 0 });
-        entry.processed += outcome.processed.length;
-        for (const f of outcome.failed) f.dead ? entry.dead++ : entry.retried++;
-        if (outcome.claimed > 0) progress = true;
-      }
-    }
-    for (const entry of Object.values(summary.byChannel)) {
-      summary.processed += entry.processed;
-      summary.retried += entry.retried;
-      summary.dead += entry.dead;
-    }
-    return summary;
+    return this.prepare().drain();
   }
 }
 

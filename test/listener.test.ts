@@ -289,9 +289,12 @@ describe('listener', () => {
     const l = createListener(t.db, { pollIntervalMs: false }).on(emailRequested, async (e, tx) => {
       started = true;
       await tx.insert(effects).values({ key: 'partial' });
-      await new Promise<void>((resolve) =>
-        e.signal.addEventListener('abort', () => ((aborted = true), resolve())),
-      );
+      await new Promise<void>((resolve) => {
+        e.signal.addEventListener('abort', () => {
+          aborted = true;
+          resolve();
+        });
+      });
     });
     await l.start();
     await waitFor(() => started);

@@ -1,0 +1,357 @@
+import type postgres from 'postgres';
+import {
+  type ClaimContext,
+  type ClaimOutcome,
+  claimBatch,
+  type Registration,
+  recordFailures,
+} from './claim.ts';
+import type { ListenerEvents } from './events.ts';
+import type { WakeupSql } from './wakeup.ts';
+
+/** Settings the scheduler reads. */
+export interface SchedulerSettings {
+  concurrency: number;
+  batchSize: number;
+  idleWaitMs: number;
+  pollIntervalMs: number | false;
+}
+
+/** Totals of a {@link Scheduler.drain} run. */
+export interface DrainSummary {
+  processed: number;
+  /** Failed attempts that will be retried later. */
+  retried: number;
+  /** Notifications that became dead letters. */
+  dead: number;
+  byChannel: Record<string, { processed: number; retried: number; dead: number }>;
+}
+
+interface ChannelState {
+  reg: Registration;
+  /** Work may be waiting: claim again. */
+  dirty: boolean;
+  /** Bumped by every hint, so a claim can tell whether a hint arrived while it ran. */
+  gen: number;
+  inflight: number;
+  /** The last claim came back full: more claims may run side by side. */
+  full: boolean;
+  /** We believe the channel's wake-up flag is set (producers NOTIFY). */
+  flagSet: boolean;
+  /** Claims left to run one notification at a time, after a claim transaction failed. */
+  careful: number;
+  errors: number;
+  lastError: unknown;
+  notBefore: number;
+  timer: NodeJS.Timeout | undefined;
+  timerAt: number;
+  flagChain: Promise<void>;
+}
+
+/**
+ * Decides when to claim which channel. Claims run on up to `concurrency` connections at once; a
+ * channel whose batch comes back full is claimed again at once (and in parallel), one whose batch
+ * comes back short goes idle through the wake-up protocol (see wakeup.ts).
+ */
+export class Scheduler {
+  private readonly states = new Map<string, ChannelState>();
+  private running = 0;
+  private active = false;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly background = new Set<Promise<unknown>>();
+  private settled: (() => void) | undefined;
+
+  constructor(
+    private readonly sql: postgres.Sql,
+    private readonly ctx: ClaimContext,
+    private readonly wakeup: WakeupSql,
+    private readonly settings: SchedulerSettings,
+    private readonly events: ListenerEvents,
+    registrations: Iterable<Registration>,
+  ) {
+    for (const reg of registrations) {
+      this.states.set(reg.channel.name, {
+        reg,
+        dirty: true,
+        gen: 0,
+        inflight: 0,
+        full: false,
+        flagSet: false,
+        careful: 0,
+        errors: 0,
+        lastError: undefined,
+        notBefore: 0,
+        timer: undefined,
+        timerAt: 0,
+        flagChain: Promise.resolve(),
+      });
+    }
+  }
+
+  /** Starts claiming every channel (recovery) and the safety sweep. */
+  start(): void {
+    this.active = true;
+    const interval = this.settings.pollIntervalMs;
+    if (interval !== false && interval > 0) {
+      this.sweepTimer = setInterval(() => this.track(this.sweep()), interval);
+      this.sweepTimer.unref?.();
+    }
+    this.pump();
+  }
+
+  /** A NOTIFY hint arrived for a channel. */
+  hint(name: string): void {
+    const state = this.states.get(name);
+    if (!state) return;
+    if (state.flagSet) this.setFlag(state, false);
+    this.markDirty(state);
+  }
+
+  /** The LISTEN connection (re)connected: sweep, and set the flag again (it may be gone after a crash). */
+  reconnected(name: string): void {
+    const state = this.states.get(name);
+    if (!state) return;
+    state.flagSet = false;
+    this.markDirty(state);
+  }
+
+  /** Stops claiming; resolves when in-flight claims are done or `timeoutMs` passed (returns how many remain). */
+  async quiesce(timeoutMs: number): Promise<number> {
+    this.active = false;
+    clearInterval(this.sweepTimer);
+    for (const state of this.states.values()) clearTimeout(state.timer);
+    if (this.running === 0) return 0;
+    const settled = new Promise<void>((resolve) => {
+      this.settled = resolve;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const result = await Promise.race([settled, timedOut]);
+    clearTimeout(timer);
+    return result === 'timeout' ? this.running : 0;
+  }
+
+  /** Waits for every claim and background task to finish (after an abort, they roll back quickly). */
+  async settle(): Promise<void> {
+    while (this.running > 0) await new Promise<void>((resolve) => (this.settled = resolve));
+    await Promise.allSettled([...this.background]);
+    await Promise.allSettled([...this.states.values()].map((s) => s.flagChain));
+  }
+
+  /** Claims every channel until nothing is ready. For tests; the listener must not be started. */
+  async drain(): Promise<DrainSummary> {
+    const summary: DrainSummary = { processed: 0, retried: 0, dead: 0, byChannel: {} };
+    let progress = true;
+    while (progress) {
+      progress = false;
+      for (const state of this.states.values()) {
+        const outcome = await this.claimOnce(state, state.careful > 0 ? 1 : this.settings.batchSize);
+        if (!outcome) {
+          if (state.errors > 3) throw state.lastError;
+          progress = true;
+          state.notBefore = 0;
+          continue;
+        }
+        const name = state.reg.channel.name;
+        const entry = summary.byChannel[name] ?? { processed: 0, retried: 0, dead: 0 };
+        summary.byChannel[name] = entry;
+        entry.processed += outcome.processed.length;
+        for (const f of outcome.failed) {
+          if (f.dead) entry.dead++;
+          else entry.retried++;
+        }
+        if (outcome.claimed > 0) progress = true;
+      }
+    }
+    for (const entry of Object.values(summary.byChannel)) {
+      summary.processed += entry.processed;
+      summary.retried += entry.retried;
+      summary.dead += entry.dead;
+    }
+    return summary;
+  }
+
+  private markDirty(state: ChannelState): void {
+    state.dirty = true;
+    state.gen++;
+    this.pump();
+  }
+
+  private track<T>(promise: Promise<T>): void {
+    this.background.add(promise);
+    promise.finally(() => this.background.delete(promise)).catch(() => {});
+  }
+
+  private pump(): void {
+    if (!this.active) return;
+    const now = Date.now();
+    let launched = true;
+    while (launched && this.running < this.settings.concurrency) {
+      launched = false;
+      for (const state of this.states.values()) {
+        if (this.running >= this.settings.concurrency) break;
+        if (!state.dirty || now < state.notBefore) continue;
+        if (state.inflight > 0 && !(state.full && state.careful === 0)) continue;
+        this.launch(state);
+        launched = true;
+      }
+    }
+  }
+
+  private launch(state: ChannelState): void {
+    this.running++;
+    state.inflight++;
+    const gen = state.gen;
+    const limit = state.careful > 0 ? 1 : this.settings.batchSize;
+    this.track(
+      this.claimOnce(state, limit).then((outcome) => {
+        this.running--;
+        state.inflight--;
+        state.full = outcome !== null && outcome.claimed >= limit;
+        // Drained, unless a hint arrived while this claim ran (its row may be newer than our snapshot).
+        if (outcome && !state.full && state.gen === gen) state.dirty = false;
+        if (!state.dirty && state.inflight === 0) this.goIdle(state);
+        this.pump();
+        if (this.running === 0) this.settled?.();
+      }),
+    );
+  }
+
+  /** Runs one claim; after a failed transaction, claims one at a time and isolates the culprit. */
+  private async claimOnce(state: ChannelState, limit: number): Promise<ClaimOutcome | null> {
+    const claimedIds: string[] = [];
+    const careful = state.careful > 0;
+    try {
+      const outcome = await claimBatch(state.reg, this.ctx, limit, { safe: careful, claimedIds });
+      if (careful) state.careful--;
+      state.errors = 0;
+      state.notBefore = 0;
+      this.report(state, outcome);
+      return outcome;
+    } catch (error) {
+      if (this.ctx.hardStop.aborted) return null;
+      this.events.emit('error', { error, during: `a claim transaction on "${state.reg.channel.name}"` });
+      state.errors++;
+      state.lastError = error;
+      state.notBefore = Date.now() + Math.min(30_000, 50 * 2 ** Math.min(state.errors, 10));
+      this.scheduleAt(state, state.notBefore);
+      if (!careful) {
+        state.careful = this.settings.batchSize;
+      } else if (claimedIds.length === 1) {
+        // This one notification breaks its whole transaction (e.g. a deferred constraint at COMMIT).
+        return this.recordBroken(state, claimedIds[0]!, error);
+      }
+      return null;
+    }
+  }
+
+  private async recordBroken(state: ChannelState, id: string, error: unknown): Promise<ClaimOutcome | null> {
+    const [row] = await this.sql
+      .unsafe(`SELECT "attempts" FROM ${this.ctx.table} WHERE "id" = $1`, [id])
+      .catch(() => []);
+    if (!row) return null;
+    const attempt = (row.attempts as number) + 1;
+    const dead = attempt >= state.reg.maxAttempts;
+    const delayMs = dead ? 0 : state.reg.backoff(attempt);
+    try {
+      await recordFailures(this.sql, this.ctx.table, [{ id, error, delayMs, dead }]);
+    } catch (recordError) {
+      this.events.emit('error', { error: recordError, during: 'recording a failed attempt' });
+      return null;
+    }
+    state.careful--;
+    state.errors = 0;
+    state.notBefore = 0;
+    const outcome: ClaimOutcome = {
+      claimed: 1,
+      processed: [],
+      failed: [{ id, attempt, error, dead, retryAt: dead ? null : new Date(Date.now() + delayMs) }],
+    };
+    this.report(state, outcome);
+    return outcome;
+  }
+
+  private report(state: ChannelState, outcome: ClaimOutcome): void {
+    const channel = state.reg.channel.name;
+    for (const p of outcome.processed) this.events.emit('processed', { channel, ...p });
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const f of outcome.failed) {
+      const { id, attempt, error, retryAt } = f;
+      this.events.emit('failed', { channel, id, attempt, error, retryAt });
+      if (f.dead) this.events.emit('dead', { channel, id, attempts: attempt, error });
+      if (retryAt) earliest = Math.min(earliest, retryAt.getTime());
+    }
+    if (Number.isFinite(earliest)) this.scheduleAt(state, earliest);
+  }
+
+  /** Wakes a channel at `at` (retries, backoff after errors), keeping only the earliest timer. */
+  private scheduleAt(state: ChannelState, at: number): void {
+    if (!this.active) return;
+    if (state.timer && state.timerAt <= at) return;
+    clearTimeout(state.timer);
+    state.timerAt = at;
+    const wake = () => {
+      state.timer = undefined;
+      this.markDirty(state);
+    };
+    state.timer = setTimeout(wake, Math.max(0, at - Date.now()) + 5);
+    state.timer.unref?.();
+  }
+
+  private setFlag(state: ChannelState, idle: boolean): Promise<void> {
+    state.flagSet = idle;
+    const name = state.reg.channel.name;
+    // Serialized per channel: a late "clear" must never overtake the "set" that followed it.
+    state.flagChain = state.flagChain
+      .then(() => this.wakeup.setIdle(name, idle))
+      .catch((error) => {
+        state.flagSet = false;
+        this.events.emit('error', { error, during: `updating the wake-up flag of "${name}"` });
+      });
+    return state.flagChain;
+  }
+
+  private goIdle(state: ChannelState): void {
+    if (!this.active) return;
+    const gen = state.gen;
+    const busy = () => state.gen !== gen || !this.active;
+    const name = state.reg.channel.name;
+    const idle = async () => {
+      if (!state.flagSet) await this.setFlag(state, true);
+      if (busy()) return;
+      let [probe] = await this.wakeup.probe([name]);
+      if (probe && !probe.ready && probe.inProgress.length > 0) {
+        await this.wakeup.waitFor(probe.inProgress, Date.now() + this.settings.idleWaitMs, busy);
+        if (busy()) return;
+        [probe] = await this.wakeup.probe([name]);
+      }
+      if (busy() || !probe) return;
+      if (probe.ready) this.markDirty(state);
+      else if (probe.nextRunAt !== null) this.scheduleAt(state, probe.nextRunAt);
+    };
+    this.track(
+      idle().catch((error) => {
+        this.events.emit('error', { error, during: `going idle on "${name}"` });
+        this.scheduleAt(state, Date.now() + 1000);
+      }),
+    );
+  }
+
+  /** The safety sweep: one indexed statement for all idle channels. */
+  private async sweep(): Promise<void> {
+    const idle = [...this.states.values()].filter((s) => !s.dirty && s.inflight === 0);
+    if (idle.length === 0 || !this.active) return;
+    try {
+      const probes = await this.wakeup.probe(idle.map((s) => s.reg.channel.name));
+      for (const probe of probes) {
+        const state = this.states.get(probe.channel)!;
+        if (probe.ready) this.markDirty(state);
+        else if (probe.nextRunAt !== null) this.scheduleAt(state, probe.nextRunAt);
+      }
+    } catch (error) {
+      this.events.emit('error', { error, during: 'the safety sweep' });
+    }
+  }
+}
