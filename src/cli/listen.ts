@@ -488,8 +488,8 @@ async function runListener(args: ListenArgs): Promise<number> {
   }
   const options = (listener as { options?: { concurrency?: number; batchSize?: number } }).options;
   log.info(`listening on ${(listener.channels ?? []).join(', ')}`, {
-    concurrency: options?.concurrency,
-    batchSize: options?.batchSize,
+    concurrency: args.concurrency ?? options?.concurrency,
+    batchSize: args.batchSize ?? options?.batchSize,
     database: databaseTarget(url),
   });
   process.send?.({ type: 'ready', pid: process.pid });
