@@ -265,7 +265,7 @@ export async function loadModule(path: string, shown: string): Promise<Record<st
     if (code) throw new PgPubSubError(code as 'MODULE_LOAD_FAILED', message, { cause: error });
     throw new PgPubSubError(
       'MODULE_LOAD_FAILED',
-      `could not load ${shown}: ${errorMessage(error)}. Fix that error (run it with node to see the stack).`,
+      `could not load ${shown}: ${errorMessage(error)}. Fix that error (--log-level debug prints the stack).`,
       { cause: error },
     );
   }
@@ -425,8 +425,12 @@ async function runListener(args: ListenArgs): Promise<number> {
     listener.configure(Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)));
     void listener.channels; // validates --channels against the registered handlers
   } catch (error) {
+    // Everything up to here is configuration (environment, module, its exports and options):
+    // restarting cannot fix it, so the supervisor must not try.
     printFatal(error, args.json);
-    return exitCodeFor(error);
+    const cause = (error as { cause?: unknown }).cause;
+    if (args.logLevel === 'debug' && cause instanceof Error) log.debug(`caused by: ${cause.stack ?? cause.message}`);
+    return EXIT.config;
   }
   if (shutdown.signal.aborted) return EXIT.ok;
 
