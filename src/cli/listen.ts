@@ -429,7 +429,8 @@ async function runListener(args: ListenArgs): Promise<number> {
     // restarting cannot fix it, so the supervisor must not try.
     printFatal(error, args.json);
     const cause = (error as { cause?: unknown }).cause;
-    if (args.logLevel === 'debug' && cause instanceof Error) log.debug(`caused by: ${cause.stack ?? cause.message}`);
+    if (args.logLevel === 'debug' && cause instanceof Error)
+      log.debug(`caused by: ${cause.stack ?? cause.message}`);
     return EXIT.config;
   }
   if (shutdown.signal.aborted) return EXIT.ok;
