@@ -1,0 +1,127 @@
+import type postgres from 'postgres';
+import type { SystemId, Variant } from '../systems/types.ts';
+import type { Row } from './stats.ts';
+
+/** Sizes of the workloads; `--quick` shrinks them to a smoke test. */
+export interface Sizes {
+  w1Jobs: number;
+  /** Batch sizes tried for ours besides the main row's 50; the best is reported as its own row. */
+  w1Batches: number[];
+  w2Rate: number;
+  w2Seconds: number;
+  /** Jobs sent before the measured ones (connections, first plans); not counted. */
+  w2Warmup: number;
+  w3Settle: number;
+  w3Seconds: number;
+  w4Seconds: number;
+  w4Clients: number;
+  w4BulkRows: number;
+  w5Small: number;
+  w5Large: number;
+  w5Samples: number;
+  w6Jobs: number;
+}
+
+export const FULL: Sizes = {
+  w1Jobs: 20_000,
+  w1Batches: [20, 100, 200],
+  w2Rate: 200,
+  w2Seconds: 10,
+  w2Warmup: 50,
+  // Idle backends flush their statistics up to 10 s late (PGSTAT_IDLE_INTERVAL): settle past that.
+  w3Settle: 11.5,
+  w3Seconds: 10,
+  w4Seconds: 10,
+  w4Clients: 10,
+  w4BulkRows: 100_000,
+  w5Small: 1_000,
+  w5Large: 1_000_000,
+  w5Samples: 15,
+  w6Jobs: 60_000,
+};
+
+export const QUICK: Sizes = {
+  w1Jobs: 300,
+  w1Batches: [],
+  w2Rate: 200,
+  w2Seconds: 0.5,
+  w2Warmup: 10,
+  w3Settle: 0.5,
+  w3Seconds: 0.5,
+  w4Seconds: 1,
+  w4Clients: 2,
+  w4BulkRows: 2_000,
+  w5Small: 300,
+  w5Large: 3_000,
+  w5Samples: 2,
+  w6Jobs: 400,
+};
+
+export interface BenchOptions {
+  only: WorkloadId[];
+  reps: number;
+  quick: boolean;
+}
+
+export type WorkloadId = 'W1' | 'W2' | 'W3' | 'W4' | 'W5' | 'W6';
+export const WORKLOADS: WorkloadId[] = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
+
+export interface BenchContext {
+  adminUrl: string;
+  admin: postgres.Sql;
+  options: BenchOptions;
+  sizes: Sizes;
+  /** Name of the migrated template database of a system. */
+  template(system: SystemId): string;
+  log(message: string): void;
+}
+
+/** What a workload returns: its parameters, its rows, and notes (e.g. EXPLAIN output). */
+export interface WorkloadResult {
+  title: string;
+  params: Record<string, unknown>;
+  rows: Row[];
+  notes?: Record<string, unknown>;
+}
+
+/** The peer configurations, as the issue specifies them. */
+export const VARIANTS = {
+  ours: {
+    key: 'ours',
+    system: 'ours',
+    label: 'drizzle-pgpubsub (c10, batch 50)',
+    concurrency: 10,
+    batchSize: 50,
+  },
+  graphileBatched: {
+    key: 'graphile-batched',
+    system: 'graphile',
+    label: 'graphile-worker 0.17.3 batched',
+    concurrency: 10,
+    batchSize: 50,
+    batched: true,
+  },
+  graphileDefault: {
+    key: 'graphile-default',
+    system: 'graphile',
+    label: 'graphile-worker 0.17.3 defaults',
+    concurrency: 10,
+  },
+  pgboss: {
+    key: 'pgboss',
+    system: 'pgboss',
+    label: 'pg-boss 10.4.2 (batch 50, poll 0.5 s)',
+    concurrency: 10,
+    batchSize: 50,
+  },
+} satisfies Record<string, Variant>;
+
+export function oursWithBatch(batchSize: number): Variant {
+  return {
+    key: `ours-b${batchSize}`,
+    system: 'ours',
+    label: `drizzle-pgpubsub (c10, batch ${batchSize})`,
+    concurrency: 10,
+    batchSize,
+  };
+}

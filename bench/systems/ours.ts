@@ -1,0 +1,92 @@
+import { bigserial, integer, pgTable, text } from 'drizzle-orm/pg-core';
+import { drizzle } from 'drizzle-orm/postgres-js';
+import postgres from 'postgres';
+import * as v from 'valibot';
+import { channel, triggerChannel } from '../../src/channel.ts';
+import { createListener } from '../../src/listener.ts';
+import { storageMigrationSql } from '../../src/notifications.ts';
+import { notify } from '../../src/notify.ts';
+import { createTriggerSql, resolveTriggerSpec } from '../../src/trigger-sql.ts';
+import { JOB, type System } from './types.ts';
+
+/** The custom channel every workload of ours uses. */
+export const noop = channel(JOB, v.object({ i: v.number() }));
+
+/** W4's table, written by many clients, with and without a trigger channel. */
+export const items = pgTable('w4_items', {
+  id: bigserial({ mode: 'number' }).primaryKey(),
+  v: integer().notNull(),
+  note: text(),
+});
+export const itemEvents = triggerChannel(items, { on: ['insert'] });
+
+/** Statements that create W4's table, with the channel's trigger or without. */
+export function itemsSql(withTrigger: boolean): string[] {
+  return [
+    'CREATE TABLE w4_items (id bigserial PRIMARY KEY, v integer NOT NULL, note text)',
+    ...(withTrigger ? createTriggerSql(resolveTriggerSpec(itemEvents)) : []),
+  ];
+}
+
+function client(url: string, max: number): postgres.Sql {
+  return postgres(url, { max, onnotice: () => {} });
+}
+
+async function once<T>(url: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+  const sql = client(url, 1);
+  try {
+    return await fn(sql);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** Inserts `n` pending notifications in one statement, as a backlog (no wake-up: workers start after). */
+export function bulkInsertSql(from: number, to: number): string {
+  return `INSERT INTO pgpubsub.notifications (channel, payload)
+SELECT '${JOB}', jsonb_build_object('i', g) FROM generate_series(${from}, ${to}) g`;
+}
+
+export const ours: System = {
+  id: 'ours',
+  async install(url) {
+    await once(url, async (sql) => {
+      for (const statement of storageMigrationSql()) await sql.unsafe(statement);
+    });
+  },
+  async enqueueBulk(url, n) {
+    await once(url, (sql) => sql.unsafe(bulkInsertSql(1, n)));
+  },
+  async remaining(sql) {
+    const [row] = await sql`SELECT count(*)::int AS n FROM pgpubsub.notifications WHERE channel = ${JOB}`;
+    return row!.n as number;
+  },
+  async startWorker(url, variant, onJob) {
+    const sql = client(url, variant.concurrency + 1);
+    const db = drizzle(sql);
+    const listener = createListener(db, {
+      concurrency: variant.concurrency,
+      ...(variant.batchSize ? { batchSize: variant.batchSize } : {}),
+    });
+    if (variant.channel === 'items') listener.on(itemEvents, (event) => onJob(event.new.id));
+    else listener.on(noop, ({ payload }) => onJob(payload.i));
+    listener.events.on('error', ({ error, during }) =>
+      console.error(`[ours] error during ${during}:`, error),
+    );
+    await listener.start();
+    return {
+      async stop() {
+        await listener.stop({ timeoutMs: 10_000 });
+        await sql.end({ timeout: 5 });
+      },
+    };
+  },
+  async producer(url) {
+    const sql = client(url, 8);
+    const db = drizzle(sql);
+    return {
+      send: (i) => db.transaction((tx) => notify(tx, noop, { i })),
+      close: () => sql.end({ timeout: 5 }),
+    };
+  },
+};

@@ -1,0 +1,54 @@
+import { type BenchContext, oursWithBatch, VARIANTS, type WorkloadResult } from '../lib/context.ts';
+import { drain } from '../lib/drain.ts';
+import { analyze, dropDatabase, freshDatabase } from '../lib/pg.ts';
+import { Recorder, rotate } from '../lib/stats.ts';
+import { loadSystem } from '../systems/index.ts';
+import type { Variant } from '../systems/types.ts';
+
+/** W1: drain N pre-enqueued no-op jobs with one process at concurrency 10. */
+export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
+  const n = ctx.sizes.w1Jobs;
+  const variants: Variant[] = [
+    VARIANTS.ours,
+    ...ctx.sizes.w1Batches.map(oursWithBatch),
+    VARIANTS.graphileBatched,
+    VARIANTS.graphileDefault,
+    VARIANTS.pgboss,
+  ];
+  const rec = new Recorder();
+  for (let rep = 0; rep < ctx.options.reps; rep++) {
+    for (const variant of rotate(variants, rep)) {
+      const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w1', ctx.template(variant.system));
+      try {
+        const t = performance.now();
+        await (await loadSystem(variant.system)).enqueueBulk(db.url, n);
+        const enqueueSeconds = (performance.now() - t) / 1000;
+        await analyze(db.url);
+        const r = await drain(db.url, variant, n);
+        const s = r.stats[0]!;
+        rec.add(variant, {
+          jobsPerSec: n / r.seconds,
+          seconds: r.seconds,
+          startMs: r.startMs[0]!,
+          enqueueSeconds,
+          handled: r.handled,
+          distinct: s.distinct,
+          duplicates: s.duplicates,
+          remaining: r.remaining,
+          peakRssMb: s.peakRssMb,
+          cpuMs: s.cpuMs,
+        });
+        ctx.log(
+          `W1 rep ${rep + 1} ${variant.key}: ${(n / r.seconds).toFixed(0)} jobs/s (${r.handled} handled, ${s.duplicates} dup)`,
+        );
+      } finally {
+        await dropDatabase(ctx.admin, db.name);
+      }
+    }
+  }
+  return {
+    title: `W1 drain ${n.toLocaleString('en-US')} pre-enqueued no-op jobs, 1 process, concurrency 10`,
+    params: { jobs: n, concurrency: 10, ourBatches: [50, ...ctx.sizes.w1Batches] },
+    rows: rec.result(),
+  };
+}

@@ -1,0 +1,127 @@
+import postgres from 'postgres';
+import { WorkerProcess } from '../lib/child.ts';
+import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
+import { dropDatabase, freshDatabase } from '../lib/pg.ts';
+import { Recorder, rotate, sleep } from '../lib/stats.ts';
+import { findPgbench, writeRate } from '../lib/writers.ts';
+import { itemsSql } from '../systems/ours.ts';
+import type { Variant } from '../systems/types.ts';
+
+const INSERT = `INSERT INTO w4_items (v, note) VALUES (1, 'x')`;
+
+/** The listener of W4: ours with its default batch size, on the trigger channel of `w4_items`. */
+const LISTENER: Variant = { ...VARIANTS.ours, key: 'ours-items', channel: 'items' };
+
+interface Case {
+  key: string;
+  system: 'ours';
+  label: string;
+  trigger: boolean;
+  listener: boolean;
+}
+
+const CASES: Case[] = [
+  {
+    key: 'plain',
+    system: 'ours',
+    label: 'no trigger (listener running, idle)',
+    trigger: false,
+    listener: true,
+  },
+  {
+    key: 'trigger',
+    system: 'ours',
+    label: 'trigger channel, listener running and busy',
+    trigger: true,
+    listener: true,
+  },
+  {
+    key: 'trigger-nolistener',
+    system: 'ours',
+    label: 'trigger channel, no listener',
+    trigger: true,
+    listener: false,
+  },
+];
+
+const BULK: Case[] = [
+  { key: 'bulk-plain', system: 'ours', label: 'bulk INSERT, no trigger', trigger: false, listener: false },
+  {
+    key: 'bulk-trigger',
+    system: 'ours',
+    label: 'bulk INSERT, trigger channel',
+    trigger: true,
+    listener: false,
+  },
+];
+
+async function setup(url: string, trigger: boolean): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    for (const statement of itemsSql(trigger)) await sql.unsafe(statement);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/**
+ * W4: what a trigger channel costs the user's write path. (a) `clients` connections commit single-row
+ * INSERTs for `seconds`, into the table without and with the trigger, while a listener runs (busy
+ * draining what the trigger writes); (b) one INSERT of `w4BulkRows` rows without and with the trigger.
+ */
+export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
+  const { w4Seconds: seconds, w4Clients: clients, w4BulkRows: bulkRows } = ctx.sizes;
+  const pgbench = await findPgbench();
+  const rec = new Recorder();
+  for (let rep = 0; rep < ctx.options.reps; rep++) {
+    for (const c of rotate(CASES, rep)) {
+      const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w4', ctx.template('ours'));
+      let worker: WorkerProcess | undefined;
+      try {
+        await setup(db.url, c.trigger);
+        if (c.listener) {
+          worker = await WorkerProcess.spawn('w4-listener', 'ours');
+          await worker.start(db.url, LISTENER, 0);
+          await sleep(200);
+        }
+        const tps = await writeRate(db.url, INSERT, clients, seconds, pgbench);
+        const handled = worker?.handled ?? 0;
+        const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        const [row] = await sql`SELECT
+          (SELECT count(*) FROM w4_items)::int AS rows,
+          (SELECT count(*) FROM pgpubsub.notifications)::int AS backlog`;
+        await sql.end({ timeout: 5 });
+        const cpuMs = worker ? (await worker.stats()).cpuMs : 0;
+        rec.add(c, { tps, rows: row!.rows, backlog: row!.backlog, handled, listenerCpuMs: cpuMs });
+        ctx.log(`W4 rep ${rep + 1} ${c.key}: ${tps.toFixed(0)} tx/s (backlog at end ${row!.backlog})`);
+      } finally {
+        await worker?.kill();
+        await dropDatabase(ctx.admin, db.name);
+      }
+    }
+    for (const c of rotate(BULK, rep)) {
+      const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w4', ctx.template('ours'));
+      try {
+        await setup(db.url, c.trigger);
+        const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        await sql`SELECT 1 FROM w4_items LIMIT 1`;
+        const t = performance.now();
+        await sql.unsafe(
+          `INSERT INTO w4_items (v, note) SELECT g, 'x' FROM generate_series(1, ${bulkRows}) g`,
+        );
+        const ms = performance.now() - t;
+        const [row] = await sql`SELECT count(*)::int AS n FROM pgpubsub.notifications`;
+        await sql.end({ timeout: 5 });
+        rec.add(c, { ms, notifications: row!.n });
+        ctx.log(`W4 rep ${rep + 1} ${c.key}: ${ms.toFixed(0)} ms for ${bulkRows} rows`);
+      } finally {
+        await dropDatabase(ctx.admin, db.name);
+      }
+    }
+  }
+  return {
+    title: `W4 write path: ${clients} clients × single-row INSERT transactions for ${seconds} s; one ${bulkRows.toLocaleString('en-US')}-row INSERT`,
+    params: { clients, seconds, bulkRows, client: pgbench ? 'pgbench -M prepared' : 'postgres.js' },
+    rows: rec.result(),
+  };
+}
