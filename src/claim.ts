@@ -218,36 +218,38 @@ async function decodeBatch(
 class HardStop extends Error {}
 
 async function runHandler(reg: Registration, claimed: Claimed, scope: HandlerScope, hardStop: AbortSignal) {
-  const controller = new AbortController();
-  const onStop = () => {
-    controller.abort(new PgPubSubError('ABORTED', 'The listener stopped before this handler finished.'));
-    scope.abort('The listener stopped before this handler finished.');
-  };
   if (hardStop.aborted) throw new HardStop();
-  hardStop.addEventListener('abort', onStop, { once: true });
+  const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
+  let onStop = () => {};
+  // Settles (rejects) when the handler runs out of time or the listener gives up on it: the claim
+  // does not wait for a handler that ignores its signal.
+  const interrupted = new Promise<never>((_, reject) => {
+    const interrupt = (reason: Error, thrown: Error) => {
+      controller.abort(reason);
+      scope.abort(reason.message);
+      reject(thrown);
+    };
+    onStop = () =>
+      interrupt(
+        new PgPubSubError('ABORTED', 'The listener stopped before this handler finished.'),
+        new HardStop(),
+      );
+    hardStop.addEventListener('abort', onStop, { once: true });
+    const ms = reg.timeoutMs;
+    if (ms !== undefined) {
+      timer = setTimeout(() => {
+        const error = new PgPubSubError(
+          'HANDLER_TIMEOUT',
+          `Handler of "${reg.channel.name}" ran past its ${ms} ms timeout.`,
+        );
+        interrupt(error, error);
+      }, ms);
+    }
+  });
   try {
     const event = { ...claimed.meta, ...claimed.body, signal: controller.signal };
-    const run = Promise.resolve().then(() => reg.handler(event, scope.tx));
-    if (reg.timeoutMs === undefined) {
-      await run;
-    } else {
-      const ms = reg.timeoutMs;
-      await Promise.race([
-        run,
-        new Promise((_, reject) => {
-          timer = setTimeout(() => {
-            const error = new PgPubSubError(
-              'HANDLER_TIMEOUT',
-              `Handler of "${reg.channel.name}" ran past its ${ms} ms timeout.`,
-            );
-            controller.abort(error);
-            scope.abort(error.message);
-            reject(error);
-          }, ms);
-        }),
-      ]);
-    }
+    await Promise.race([Promise.resolve().then(() => reg.handler(event, scope.tx)), interrupted]);
     // A handler that returns after the listener gave up on it must not commit.
     if (hardStop.aborted) throw new HardStop();
   } catch (error) {
@@ -277,6 +279,7 @@ export async function claimBatch(
   // query must only roll back to its own savepoint.
   const tsql = await ctx.sql.reserve();
   let inTransaction = false;
+  let current: HandlerScope | undefined;
   try {
     tsql
       .unsafe('BEGIN')
@@ -296,6 +299,7 @@ export async function claimBatch(
         continue;
       }
       const scope = new HandlerScope(tsql, ctx.parts);
+      current = scope;
       const started = performance.now();
       try {
         await runHandler(reg, item, scope, ctx.hardStop);
@@ -334,6 +338,8 @@ export async function claimBatch(
       );
     }
   } catch (error) {
+    // An interrupted handler's queries were cancelled; let them settle before ROLLBACK.
+    await current?.settle();
     if (inTransaction) await tsql.unsafe('ROLLBACK').catch(() => {});
     if (error instanceof HardStop || ctx.hardStop.aborted) {
       throw new PgPubSubError('ABORTED', 'Claim transaction rolled back: the listener stopped.', {

@@ -119,6 +119,11 @@ export class HandlerScope {
     for (const q of this.inflight) q.cancel();
   }
 
+  /** Waits until the handler's queries have finished (after abort() they are cancelled). */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.inflight]);
+  }
+
   /** Closes the scope after a successful handler; the savepoint is released without a round trip. */
   commit(): void {
     this.closedReason ??= 'This notification was already handled: its transaction cannot be used any more.';
@@ -133,7 +138,7 @@ export class HandlerScope {
   /** Undoes the handler's writes after a failure, keeping the rest of the claim transaction. */
   async rollback(): Promise<void> {
     this.closedReason ??= 'This notification was already handled: its transaction cannot be used any more.';
-    await Promise.allSettled([...this.inflight]);
+    await this.settle();
     if (!this.savepoint) return;
     await this.tsql.unsafe(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
     this.tsql

@@ -78,6 +78,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private phase: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private readonly hardStop = new AbortController();
   private readonly broadcasts = new Set<Promise<void>>();
+  private starting: Promise<void> | undefined;
 
   constructor(
     private readonly db: TDb,
@@ -144,6 +145,22 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     return this;
   }
 
+  /** The options in force, defaults filled in (read-only view, e.g. for logging). */
+  get settings(): Readonly<
+    ListenerOptions & { concurrency: number; batchSize: number; pollIntervalMs: number | false }
+  > {
+    return { ...this.options, ...this.resolved() };
+  }
+
+  private resolved() {
+    return {
+      concurrency: this.options.concurrency ?? 4,
+      batchSize: this.options.batchSize ?? 50,
+      idleWaitMs: this.options.idleWaitMs ?? 1000,
+      pollIntervalMs: this.options.pollIntervalMs ?? 15_000,
+    };
+  }
+
   /** Names of the channels this listener handles (after the `channels` option). */
   get channels(): string[] {
     return this.active().map((h) => h.channel.name);
@@ -192,12 +209,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       this.sql,
       ctx,
       new WakeupSql(this.sql, this.options.schema ?? DEFAULT_SCHEMA, filter),
-      {
-        concurrency: this.options.concurrency ?? 4,
-        batchSize: this.options.batchSize ?? 50,
-        idleWaitMs: this.options.idleWaitMs ?? 1000,
-        pollIntervalMs: this.options.pollIntervalMs ?? 15_000,
-      },
+      this.resolved(),
       this.events,
       durable.map((h) => this.registration(h)),
     );
@@ -244,6 +256,26 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       );
     }
     this.phase = 'starting';
+    this.starting = this.listen(active);
+    try {
+      await this.starting;
+    } catch (error) {
+      // A failed start leaves nothing behind and can be tried again.
+      await this.unlistenAll();
+      if (this.listenSql && this.listenSql !== this.sql) await this.listenSql.end({ timeout: 5 });
+      this.listenSql = undefined;
+      this.scheduler = undefined;
+      if (this.phase === 'starting') this.phase = 'new';
+      throw error;
+    }
+    if (this.phase !== 'starting') return this; // stop() was called meanwhile and cleans up
+    this.phase = 'running';
+    this.scheduler!.start();
+    this.events.emit('started', { channels: active.map((h) => h.channel.name) });
+    return this;
+  }
+
+  private async listen(active: HandlerEntry[]): Promise<void> {
     await this.assertStorage();
     const scheduler = this.prepare();
     this.listenSql = this.options.listenUrl
@@ -257,10 +289,15 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       const { unlisten } = await this.listenSql.listen(name, onNotify, onListen);
       this.unlisteners.push(unlisten);
     }
-    this.phase = 'running';
-    scheduler.start();
-    this.events.emit('started', { channels: active.map((h) => h.channel.name) });
-    return this;
+  }
+
+  private async unlistenAll(): Promise<void> {
+    const unlisteners = this.unlisteners.splice(0);
+    // UNLISTEN waits for the connection; do not let a dead database hold up shutdown.
+    await Promise.race([
+      Promise.allSettled(unlisteners.map((u) => u())),
+      new Promise((resolve) => setTimeout(resolve, 2000).unref()),
+    ]);
   }
 
   private onNotify(entry: HandlerEntry, payload: string): void {
@@ -299,13 +336,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
    * next listener. Closes the LISTEN connection it opened; the database client stays yours to close.
    */
   async stop({ timeoutMs = 30_000 }: { timeoutMs?: number } = {}): Promise<void> {
-    if (this.phase === 'stopped' || this.phase === 'stopping') return;
+    if (this.phase === 'new' || this.phase === 'stopped' || this.phase === 'stopping') return;
+    const wasStarting = this.phase === 'starting';
     this.phase = 'stopping';
-    // UNLISTEN waits for the connection; do not let a dead database hold up shutdown.
-    await Promise.race([
-      Promise.allSettled(this.unlisteners.map((u) => u())),
-      new Promise((resolve) => setTimeout(resolve, 2000).unref()),
-    ]);
+    if (wasStarting) await this.starting?.catch(() => {});
+    await this.unlistenAll();
     const aborted = (await this.scheduler?.quiesce(timeoutMs)) ?? 0;
     if (aborted > 0) this.hardStop.abort();
     await this.scheduler?.settle();

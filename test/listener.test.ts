@@ -386,6 +386,45 @@ describe('listener', () => {
     expect(await t.db.select().from(effects)).toEqual([]);
   });
 
+  it('stop() is bounded even when a handler ignores its signal', async () => {
+    await notify(t.db, emailRequested, { to: 'a@b.co', subject: 'stubborn' });
+    let started = false;
+    const l = createListener(t.db, { pollIntervalMs: false }).on(emailRequested, async (_e, tx) => {
+      started = true;
+      await tx.insert(effects).values({ key: 'stubborn' });
+      await new Promise(() => {}); // never settles, ignores event.signal
+    });
+    await l.start();
+    await waitFor(() => started);
+    const begun = Date.now();
+    await l.stop({ timeoutMs: 100 });
+    expect(Date.now() - begun).toBeLessThan(3000);
+    expect(await t.db.select().from(effects)).toEqual([]);
+    expect(await countNotifications(t.sql)).toEqual({ pending: 1, failed: 0 });
+  });
+
+  it('can be started again after a failed start, and stop() during start() wins', async () => {
+    const l = listen(t.db, { schema: 'missing_schema' }).on(emailRequested, () => {});
+    await expect(l.start()).rejects.toThrow(/"missing_schema"."notifications" does not exist/);
+    l.configure({ schema: 'pgpubsub' });
+    await l.start();
+    await l.stop();
+    let calls = 0;
+    const raced = createListener(t.db).on(emailRequested, () => void calls++);
+    const starting = raced.start();
+    await raced.stop();
+    await starting;
+    // Had the raced listener kept running, it would compete for these with the next one.
+    for (let i = 0; i < 20; i++)
+      await notify(t.db, emailRequested, { to: 'a@b.co', subject: `after stop ${i}` });
+    let handled = 0;
+    await listen(t.db, { pollIntervalMs: false })
+      .on(emailRequested, () => void handled++)
+      .start();
+    await waitFor(async () => handled === 20 && (await countNotifications(t.sql)).pending === 0);
+    expect(calls).toBe(0);
+  });
+
   it('gives clear errors for misuse', async () => {
     expect(() => createListener({} as any)).toThrow(/needs a Drizzle database on postgres.js/);
     const l = createListener(t.db, { channels: ['nope'] }).on(emailRequested, () => {});
