@@ -1,3 +1,12 @@
+/**
+ * postgres.js 3.4.9 under connection resets, without drizzle-pgpubsub: 4 loops of small transactions
+ * through the chaos proxy, which resets every connection every 50–350 ms for SECS seconds (default 40).
+ * Shows (1) the uncatchable `nextWrite` TypeError (porsager/postgres#1154; counted here instead of
+ * crashing) and (2) operations that hang for 15 s and more on a pooled connection left with a stale
+ * write timer after a reset (porsager/postgres#1208, PR #1209).
+ *
+ *   SECS=40 node --import jiti/register chaos/repro/postgres-js-reset-stress.ts
+ */
 import postgres from 'postgres';
 import { startChaosPg } from '../pg.ts';
 import { ChaosProxy } from '../proxy.ts';
