@@ -234,10 +234,16 @@ export function planGenerate(input: {
   for (const found of input.channels) {
     if (!isTriggerChannel(found.channel)) continue;
     const spec = resolve(found, input.casing);
-    if (spec.when?.includes('--> statement-breakpoint')) {
+    // drizzle splits migration files on this marker, wherever it stands (names included).
+    const marker = '--> statement-breakpoint';
+    const inWhen = spec.when?.includes(marker);
+    if (
+      inWhen ||
+      [spec.channel, spec.tableSchema, spec.table, ...spec.columns].some((n) => n.includes(marker))
+    ) {
       throw new PgPubSubError(
         'INVALID_CHANNEL',
-        `The \`when\` of ${where(found)} contains "--> statement-breakpoint", which would split the trigger function in two when the migration runs. Rephrase the condition.`,
+        `The ${inWhen ? '`when`' : 'name (channel, table or column)'} of ${where(found)} contains "${marker}", which would split the trigger function in two when the migration runs. ${inWhen ? 'Rephrase the condition.' : 'Rename it.'}`,
       );
     }
     desired.set(spec.channel, { spec, hash: channelHash(spec, schema) });

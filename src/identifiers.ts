@@ -33,3 +33,14 @@ export function boundedIdent(prefix: string, name: string, suffix = ''): string 
   if (byteLength(full) <= MAX_IDENTIFIER_BYTES) return full;
   return `${prefix}${createHash('sha256').update(name).digest('hex').slice(0, 16)}${suffix}`;
 }
+
+/**
+ * Wraps a function body in a dollar quote whose tag does not occur in the body: `$pgpubsub$`, or
+ * `$pgpubsub_1$`, `$pgpubsub_2$` … Identifiers and literals inside the body (channel, table and
+ * column names) can then never end the quote early.
+ */
+export function dollarQuote(body: string): string {
+  let tag = '$pgpubsub$';
+  for (let n = 1; body.includes(tag); n++) tag = `$pgpubsub_${n}$`;
+  return `${tag}\n${body}\n${tag}`;
+}

@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgSchema, text, timestamp } from 'drizzle-orm/pg-core';
-import { quoteIdent } from './identifiers.ts';
+import { dollarQuote, quoteIdent } from './identifiers.ts';
 
 /** The pg schema that holds the notifications table unless configured otherwise. */
 export const DEFAULT_SCHEMA = 'pgpubsub';
@@ -83,8 +83,7 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
     // so busy listeners cost the write path no NOTIFY (NOTIFY serializes commits on a global lock).
     `CREATE UNLOGGED TABLE IF NOT EXISTS ${s}."wakeups" ("channel" text PRIMARY KEY, "idle" boolean NOT NULL)`,
     `CREATE OR REPLACE FUNCTION ${s}."notify"("p_channel" text, "p_payload" jsonb) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgpubsub$
-DECLARE
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ${dollarQuote(`DECLARE
   v_id bigint;
 BEGIN
   INSERT INTO ${s}."notifications" ("channel", "payload", "context")
@@ -94,7 +93,6 @@ BEGIN
     PERFORM pg_notify(p_channel, '');
   END IF;
   RETURN v_id;
-END
-$pgpubsub$`,
+END`)}`,
   ];
 }

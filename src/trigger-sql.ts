@@ -5,7 +5,7 @@ import type { Column } from 'drizzle-orm/column';
 import { getTableConfig } from 'drizzle-orm/pg-core';
 import type { TriggerChannel, TriggerOp } from './channel.ts';
 import { PgPubSubError } from './errors.ts';
-import { boundedIdent, qualify, quoteIdent, quoteLiteral } from './identifiers.ts';
+import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from './identifiers.ts';
 import { DEFAULT_SCHEMA } from './notifications.ts';
 
 /** Everything the SQL builders need about one trigger channel, with database names resolved. */
@@ -102,9 +102,7 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     v_count := 1;
   END IF;`
     : '';
-  return `CREATE OR REPLACE FUNCTION ${s}.${quoteIdent(functionName(spec.channel))}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgpubsub$
-#variable_conflict use_column
+  const body = `#variable_conflict use_column
 DECLARE
   v_context jsonb := ${CONTEXT};
   v_count bigint := 0;
@@ -114,8 +112,9 @@ BEGIN${rowLevel}
     PERFORM pg_notify(${ch}, '');
   END IF;
   RETURN NULL;
-END
-$pgpubsub$`;
+END`;
+  return `CREATE OR REPLACE FUNCTION ${s}.${quoteIdent(functionName(spec.channel))}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ${dollarQuote(body)}`;
 }
 
 function dropTriggersSql(spec: Pick<TriggerSpec, 'channel' | 'tableSchema' | 'table'>): string[] {
