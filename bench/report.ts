@@ -190,7 +190,9 @@ const COLUMNS: Record<WorkloadId, Column[]> = {
     { title: 'jobs/s', metric: 'jobsPerSec' },
     { title: 'drain s', metric: 'seconds', digits: 2 },
     { title: 'start() ms', metric: 'startMs' },
-    { title: 'worker CPU ms', metric: 'cpuMs' },
+    { title: 'worker CPU ms', metric: 'workerCpuMs' },
+    { title: 'PostgreSQL CPU ms', metric: 'pgCpuMs' },
+    { title: 'CPU µs / job', metric: 'cpuUsPerJob' },
     { title: 'handled (distinct)', metric: 'distinct' },
     { title: 'duplicates', metric: 'duplicates' },
   ],
@@ -208,6 +210,10 @@ const COLUMNS: Record<WorkloadId, Column[]> = {
   W4: [
     { title: 'INSERT tx/s', metric: 'tps' },
     { title: 'bulk INSERT ms', metric: 'ms' },
+    { title: 'NOTIFYs / 1k inserts', metric: 'notifiesPer1k' },
+    { title: 'WAL bytes / tx', metric: 'walBytesPerTx' },
+    { title: 'WAL bytes / row', metric: 'walBytesPerRow' },
+    { title: 'PostgreSQL CPU µs / tx', metric: 'pgCpuUsPerTx' },
     { title: 'notifications backlog at end', metric: 'backlog' },
     { title: 'listener CPU ms', metric: 'listenerCpuMs' },
   ],
@@ -215,6 +221,8 @@ const COLUMNS: Record<WorkloadId, Column[]> = {
     { title: 'claim ms @small', metric: 'claimMsSmall' },
     { title: 'claim ms @large', metric: 'claimMsLarge' },
     { title: 'ratio', metric: 'claimRatio' },
+    { title: 'claim statement server ms @small', metric: 'execMsSmall', digits: 3 },
+    { title: '@large', metric: 'execMsLarge', digits: 3 },
     { title: 'statements / claim', metric: 'statementsPerClaim', digits: 0 },
     { title: 'peak RSS MB', metric: 'peakRssMb' },
     { title: 'peak heap MB', metric: 'peakHeapMb' },
@@ -224,15 +232,18 @@ const COLUMNS: Record<WorkloadId, Column[]> = {
   W6: [
     { title: 'jobs/s', metric: 'jobsPerSec' },
     { title: 'drain s', metric: 'seconds', digits: 2 },
+    { title: 'CPU µs / job', metric: 'cpuUsPerJob' },
+    { title: 'cores busy', metric: 'coresBusy', digits: 2 },
     { title: 'handled', metric: 'handled' },
     { title: 'duplicates', metric: 'duplicates' },
   ],
 };
 
-function markdownTable(header: string[], rows: string[][]): string {
+/** A markdown table; the first `textColumns` columns are left-aligned, the rest (numbers) right-aligned. */
+function markdownTable(header: string[], rows: string[][], textColumns = 1): string {
   const lines = [
     `| ${header.join(' | ')} |`,
-    `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
+    `|${header.map((_, i) => (i < textColumns ? '---' : '---:')).join('|')}|`,
   ];
   for (const r of rows) lines.push(`| ${r.join(' | ')} |`);
   return lines.join('\n');
@@ -256,6 +267,7 @@ export function goalsTable(list: Goal[]): string {
       g.measured ? `${fmt(g.measured)} ${g.unit}` : '–',
       g.met === undefined ? '–' : g.met ? 'yes' : `**no** (${describeMiss(g)})`,
     ]),
+    2,
   );
 }
 

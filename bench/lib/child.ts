@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { SystemId, Variant } from '../systems/types.ts';
+import { workerBuild } from './build.ts';
 
 /** What a worker process reports about itself. */
 export interface WorkerStats {
@@ -16,10 +16,12 @@ export interface WorkerStats {
   baseRssMb: number;
   baseHeapMb: number;
   cpuMs: number;
+  /** Memory once a second while sampling: [seconds since start, RSS MB, heap used MB]. */
+  memory: [number, number, number][];
 }
 
 export type ChildRequest =
-  | { type: 'start'; url: string; variant: Variant | NoWorker; sampleMs?: number }
+  | { type: 'start'; url: string; variant: Variant | NoWorker; sampleMs?: number; expected?: number }
   | { type: 'cpu'; reset?: boolean }
   | { type: 'stats' }
   | { type: 'stop' };
@@ -40,8 +42,6 @@ export interface NoWorker {
   system: 'none';
 }
 
-const WORKER = fileURLToPath(new URL('../worker.ts', import.meta.url));
-
 /** A forked bench/worker.ts, driven over IPC. */
 export class WorkerProcess {
   /** Latest handler-start count the process reported. */
@@ -57,9 +57,13 @@ export class WorkerProcess {
     return this.failure;
   }
 
-  private constructor(label: string, system: SystemId | 'none') {
-    this.child = fork(WORKER, [], {
-      execArgv: ['--import', 'jiti/register'],
+  private constructor(worker: string, label: string, system: SystemId | 'none') {
+    this.child = fork(worker, [], {
+      // Plain node on the transpiled worker (see build.ts). BENCH_CPU_PROF=<dir> writes a V8 CPU
+      // profile of every worker process (open it in Chrome DevTools).
+      execArgv: process.env.BENCH_CPU_PROF
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+        : [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, BENCH_WORKER: label, ...(system === 'none' ? {} : { BENCH_SYSTEM: system }) },
     });
@@ -104,15 +108,28 @@ export class WorkerProcess {
 
   /** Forks a worker process for `system`; resolves once it has loaded that system's modules. */
   static async spawn(label: string, system: SystemId | 'none'): Promise<WorkerProcess> {
-    const w = new WorkerProcess(label, system);
+    const w = new WorkerProcess(await workerBuild(), label, system);
     await w.next('ready');
     return w;
   }
 
-  /** Starts the worker; resolves when its start() returned, with how long that took (ms). */
-  async start(url: string, variant: Variant | NoWorker, sampleMs?: number): Promise<number> {
+  /**
+   * Starts the worker; resolves when its start() returned, with how long that took (ms). `sampleMs`:
+   * memory sampling interval (0: off); `expected`: handler starts at which to report progress at once.
+   */
+  async start(
+    url: string,
+    variant: Variant | NoWorker,
+    { sampleMs, expected }: { sampleMs?: number | undefined; expected?: number | undefined } = {},
+  ): Promise<number> {
     const m = await this.request(
-      { type: 'start', url, variant, ...(sampleMs === undefined ? {} : { sampleMs }) },
+      {
+        type: 'start',
+        url,
+        variant,
+        ...(sampleMs === undefined ? {} : { sampleMs }),
+        ...(expected === undefined ? {} : { expected }),
+      },
       'started',
     );
     return m.startMs;

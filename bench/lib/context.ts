@@ -36,7 +36,7 @@ export const FULL: Sizes = {
   w4BulkRows: 100_000,
   w5Small: 1_000,
   w5Large: 1_000_000,
-  w5Samples: 15,
+  w5Samples: 24,
   w6Jobs: 60_000,
 };
 
@@ -53,7 +53,7 @@ export const QUICK: Sizes = {
   w4BulkRows: 2_000,
   w5Small: 300,
   w5Large: 3_000,
-  w5Samples: 2,
+  w5Samples: 3,
   w6Jobs: 400,
 };
 

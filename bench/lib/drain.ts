@@ -2,6 +2,7 @@ import postgres from 'postgres';
 import { loadSystem } from '../systems/index.ts';
 import type { Variant } from '../systems/types.ts';
 import { WorkerProcess, type WorkerStats, whenHandled } from './child.ts';
+import { clusterCpuMs } from './pg.ts';
 import { sleep } from './stats.ts';
 
 export interface DrainResult {
@@ -14,6 +15,10 @@ export interface DrainResult {
   handled: number;
   /** Jobs left in the table at the end (must be 0). */
   remaining: number;
+  /** CPU used by the worker processes during the drain (ms). */
+  workerCpuMs: number;
+  /** CPU used by the whole PostgreSQL cluster during the drain (ms; NaN for a remote server). */
+  pgCpuMs: number;
 }
 
 /**
@@ -38,9 +43,12 @@ export async function drain(
   );
   try {
     await sql`SELECT 1`;
+    const cpu0 = await clusterCpuMs(sql);
     const t0 = performance.now();
     const allHandled = whenHandled(workers, jobs, timeoutMs);
-    const startMs = await Promise.all(workers.map((w) => w.start(url, variant, sampleMs)));
+    const startMs = await Promise.all(
+      workers.map((w) => w.start(url, variant, { sampleMs, expected: processes === 1 ? jobs : undefined })),
+    );
     await allHandled;
     let remaining = await system.remaining(sql);
     while (remaining > 0) {
@@ -49,10 +57,20 @@ export async function drain(
       remaining = await system.remaining(sql);
     }
     const seconds = (performance.now() - t0) / 1000;
+    const cpu1 = await clusterCpuMs(sql);
+    const workerCpu = await Promise.all(workers.map((w) => w.cpuMs()));
     // Late duplicates would show up as extra handler starts: give them a moment to appear.
     await sleep(50);
     const stats = await Promise.all(workers.map((w) => w.stop()));
-    return { seconds, startMs, stats, handled: stats.reduce((s, x) => s + x.handled, 0), remaining };
+    return {
+      seconds,
+      startMs,
+      stats,
+      handled: stats.reduce((s, x) => s + x.handled, 0),
+      remaining,
+      workerCpuMs: workerCpu.reduce((a, b) => a + b, 0),
+      pgCpuMs: cpu0 === undefined || cpu1 === undefined ? Number.NaN : cpu1 - cpu0,
+    };
   } finally {
     await Promise.all(workers.map((w) => w.kill()));
     await sql.end({ timeout: 5 });

@@ -1,3 +1,4 @@
+import { readdir, readFile } from 'node:fs/promises';
 import postgres from 'postgres';
 import { withDatabase } from '../../tools/embedded-pg.ts';
 
@@ -106,4 +107,43 @@ export async function analyze(url: string): Promise<void> {
   } finally {
     await sql.end({ timeout: 5 });
   }
+}
+
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+async function procStat(pid: number): Promise<{ ppid: number; self: number; children: number } | undefined> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name "(…)": state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17).
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return {
+      ppid: Number(f[1]),
+      self: (Number(f[11]) + Number(f[12])) * TICK_MS,
+      children: (Number(f[13]) + Number(f[14])) * TICK_MS,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time (ms) used so far by the whole PostgreSQL cluster: the postmaster, its live children
+ * (backends, WAL writer, checkpointer, autovacuum…) and the children that already exited (counted in
+ * the postmaster's cutime/cstime). Only for a server on this machine (Linux /proc); else undefined.
+ * Includes other clients' work on the same server.
+ */
+export async function clusterCpuMs(admin: postgres.Sql): Promise<number | undefined> {
+  const [row] = await admin`SELECT pg_backend_pid() AS pid`;
+  const backend = await procStat(row!.pid as number);
+  if (!backend) return undefined;
+  const postmaster = backend.ppid;
+  const main = await procStat(postmaster);
+  if (!main) return undefined;
+  let total = main.self + main.children;
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const s = await procStat(Number(name));
+    if (s?.ppid === postmaster) total += s.self;
+  }
+  return total;
 }

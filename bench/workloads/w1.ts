@@ -36,10 +36,13 @@ export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
           duplicates: s.duplicates,
           remaining: r.remaining,
           peakRssMb: s.peakRssMb,
-          cpuMs: s.cpuMs,
+          workerCpuMs: r.workerCpuMs,
+          pgCpuMs: r.pgCpuMs,
+          // CPU per job, worker and PostgreSQL together: steadier than jobs/s on a shared machine.
+          cpuUsPerJob: ((r.workerCpuMs + r.pgCpuMs) * 1000) / n,
         });
         ctx.log(
-          `W1 rep ${rep + 1} ${variant.key}: ${(n / r.seconds).toFixed(0)} jobs/s (${r.handled} handled, ${s.duplicates} dup)`,
+          `W1 rep ${rep + 1} ${variant.key}: ${(n / r.seconds).toFixed(0)} jobs/s, ${(((r.workerCpuMs + r.pgCpuMs) * 1000) / n).toFixed(0)} µs CPU/job (${r.handled} handled, ${s.duplicates} dup)`,
         );
       } finally {
         await dropDatabase(ctx.admin, db.name);

@@ -1,5 +1,5 @@
 import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
-import { dropDatabase, freshDatabase } from '../lib/pg.ts';
+import { dropDatabase, freshDatabase, waitNoBackends } from '../lib/pg.ts';
 import { percentiles, Recorder, rotate, sleep } from '../lib/stats.ts';
 import { loadSystem } from '../systems/index.ts';
 import type { Variant } from '../systems/types.ts';
@@ -84,6 +84,8 @@ export async function w2(
       } finally {
         await worker.stop();
         await producer.close();
+        // Clients closing in the background would see DROP … FORCE as an error: let them go first.
+        await waitNoBackends(ctx.admin, db.name, 5_000).catch(() => {});
         await dropDatabase(ctx.admin, db.name);
       }
     }

@@ -42,7 +42,7 @@ export async function w3(ctx: BenchContext): Promise<WorkloadResult> {
     );
     const workers = await Promise.all(variants.map((v) => WorkerProcess.spawn(`${v.key}#idle`, v.system)));
     try {
-      await Promise.all(workers.map((w, j) => w.start(dbs[j]!.url, variants[j]!, 0)));
+      await Promise.all(workers.map((w, j) => w.start(dbs[j]!.url, variants[j]!, { sampleMs: 0 })));
       await sleep(settle * 1000);
       const before = await Promise.all(dbs.map((d) => xactCount(ctx.admin, d.name)));
       await Promise.all(workers.map((w) => w.cpuMs(true)));

@@ -1,7 +1,7 @@
 import postgres from 'postgres';
 import { WorkerProcess } from '../lib/child.ts';
 import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
-import { dropDatabase, freshDatabase } from '../lib/pg.ts';
+import { clusterCpuMs, dropDatabase, freshDatabase } from '../lib/pg.ts';
 import { Recorder, rotate, sleep } from '../lib/stats.ts';
 import { findPgbench, writeRate } from '../lib/writers.ts';
 import { itemsSql } from '../systems/ours.ts';
@@ -55,6 +55,12 @@ const BULK: Case[] = [
   },
 ];
 
+/** WAL position (bytes) and the cluster's CPU time (ms). */
+async function walAndCpu(sql: postgres.Sql): Promise<{ wal: number; cpu: number }> {
+  const [row] = await sql`SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8 AS wal`;
+  return { wal: row!.wal as number, cpu: (await clusterCpuMs(sql)) ?? Number.NaN };
+}
+
 async function setup(url: string, trigger: boolean): Promise<void> {
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
@@ -81,19 +87,40 @@ export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
         await setup(db.url, c.trigger);
         if (c.listener) {
           worker = await WorkerProcess.spawn('w4-listener', 'ours');
-          await worker.start(db.url, LISTENER, 0);
+          await worker.start(db.url, LISTENER, { sampleMs: 0 });
           await sleep(200);
         }
-        const tps = await writeRate(db.url, INSERT, clients, seconds, pgbench);
-        const handled = worker?.handled ?? 0;
+        // A second LISTEN on the channel counts the NOTIFYs the producers sent (the listener's flag
+        // protocol should keep them rare while it is busy).
         const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+        let notifies = 0;
+        const spy = await sql.listen('w4_items', () => {
+          notifies++;
+        });
+        const before = await walAndCpu(sql);
+        await worker?.cpuMs(true);
+        const tps = await writeRate(db.url, INSERT, clients, seconds, pgbench);
+        const listenerCpuMs = worker ? await worker.cpuMs() : 0;
+        const after = await walAndCpu(sql);
+        await spy.unlisten();
         const [row] = await sql`SELECT
           (SELECT count(*) FROM w4_items)::int AS rows,
           (SELECT count(*) FROM pgpubsub.notifications)::int AS backlog`;
         await sql.end({ timeout: 5 });
-        const cpuMs = worker ? (await worker.stats()).cpuMs : 0;
-        rec.add(c, { tps, rows: row!.rows, backlog: row!.backlog, handled, listenerCpuMs: cpuMs });
-        ctx.log(`W4 rep ${rep + 1} ${c.key}: ${tps.toFixed(0)} tx/s (backlog at end ${row!.backlog})`);
+        const rows = row!.rows as number;
+        rec.add(c, {
+          tps,
+          rows,
+          backlog: row!.backlog,
+          handled: worker?.handled ?? 0,
+          notifiesPer1k: (notifies * 1000) / rows,
+          walBytesPerTx: (after.wal - before.wal) / rows,
+          pgCpuUsPerTx: ((after.cpu - before.cpu) * 1000) / rows,
+          listenerCpuMs,
+        });
+        ctx.log(
+          `W4 rep ${rep + 1} ${c.key}: ${tps.toFixed(0)} tx/s, ${notifies} NOTIFYs, ${((after.wal - before.wal) / rows).toFixed(0)} WAL bytes/tx (backlog at end ${row!.backlog})`,
+        );
       } finally {
         await worker?.kill();
         await dropDatabase(ctx.admin, db.name);
@@ -105,14 +132,16 @@ export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
         await setup(db.url, c.trigger);
         const sql = postgres(db.url, { max: 1, onnotice: () => {} });
         await sql`SELECT 1 FROM w4_items LIMIT 1`;
+        const before = await walAndCpu(sql);
         const t = performance.now();
         await sql.unsafe(
           `INSERT INTO w4_items (v, note) SELECT g, 'x' FROM generate_series(1, ${bulkRows}) g`,
         );
         const ms = performance.now() - t;
+        const after = await walAndCpu(sql);
         const [row] = await sql`SELECT count(*)::int AS n FROM pgpubsub.notifications`;
         await sql.end({ timeout: 5 });
-        rec.add(c, { ms, notifications: row!.n });
+        rec.add(c, { ms, notifications: row!.n, walBytesPerRow: (after.wal - before.wal) / bulkRows });
         ctx.log(`W4 rep ${rep + 1} ${c.key}: ${ms.toFixed(0)} ms for ${bulkRows} rows`);
       } finally {
         await dropDatabase(ctx.admin, db.name);

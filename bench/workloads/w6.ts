@@ -31,6 +31,11 @@ export async function w6(ctx: BenchContext): Promise<WorkloadResult> {
           handled: r.handled,
           remaining: r.remaining,
           duplicates: r.stats.reduce((s, x) => s + x.duplicates, 0),
+          workerCpuMs: r.workerCpuMs,
+          pgCpuMs: r.pgCpuMs,
+          cpuUsPerJob: ((r.workerCpuMs + r.pgCpuMs) * 1000) / n,
+          // Cores busy on this workload (worker processes + PostgreSQL) over the drain.
+          coresBusy: (r.workerCpuMs + r.pgCpuMs) / (r.seconds * 1000),
         });
         ctx.log(`W6 rep ${rep + 1} ${setup.processes} process(es): ${(n / r.seconds).toFixed(0)} jobs/s`);
       } finally {
