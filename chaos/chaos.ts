@@ -4,7 +4,7 @@ import pg from 'pg';
 import { withDatabase } from '../tools/embedded-pg.ts';
 import { type ChaosPg, startChaosPg } from './pg.ts';
 import { createRng, type Rng } from './prng.ts';
-import { adminPool, emptyLedger, type Pace, Producer, type ProducerLedger } from './producer.ts';
+import { type Admin, adminPool, emptyLedger, type Pace, Producer, type ProducerLedger } from './producer.ts';
 import { ChaosProxy } from './proxy.ts';
 import { chaosSetupSql, failsFirstAttempt } from './schema.ts';
 import type { WorkerMessage } from './worker.ts';
@@ -115,7 +115,7 @@ interface WorkerSlot {
   stats: Map<number, Extract<WorkerMessage, { type: 'stats' }>>;
 }
 
-class Workers {
+export class Workers {
   readonly slots: WorkerSlot[];
   readonly unclean: string[] = [];
   /** Workers that did not finish stop() in time (liveness, not safety). */
@@ -229,6 +229,11 @@ class Workers {
         clearTimeout(timer);
       }),
     );
+  }
+
+  /** The latest stats of each slot's current process. */
+  current(): (Extract<WorkerMessage, { type: 'stats' }> | undefined)[] {
+    return this.slots.map((slot) => (slot.child?.pid ? slot.stats.get(slot.child.pid) : undefined));
   }
 
   totals() {
@@ -484,6 +489,94 @@ async function chaosOn(
   }
 
   // Verification, on a direct connection.
+  const { figures: f, extraAttempts } = await verifyDelivery(admin, ledger, violations);
+  for (const line of workers.unclean) violations.push(line);
+  await adminConn.end();
+  if (!server.canRestart && violations.length === 0) {
+    const drop = new pg.Client({ connectionString: server.url });
+    await drop.connect();
+    await drop.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+    await drop.end();
+  }
+
+  const totals = workers.totals();
+  return {
+    seed,
+    options: (({ log: _log, ...rest }) => rest)(options),
+    notifications: f.expected,
+    transactions: {
+      committed: ledger.committed.size,
+      acknowledged: ledger.acknowledged.size,
+      rolledBackOnPurpose: ledger.rolledBack.size,
+      failedByFault: ledger.notCommitted.size,
+      commitOutcomeUnknown: ledger.commitUnknown,
+    },
+    faults,
+    cut,
+    restartDownMs,
+    effects: f.effects,
+    duplicates: { byNotificationId: f.dup_ids, byKey: f.dup_keys, extraRows: f.extra_rows },
+    lost: f.lost!,
+    phantoms: f.phantoms!,
+    contextMismatches: f.ctx_mismatch!,
+    pending: f.pending!,
+    failed: f.failed,
+    extraAttempts,
+    drainAfterLastFaultMs,
+    productionMs: Math.round(productionMs),
+    totalMs: Math.round(performance.now() - started),
+    workerErrors: totals.errors,
+    workerSamples: totals.samples,
+    workerExits: {
+      clean: workers.clean,
+      unclean: workers.unclean,
+      driverCrashes: workers.driverCrashes,
+      driverTypeCrashes: workers.driverTypeCrashes,
+      slowStops: workers.slowStops,
+    },
+    producerErrors: Object.fromEntries(ledger.errors),
+    violations,
+    warnings: [
+      ...(workers.driverCrashes > 0
+        ? [
+            `${workers.driverCrashes} worker processes crashed in postgres.js (nextWrite on a closed socket, porsager/postgres#1154) and were restarted`,
+          ]
+        : []),
+      ...(workers.driverTypeCrashes > 0
+        ? [
+            `${workers.driverTypeCrashes} worker processes crashed on postgres.js's unhandled array-type lookup rejection (porsager/postgres#1192) and were restarted`,
+          ]
+        : []),
+      ...workers.slowStops,
+    ],
+  };
+}
+
+/** What {@link verifyDelivery} counted. */
+export interface DeliveryFigures {
+  expected: number;
+  markers: number;
+  effects: number;
+  dup_ids: number;
+  extra_rows: number;
+  dup_keys: number;
+  lost: number;
+  phantoms: number;
+  ctx_mismatch: number;
+  pending: number;
+  failed: number;
+}
+
+/**
+ * Checks a finished run: every committed notification (per the marker rows) has exactly one effect,
+ * nothing else has one, nothing is left, and the producers' ledger agrees with the markers. Pushes
+ * a line per broken guarantee onto `violations`.
+ */
+export async function verifyDelivery(
+  admin: Admin,
+  ledger: ProducerLedger,
+  violations: string[],
+): Promise<{ figures: DeliveryFigures; extraAttempts: number }> {
   const [figures] = await admin(`
     WITH expected AS (
       SELECT m.tx, k.key FROM chaos_markers m, jsonb_array_elements_text(m.keys) AS k(key)
@@ -505,7 +598,7 @@ async function chaosOn(
          AND NOT EXISTS (SELECT 1 FROM expected x WHERE x.key = e.key AND x.tx = e.ctx_tx)) AS ctx_mismatch,
       (SELECT count(*)::int FROM pgpubsub.notifications WHERE status = 'pending') AS pending,
       (SELECT count(*)::int FROM pgpubsub.notifications WHERE status = 'failed') AS failed`);
-  const f = figures as Record<string, number>;
+  const f = figures as DeliveryFigures;
   const markerRows = await admin('SELECT tx FROM chaos_markers');
   const markerSet = new Set(markerRows.map((r) => r.tx as string));
   const attemptRows = await admin('SELECT key, attempt FROM chaos_effects');
@@ -513,7 +606,7 @@ async function chaosOn(
     (r) => (r.attempt as number) > (failsFirstAttempt(r.key as string) ? 2 : 1),
   ).length;
   const failedSamples =
-    f.failed! > 0
+    f.failed > 0
       ? await admin(
           `SELECT id, channel, attempts, left(last_error, 200) AS e FROM pgpubsub.notifications WHERE status = 'failed' LIMIT 5`,
         )
@@ -548,64 +641,5 @@ async function chaosOn(
     `${notCommittedPresent.length} transactions resolved as not committed did commit`,
   );
   check(rolledBackPresent.length === 0, `${rolledBackPresent.length} rolled-back transactions left a marker`);
-  for (const line of workers.unclean) violations.push(line);
-  await adminConn.end();
-  if (!server.canRestart && violations.length === 0) {
-    const drop = new pg.Client({ connectionString: server.url });
-    await drop.connect();
-    await drop.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-    await drop.end();
-  }
-
-  const totals = workers.totals();
-  return {
-    seed,
-    options: (({ log: _log, ...rest }) => rest)(options),
-    notifications: f.expected!,
-    transactions: {
-      committed: ledger.committed.size,
-      acknowledged: ledger.acknowledged.size,
-      rolledBackOnPurpose: ledger.rolledBack.size,
-      failedByFault: ledger.notCommitted.size,
-      commitOutcomeUnknown: ledger.commitUnknown,
-    },
-    faults,
-    cut,
-    restartDownMs,
-    effects: f.effects!,
-    duplicates: { byNotificationId: f.dup_ids!, byKey: f.dup_keys!, extraRows: f.extra_rows! },
-    lost: f.lost!,
-    phantoms: f.phantoms!,
-    contextMismatches: f.ctx_mismatch!,
-    pending: f.pending!,
-    failed: f.failed!,
-    extraAttempts,
-    drainAfterLastFaultMs,
-    productionMs: Math.round(productionMs),
-    totalMs: Math.round(performance.now() - started),
-    workerErrors: totals.errors,
-    workerSamples: totals.samples,
-    workerExits: {
-      clean: workers.clean,
-      unclean: workers.unclean,
-      driverCrashes: workers.driverCrashes,
-      driverTypeCrashes: workers.driverTypeCrashes,
-      slowStops: workers.slowStops,
-    },
-    producerErrors: Object.fromEntries(ledger.errors),
-    violations,
-    warnings: [
-      ...(workers.driverCrashes > 0
-        ? [
-            `${workers.driverCrashes} worker processes crashed in postgres.js (nextWrite on a closed socket, porsager/postgres#1154) and were restarted`,
-          ]
-        : []),
-      ...(workers.driverTypeCrashes > 0
-        ? [
-            `${workers.driverTypeCrashes} worker processes crashed on postgres.js's unhandled array-type lookup rejection (porsager/postgres#1192) and were restarted`,
-          ]
-        : []),
-      ...workers.slowStops,
-    ],
-  };
+  return { figures: f, extraAttempts };
 }

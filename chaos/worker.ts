@@ -21,6 +21,9 @@ export type WorkerMessage =
       dead: number;
       errors: Record<string, number>;
       samples: string[];
+      /** process.memoryUsage() of the worker, bytes. */
+      rss: number;
+      heapUsed: number;
     };
 
 const url = process.env.CHAOS_URL;
@@ -107,7 +110,8 @@ function sample(text: string): void {
 
 function report(): void {
   if (!process.connected) return;
-  const message: WorkerMessage = { type: 'stats', worker, ...stats };
+  const { rss, heapUsed } = process.memoryUsage();
+  const message: WorkerMessage = { type: 'stats', worker, ...stats, rss, heapUsed };
   process.send?.(message);
 }
 
