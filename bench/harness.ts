@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { startPg } from '../tools/embedded-pg.ts';
+import { workerBuild } from './lib/build.ts';
 import {
   type BenchContext,
   type BenchOptions,
@@ -8,7 +9,7 @@ import {
   type WorkloadId,
   type WorkloadResult,
 } from './lib/context.ts';
-import { adminClient, dropTemplate, makeTemplate, type ServerInfo, serverInfo } from './lib/pg.ts';
+import { adminClient, Databases, dropTemplate, makeTemplate, type ServerInfo, serverInfo } from './lib/pg.ts';
 import { loadSystem, SYSTEM_IDS } from './systems/index.ts';
 import type { SystemId } from './systems/types.ts';
 import { w1 } from './workloads/w1.ts';
@@ -55,18 +56,26 @@ export async function runBench(
   const server = await startPg(url, {});
   const admin = adminClient(server.url);
   const templates: Partial<Record<SystemId, string>> = {};
+  let databases: Databases | undefined;
   try {
     const info = await serverInfo(admin);
     log(`PostgreSQL: ${info.version}${server.embedded ? ' (embedded)' : ''}`);
-    for (const id of SYSTEM_IDS) {
-      const name = `bench_tpl_${id}_${process.pid}`;
-      const system = await loadSystem(id);
-      await makeTemplate(admin, server.url, name, (u) => system.install(u));
-      templates[id] = name;
-    }
+    await Promise.all([
+      workerBuild(),
+      ...SYSTEM_IDS.map(async (id) => {
+        const name = `bench_tpl_${id}_${process.pid}`;
+        const system = await loadSystem(id);
+        await makeTemplate(admin, server.url, name, (u) => system.install(u));
+        templates[id] = name;
+      }),
+    ]);
+    databases = new Databases(admin, server.url, options.quick);
+    const dbs = databases;
     const ctx: BenchContext = {
       adminUrl: server.url,
       admin,
+      fresh: (system) => dbs.fresh(templates[system]!),
+      drop: (name) => dbs.drop(name),
       options,
       sizes: options.quick ? QUICK : FULL,
       template: (id) => templates[id]!,
@@ -100,6 +109,7 @@ export async function runBench(
       workloads,
     };
   } finally {
+    await databases?.close();
     for (const name of Object.values(templates)) await dropTemplate(admin, name).catch(() => {});
     await admin.end({ timeout: 5 });
     await server.stop();

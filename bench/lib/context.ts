@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
 import type { SystemId, Variant } from '../systems/types.ts';
+import type { Database } from './pg.ts';
 import type { Row } from './stats.ts';
 
 /** Sizes of the workloads; `--quick` shrinks them to a smoke test. */
@@ -13,7 +14,9 @@ export interface Sizes {
   w2Warmup: number;
   w3Settle: number;
   w3Seconds: number;
+  /** Seconds of single-row INSERTs per case; 0: a fixed `w4Transactions` per client instead (quick). */
   w4Seconds: number;
+  w4Transactions: number;
   w4Clients: number;
   w4BulkRows: number;
   w5Small: number;
@@ -32,6 +35,7 @@ export const FULL: Sizes = {
   w3Settle: 11.5,
   w3Seconds: 10,
   w4Seconds: 10,
+  w4Transactions: 0,
   w4Clients: 10,
   w4BulkRows: 100_000,
   w5Small: 1_000,
@@ -48,7 +52,8 @@ export const QUICK: Sizes = {
   w2Warmup: 10,
   w3Settle: 0.5,
   w3Seconds: 0.5,
-  w4Seconds: 1,
+  w4Seconds: 0,
+  w4Transactions: 100,
   w4Clients: 2,
   w4BulkRows: 2_000,
   w5Small: 300,
@@ -69,6 +74,10 @@ export const WORKLOADS: WorkloadId[] = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
 export interface BenchContext {
   adminUrl: string;
   admin: postgres.Sql;
+  /** A fresh database cloned from `system`'s migrated template. */
+  fresh(system: SystemId): Promise<Database>;
+  /** Drops a database made by fresh(). */
+  drop(name: string): Promise<void>;
   options: BenchOptions;
   sizes: Sizes;
   /** Name of the migrated template database of a system. */

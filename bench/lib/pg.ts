@@ -9,19 +9,55 @@ export function adminClient(adminUrl: string): postgres.Sql {
 
 let counter = 0;
 
+export interface Database {
+  name: string;
+  url: string;
+}
+
 /**
- * Creates a fresh database cloned from `template` and returns its URL. The name is unique per run, so
- * every measurement starts from the same empty state.
+ * Fresh databases cloned from the migrated templates, so every measurement starts from the same empty
+ * state. CREATE DATABASE costs most of a second here (the template is WAL-logged and synced), so in
+ * `eager` mode (quick runs, where timings do not matter) the next database per template is created
+ * in the background and drops are deferred to close().
  */
-export async function freshDatabase(
-  admin: postgres.Sql,
-  adminUrl: string,
-  prefix: string,
-  template: string,
-): Promise<{ name: string; url: string }> {
-  const name = `bench_${prefix}_${process.pid}_${++counter}`;
-  await admin.unsafe(`CREATE DATABASE "${name}" TEMPLATE "${template}"`);
-  return { name, url: withDatabase(adminUrl, name) };
+export class Databases {
+  private readonly spares = new Map<string, Promise<Database>>();
+  private readonly pending: Promise<unknown>[] = [];
+
+  constructor(
+    private readonly admin: postgres.Sql,
+    private readonly adminUrl: string,
+    private readonly eager: boolean,
+  ) {}
+
+  private async create(template: string): Promise<Database> {
+    const name = `bench_${template.replace(/^bench_tpl_/, '').replace(/_\d+$/, '')}_${process.pid}_${++counter}`;
+    await this.admin.unsafe(`CREATE DATABASE "${name}" TEMPLATE "${template}"`);
+    return { name, url: withDatabase(this.adminUrl, name) };
+  }
+
+  async fresh(template: string): Promise<Database> {
+    if (!this.eager) return this.create(template);
+    const next = this.spares.get(template) ?? this.create(template);
+    const spare = this.create(template);
+    spare.catch(() => {});
+    this.spares.set(template, spare);
+    return next;
+  }
+
+  async drop(name: string): Promise<void> {
+    if (!this.eager) return dropDatabase(this.admin, name);
+    this.pending.push(dropDatabase(this.admin, name).catch(() => {}));
+  }
+
+  /** Drops the spares and waits for deferred drops. */
+  async close(): Promise<void> {
+    for (const spare of this.spares.values()) {
+      this.pending.push(spare.then((d) => dropDatabase(this.admin, d.name)).catch(() => {}));
+    }
+    this.spares.clear();
+    await Promise.all(this.pending);
+  }
 }
 
 export async function dropDatabase(admin: postgres.Sql, name: string): Promise<void> {

@@ -19,14 +19,14 @@ export async function findPgbench(): Promise<string | undefined> {
 }
 
 /**
- * `clients` connections each commit `statement` in a loop for `seconds`; returns transactions per
- * second. Uses pgbench when present (a C client: the clients' own CPU stays small), else postgres.js.
+ * `clients` connections each commit `statement` in a loop for `seconds` (or, with `seconds` 0,
+ * `transactions` times each); returns transactions per second. Uses pgbench when present (a C client:
+ * the clients' own CPU stays small), else postgres.js.
  */
 export async function writeRate(
   url: string,
   statement: string,
-  clients: number,
-  seconds: number,
+  { clients, seconds, transactions }: { clients: number; seconds: number; transactions: number },
   pgbench: string | undefined,
 ): Promise<number> {
   if (pgbench) {
@@ -42,8 +42,7 @@ export async function writeRate(
         String(clients),
         '-j',
         '2',
-        '-T',
-        String(seconds),
+        ...(seconds > 0 ? ['-T', String(seconds)] : ['-t', String(transactions)]),
         '-f',
         script,
         url,
@@ -63,7 +62,7 @@ export async function writeRate(
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: clients }, async () => {
-        while (performance.now() < end) {
+        for (let i = 0; seconds > 0 ? performance.now() < end : i < transactions; i++) {
           await sql.unsafe(statement, [], { prepare: true });
           count++;
         }

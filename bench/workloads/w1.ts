@@ -1,6 +1,6 @@
 import { type BenchContext, oursWithBatch, VARIANTS, type WorkloadResult } from '../lib/context.ts';
 import { drain } from '../lib/drain.ts';
-import { analyze, dropDatabase, freshDatabase } from '../lib/pg.ts';
+import { analyze } from '../lib/pg.ts';
 import { Recorder, rotate } from '../lib/stats.ts';
 import { loadSystem } from '../systems/index.ts';
 import type { Variant } from '../systems/types.ts';
@@ -18,7 +18,7 @@ export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
   const rec = new Recorder();
   for (let rep = 0; rep < ctx.options.reps; rep++) {
     for (const variant of rotate(variants, rep)) {
-      const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w1', ctx.template(variant.system));
+      const db = await ctx.fresh(variant.system);
       try {
         const t = performance.now();
         await (await loadSystem(variant.system)).enqueueBulk(db.url, n);
@@ -45,7 +45,7 @@ export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
           `W1 rep ${rep + 1} ${variant.key}: ${(n / r.seconds).toFixed(0)} jobs/s, ${(((r.workerCpuMs + r.pgCpuMs) * 1000) / n).toFixed(0)} µs CPU/job (${r.handled} handled, ${s.duplicates} dup)`,
         );
       } finally {
-        await dropDatabase(ctx.admin, db.name);
+        await ctx.drop(db.name);
       }
     }
   }

@@ -1,5 +1,5 @@
 import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
-import { dropDatabase, freshDatabase, waitNoBackends } from '../lib/pg.ts';
+import { waitNoBackends } from '../lib/pg.ts';
 import { percentiles, Recorder, rotate, sleep } from '../lib/stats.ts';
 import { loadSystem } from '../systems/index.ts';
 import type { Variant } from '../systems/types.ts';
@@ -23,7 +23,7 @@ export async function w2(
   for (let rep = 0; rep < ctx.options.reps; rep++) {
     for (const variant of rotate(variants, rep)) {
       const system = await loadSystem(variant.system);
-      const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w2', ctx.template(variant.system));
+      const db = await ctx.fresh(variant.system);
       const sentAt = new Float64Array(total + 1);
       const committedAt = new Float64Array(total + 1);
       const startedAt = new Float64Array(total + 1);
@@ -86,7 +86,7 @@ export async function w2(
         await producer.close();
         // Clients closing in the background would see DROP … FORCE as an error: let them go first.
         await waitNoBackends(ctx.admin, db.name, 5_000).catch(() => {});
-        await dropDatabase(ctx.admin, db.name);
+        await ctx.drop(db.name);
       }
     }
   }

@@ -1,6 +1,6 @@
 import { type NoWorker, WorkerProcess } from '../lib/child.ts';
 import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
-import { dropDatabase, freshDatabase, waitNoBackends, xactCount } from '../lib/pg.ts';
+import { waitNoBackends, xactCount } from '../lib/pg.ts';
 import { Recorder, sleep } from '../lib/stats.ts';
 import type { Variant } from '../systems/types.ts';
 
@@ -35,11 +35,7 @@ export async function w3(ctx: BenchContext): Promise<WorkloadResult> {
   ];
   const rec = new Recorder();
   for (let rep = 0; rep < ctx.options.reps; rep++) {
-    const dbs = await Promise.all(
-      variants.map((v) =>
-        freshDatabase(ctx.admin, ctx.adminUrl, 'w3', ctx.template(v.system === 'none' ? 'ours' : v.system)),
-      ),
-    );
+    const dbs = await Promise.all(variants.map((v) => ctx.fresh(v.system === 'none' ? 'ours' : v.system)));
     const workers = await Promise.all(variants.map((v) => WorkerProcess.spawn(`${v.key}#idle`, v.system)));
     try {
       await Promise.all(workers.map((w, j) => w.start(dbs[j]!.url, variants[j]!, { sampleMs: 0 })));
@@ -61,7 +57,7 @@ export async function w3(ctx: BenchContext): Promise<WorkloadResult> {
       });
     } finally {
       await Promise.all(workers.map((w) => w.kill()));
-      for (const d of dbs) await dropDatabase(ctx.admin, d.name);
+      for (const d of dbs) await ctx.drop(d.name);
     }
   }
   return {

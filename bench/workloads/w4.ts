@@ -1,7 +1,7 @@
 import postgres from 'postgres';
 import { WorkerProcess } from '../lib/child.ts';
 import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
-import { clusterCpuMs, dropDatabase, freshDatabase } from '../lib/pg.ts';
+import { clusterCpuMs } from '../lib/pg.ts';
 import { Recorder, rotate, sleep } from '../lib/stats.ts';
 import { findPgbench, writeRate } from '../lib/writers.ts';
 import { itemsSql } from '../systems/ours.ts';
@@ -76,12 +76,17 @@ async function setup(url: string, trigger: boolean): Promise<void> {
  * draining what the trigger writes); (b) one INSERT of `w4BulkRows` rows without and with the trigger.
  */
 export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
-  const { w4Seconds: seconds, w4Clients: clients, w4BulkRows: bulkRows } = ctx.sizes;
+  const {
+    w4Seconds: seconds,
+    w4Transactions: transactions,
+    w4Clients: clients,
+    w4BulkRows: bulkRows,
+  } = ctx.sizes;
   const pgbench = await findPgbench();
   const rec = new Recorder();
   for (let rep = 0; rep < ctx.options.reps; rep++) {
     for (const c of rotate(CASES, rep)) {
-      const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w4', ctx.template('ours'));
+      const db = await ctx.fresh('ours');
       let worker: WorkerProcess | undefined;
       try {
         await setup(db.url, c.trigger);
@@ -99,7 +104,7 @@ export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
         });
         const before = await walAndCpu(sql);
         await worker?.cpuMs(true);
-        const tps = await writeRate(db.url, INSERT, clients, seconds, pgbench);
+        const tps = await writeRate(db.url, INSERT, { clients, seconds, transactions }, pgbench);
         const listenerCpuMs = worker ? await worker.cpuMs() : 0;
         const after = await walAndCpu(sql);
         await spy.unlisten();
@@ -123,11 +128,11 @@ export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
         );
       } finally {
         await worker?.kill();
-        await dropDatabase(ctx.admin, db.name);
+        await ctx.drop(db.name);
       }
     }
     for (const c of rotate(BULK, rep)) {
-      const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w4', ctx.template('ours'));
+      const db = await ctx.fresh('ours');
       try {
         await setup(db.url, c.trigger);
         const sql = postgres(db.url, { max: 1, onnotice: () => {} });
@@ -144,12 +149,12 @@ export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
         rec.add(c, { ms, notifications: row!.n, walBytesPerRow: (after.wal - before.wal) / bulkRows });
         ctx.log(`W4 rep ${rep + 1} ${c.key}: ${ms.toFixed(0)} ms for ${bulkRows} rows`);
       } finally {
-        await dropDatabase(ctx.admin, db.name);
+        await ctx.drop(db.name);
       }
     }
   }
   return {
-    title: `W4 write path: ${clients} clients × single-row INSERT transactions for ${seconds} s; one ${bulkRows.toLocaleString('en-US')}-row INSERT`,
+    title: `W4 write path: ${clients} clients × single-row INSERT transactions for ${seconds > 0 ? `${seconds} s` : `${transactions} each`}; one ${bulkRows.toLocaleString('en-US')}-row INSERT`,
     params: { clients, seconds, bulkRows, client: pgbench ? 'pgbench -M prepared' : 'postgres.js' },
     rows: rec.result(),
   };

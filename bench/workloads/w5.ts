@@ -3,7 +3,7 @@ import postgres from 'postgres';
 import { createListener } from '../../src/listener.ts';
 import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
 import { drain } from '../lib/drain.ts';
-import { analyze, dropDatabase, freshDatabase } from '../lib/pg.ts';
+import { analyze } from '../lib/pg.ts';
 import { percentiles, Recorder } from '../lib/stats.ts';
 import { bulkInsertSql, noop } from '../systems/ours.ts';
 
@@ -24,7 +24,7 @@ interface Backlog {
 }
 
 async function openBacklog(ctx: BenchContext, label: Backlog['label'], size: number): Promise<Backlog> {
-  const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w5', ctx.template('ours'));
+  const db = await ctx.fresh('ours');
   const statements: string[] = [];
   const sql = postgres(db.url, {
     max: 2,
@@ -196,7 +196,7 @@ export async function w5(ctx: BenchContext): Promise<WorkloadResult> {
     } finally {
       for (const b of backlogs) {
         await b.sql.end({ timeout: 5 });
-        await dropDatabase(ctx.admin, b.name);
+        await ctx.drop(b.name);
       }
     }
   }

@@ -1,6 +1,6 @@
 import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
 import { drain } from '../lib/drain.ts';
-import { analyze, dropDatabase, freshDatabase } from '../lib/pg.ts';
+import { analyze } from '../lib/pg.ts';
 import { Recorder, rotate } from '../lib/stats.ts';
 import { ours } from '../systems/ours.ts';
 
@@ -20,7 +20,7 @@ export async function w6(ctx: BenchContext): Promise<WorkloadResult> {
   const rec = new Recorder();
   for (let rep = 0; rep < ctx.options.reps; rep++) {
     for (const setup of rotate(SETUPS, rep)) {
-      const db = await freshDatabase(ctx.admin, ctx.adminUrl, 'w6', ctx.template('ours'));
+      const db = await ctx.fresh('ours');
       try {
         await ours.enqueueBulk(db.url, n);
         await analyze(db.url);
@@ -39,7 +39,7 @@ export async function w6(ctx: BenchContext): Promise<WorkloadResult> {
         });
         ctx.log(`W6 rep ${rep + 1} ${setup.processes} process(es): ${(n / r.seconds).toFixed(0)} jobs/s`);
       } finally {
-        await dropDatabase(ctx.admin, db.name);
+        await ctx.drop(db.name);
       }
     }
   }
