@@ -1,10 +1,10 @@
 import type postgres from 'postgres';
-import type { AnyChannel } from './channel.ts';
+import type { AnyChannel, TriggerChannel, TriggerOp } from './channel.ts';
 import { expandImageSql, mapRow, populateSql, type RowDecoder } from './decode.ts';
 import { PgPubSubError } from './errors.ts';
 import type { EventMeta } from './events.ts';
 import { type DrizzleParts, HandlerScope } from './handler-tx.ts';
-import { quoteIdent } from './identifiers.ts';
+import { arrayLiteral, quoteIdent } from './identifiers.ts';
 
 /** One `.on(channel, handler)` registration, resolved for claiming. */
 export interface Registration {
@@ -133,12 +133,45 @@ function metaOf(row: unknown[], channel: string): Omit<EventMeta, 'signal'> {
   };
 }
 
-function triggerBody(d: RowDecoder, op: unknown, values: unknown[], offset: number): Record<string, unknown> {
+const IMAGES: Record<TriggerOp, [boolean, boolean]> = {
+  insert: [false, true],
+  update: [true, true],
+  delete: [true, false],
+};
+
+/**
+ * The op/old/new of a trigger event. Rows the channel's trigger did not write (by hand, or for an op
+ * the channel no longer handles) are refused: handlers are typed to get only what the trigger sends.
+ */
+function triggerBody(
+  reg: Registration,
+  op: unknown,
+  values: unknown[],
+  offset: number,
+): Record<string, unknown> {
+  const d = reg.decoder!;
+  const ops = (reg.channel as TriggerChannel<any, any>).ops as readonly unknown[];
+  if (!ops.includes(op)) {
+    throw new PgPubSubError(
+      'DECODE_FAILED',
+      `The notification's op is ${JSON.stringify(op)}, but channel "${reg.channel.name}" handles ${ops.join(', ')} only.`,
+    );
+  }
   const hasOld = values[offset] === true;
-  const oldRow = hasOld ? mapRow(d, values, offset + 1) : null;
   const newOffset = offset + 1 + d.columns.length;
-  const newRow = values[newOffset] === true ? mapRow(d, values, newOffset + 1) : null;
-  return { op, old: oldRow, new: newRow };
+  const hasNew = values[newOffset] === true;
+  const [needOld, needNew] = IMAGES[op as TriggerOp];
+  if (hasOld !== needOld || hasNew !== needNew) {
+    throw new PgPubSubError(
+      'DECODE_FAILED',
+      `An ${op} notification carries ${needOld ? 'an old' : 'no old'} and ${needNew ? 'a new' : 'no new'} row image; this one has ${hasOld ? 'an old' : 'no old'} and ${hasNew ? 'a new' : 'no new'}. It was not written by the channel's trigger.`,
+    );
+  }
+  return {
+    op,
+    old: hasOld ? mapRow(d, values, offset + 1) : null,
+    new: hasNew ? mapRow(d, values, newOffset + 1) : null,
+  };
 }
 
 async function validatePayload(reg: Registration, payload: unknown): Promise<Record<string, unknown>> {
@@ -179,7 +212,7 @@ async function decodeBatch(
         const meta = metaOf(row, name);
         try {
           const body = reg.decoder
-            ? triggerBody(reg.decoder, row[1], row, META_COUNT)
+            ? triggerBody(reg, row[1], row, META_COUNT)
             : await validatePayload(reg, row[META_COUNT]);
           return { meta, body };
         } catch (poison) {
@@ -196,12 +229,11 @@ async function decodeBatch(
   for (const row of rows) {
     const meta = metaOf(row, name);
     await tsql.unsafe('SAVEPOINT pgpubsub_decode');
+    let values: unknown[];
     try {
-      const [values] = (await tsql
-        .unsafe(decodeOneSql(decoder), [row[5], row[6]] as any[])
-        .values()) as unknown[][];
+      const decoded = await tsql.unsafe(decodeOneSql(decoder), [row[5], row[6]] as any[]).values();
+      values = decoded[0] as unknown[];
       await tsql.unsafe('RELEASE SAVEPOINT pgpubsub_decode');
-      out.push({ meta, body: triggerBody(decoder, row[1], values!, 0) });
     } catch (error) {
       await tsql.unsafe('ROLLBACK TO SAVEPOINT pgpubsub_decode');
       const reason = new PgPubSubError(
@@ -210,6 +242,12 @@ async function decodeBatch(
         { cause: error },
       );
       out.push({ meta, body: undefined, poison: reason });
+      continue;
+    }
+    try {
+      out.push({ meta, body: triggerBody(reg, row[1], values, 0) });
+    } catch (poison) {
+      out.push({ meta, body: undefined, poison });
     }
   }
   return out;
@@ -280,6 +318,7 @@ export async function claimBatch(
   const tsql = await ctx.sql.reserve();
   let inTransaction = false;
   let current: HandlerScope | undefined;
+  let released = false;
   try {
     tsql
       .unsafe('BEGIN')
@@ -324,7 +363,7 @@ export async function claimBatch(
     await recordFailures(tsql, ctx.table, failures);
     // DELETE and COMMIT go out together (one round trip); if the DELETE fails, COMMIT answers ROLLBACK.
     const deleted = done.length
-      ? tsql.unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [done]).execute()
+      ? tsql.unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [arrayLiteral(done)]).execute()
       : undefined;
     deleted?.catch(() => {});
     const result = await tsql.unsafe('COMMIT');
@@ -338,17 +377,26 @@ export async function claimBatch(
       );
     }
   } catch (error) {
-    // An interrupted handler's queries were cancelled; let them settle before ROLLBACK.
-    await current?.settle();
-    if (inTransaction) await tsql.unsafe('ROLLBACK').catch(() => {});
+    // An interrupted handler's queries were cancelled; let them settle, roll back, then give the
+    // connection back. Only then: a connection is never returned to the pool mid-transaction.
+    const cleanup = (async () => {
+      await current?.settle();
+      if (inTransaction) await tsql.unsafe('ROLLBACK').catch(() => {});
+      tsql.release();
+    })();
+    released = true;
     if (error instanceof HardStop || ctx.hardStop.aborted) {
+      // Shutting down: do not wait for a connection that may be half-open (no answer until TCP
+      // gives up); the cleanup finishes, or the client's end() closes it.
+      await Promise.race([cleanup, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
       throw new PgPubSubError('ABORTED', 'Claim transaction rolled back: the listener stopped.', {
         cause: error,
       });
     }
+    await cleanup;
     throw error;
   } finally {
-    tsql.release();
+    if (!released) tsql.release();
   }
   return outcome;
 }

@@ -44,3 +44,12 @@ export function dollarQuote(body: string): string {
   for (let n = 1; body.includes(tag); n++) tag = `$pgpubsub_${n}$`;
   return `${tag}\n${body}\n${tag}`;
 }
+
+/**
+ * Decimal ids (or xids) as a PostgreSQL array literal. Sent as text, it needs no array type lookup,
+ * so it works on clients created with `fetch_types: false`.
+ */
+export function arrayLiteral(ids: readonly string[]): string {
+  if (ids.some((id) => !/^\d+$/.test(id))) throw new Error('arrayLiteral takes decimal ids only');
+  return `{${ids.join(',')}}`;
+}

@@ -340,10 +340,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const wasStarting = this.phase === 'starting';
     this.phase = 'stopping';
     if (wasStarting) await this.starting?.catch(() => {});
-    await this.unlistenAll();
+    const unlistened = this.unlistenAll();
     const aborted = (await this.scheduler?.quiesce(timeoutMs)) ?? 0;
     if (aborted > 0) this.hardStop.abort();
-    await this.scheduler?.settle();
+    await this.scheduler?.settle(aborted > 0 ? 2000 : timeoutMs);
+    await unlistened;
     await Promise.allSettled([...this.broadcasts]);
     if (this.listenSql && this.listenSql !== this.sql) await this.listenSql.end({ timeout: 5 });
     this.phase = 'stopped';

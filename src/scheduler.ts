@@ -133,11 +133,21 @@ export class Scheduler {
     return result === 'timeout' ? this.running : 0;
   }
 
-  /** Waits for every claim and background task to finish (after an abort, they roll back quickly). */
-  async settle(): Promise<void> {
-    while (this.running > 0) await new Promise<void>((resolve) => (this.settled = resolve));
-    await Promise.allSettled([...this.background]);
-    await Promise.allSettled([...this.states.values()].map((s) => s.flagChain));
+  /**
+   * Waits for claims and background work (flag updates, probes) to finish, at most `limitMs`: after
+   * an abort a claim on a half-open connection may never answer. Whatever is left finishes (or fails)
+   * on its own; it is transactional, and nothing new is started.
+   */
+  async settle(limitMs: number): Promise<void> {
+    const claims = (async () => {
+      while (this.running > 0) await new Promise<void>((resolve) => (this.settled = resolve));
+    })();
+    const rest = Promise.allSettled([
+      claims,
+      ...this.background,
+      ...[...this.states.values()].map((s) => s.flagChain),
+    ]);
+    await Promise.race([rest, new Promise((resolve) => setTimeout(resolve, limitMs).unref())]);
   }
 
   /** Claims every channel until nothing is ready. For tests; the listener must not be started. */

@@ -1,5 +1,5 @@
 import type postgres from 'postgres';
-import { quoteIdent } from './identifiers.ts';
+import { arrayLiteral, quoteIdent } from './identifiers.ts';
 
 /** What a probe found for one channel. */
 export interface ProbeResult {
@@ -52,8 +52,8 @@ export class WakeupSql {
   (extract(epoch FROM (SELECT min(n."run_at") FROM ${this.notifications} n
    WHERE n."channel" = c.name AND n."status" = 'pending' AND n."run_at" > now()${filter})) * 1000)::float8 AS next_run_at,
   array(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS in_progress
-FROM unnest($1::text[]) AS c(name)`,
-      (this.filter === null ? [channels] : [channels, this.filter]) as any[],
+FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
+      (this.filter === null ? [JSON.stringify(channels)] : [JSON.stringify(channels), this.filter]) as any[],
     );
     return rows.map((r) => ({
       channel: r.channel as string,
@@ -73,7 +73,7 @@ FROM unnest($1::text[]) AS c(name)`,
       delay = Math.min(delay * 2, 50);
       const rows = await this.sql.unsafe(
         `SELECT x::text AS xid FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress'`,
-        [pending],
+        [arrayLiteral(pending)],
       );
       pending = rows.map((r) => r.xid as string);
     }
