@@ -81,6 +81,8 @@ export interface ChaosReport {
   extraAttempts: number;
   /** Milliseconds from the end of the last fault until nothing was pending. */
   drainAfterLastFaultMs: number | null;
+  /** Notifications pending when production and the faults ended (what the drain had to do). */
+  backlogAtLastFault: number;
   productionMs: number;
   totalMs: number;
   workerErrors: Record<string, number>;
@@ -152,6 +154,7 @@ export class Workers {
     slot.ready = false;
     slot.expectedExit = false;
     let stderr = '';
+    let childReady = false;
     child.stderr?.on('data', (chunk) => {
       stderr = (stderr + String(chunk)).slice(-2000);
       if (process.env.CHAOS_DEBUG) process.stderr.write(`[w${slot.index}] ${chunk}`);
@@ -159,7 +162,8 @@ export class Workers {
     const ready = new Promise<void>((resolve) => {
       child.on('message', (message: WorkerMessage) => {
         if (message.type === 'ready') {
-          slot.ready = true;
+          childReady = true;
+          if (slot.child === child) slot.ready = true;
           resolve();
         }
         if (message.type === 'stats' && child.pid) slot.stats.set(child.pid, message);
@@ -169,7 +173,8 @@ export class Workers {
     child.on('exit', (code, signal) => {
       if (slot.child === child) slot.child = undefined;
       if (slot.expectedExit || signal === 'SIGKILL') {
-        if (code === 0) this.clean++;
+        // A worker still booting has no SIGTERM handler yet: dying of the signal is its clean exit.
+        if (code === 0 || (signal === 'SIGTERM' && !childReady)) this.clean++;
         else if (signal !== 'SIGKILL')
           this.unclean.push(`worker ${slot.index} exited with ${code ?? signal}`);
         return;
@@ -348,6 +353,7 @@ async function chaosOn(
   let lastFaultEnd = 0;
   let productionMs = 0;
   let drainAfterLastFaultMs: number | null = null;
+  let backlogAtLastFault = 0;
 
   try {
     await workers.startAll();
@@ -464,7 +470,13 @@ async function chaosOn(
     }
     await Promise.all(background);
     await production;
-    log(`chaos: production done in ${Math.round(productionMs)} ms; last fault ended; waiting for the drain`);
+    const [left] = await retry(() =>
+      admin(`SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending FROM pgpubsub.notifications`),
+    );
+    backlogAtLastFault = left!.pending as number;
+    log(
+      `chaos: production done in ${Math.round(productionMs)} ms; last fault ended; draining ${backlogAtLastFault} pending`,
+    );
 
     // Drain: nothing pending any more (claimed rows stay until their transaction commits).
     const drainStart = performance.now();
@@ -523,6 +535,7 @@ async function chaosOn(
     failed: f.failed,
     extraAttempts,
     drainAfterLastFaultMs,
+    backlogAtLastFault,
     productionMs: Math.round(productionMs),
     totalMs: Math.round(performance.now() - started),
     workerErrors: totals.errors,

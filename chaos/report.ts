@@ -36,7 +36,9 @@ export function formatReport(r: ChaosReport): string {
     ['attempts charged by faults', r.extraAttempts],
     [
       'drain after last fault',
-      r.drainAfterLastFaultMs === null ? 'did not drain' : `${r.drainAfterLastFaultMs} ms`,
+      r.drainAfterLastFaultMs === null
+        ? 'did not drain'
+        : `${r.drainAfterLastFaultMs} ms (${r.backlogAtLastFault} pending at the last fault)`,
     ],
     ['production / total', `${(r.productionMs / 1000).toFixed(1)} s / ${(r.totalMs / 1000).toFixed(1)} s`],
     [

@@ -140,6 +140,36 @@ describe('hostile input', () => {
     }
   });
 
+  it('keeps a channel name containing the $pgpubsub$ dollar tag inside its string literal', async () => {
+    // Regression (fixed in 12aa7a9): the function body was delimited by a fixed $pgpubsub$ tag, so a
+    // name containing it ended the body early, and with check_function_bodies = off (pg_restore, some
+    // migration setups) the rest of the name ran as SQL.
+    const name = '$pgpubsub$;DROP TABLE IF EXISTS canary;SELECT $pgpubsub$';
+    let ch: ReturnType<typeof triggerChannel<typeof items, 'insert'>>;
+    try {
+      ch = triggerChannel(items, { on: ['insert'], name });
+    } catch (error) {
+      // Refusing the name is a fix too.
+      expect(isPgPubSubError(error, 'INVALID_CHANNEL_NAME')).toBe(true);
+      return;
+    }
+    const conn = await t.sql.reserve();
+    try {
+      await conn.unsafe('SET check_function_bodies = off');
+      for (const statement of createTriggerSql(resolveTriggerSpec(ch))) await conn.unsafe(statement);
+    } finally {
+      await conn.unsafe('RESET check_function_bodies').catch(() => {});
+      conn.release();
+    }
+    expect(await t.sql`SELECT to_regclass('canary') IS NOT NULL AS ok`).toEqual([{ ok: true }]);
+    try {
+      await t.db.insert(items).values({ name: 'x', qty: 1 });
+      expect(await countNotifications(t.sql, name)).toEqual({ pending: 1, failed: 0 });
+    } finally {
+      for (const statement of dropTriggerSql(resolveTriggerSpec(ch))) await t.sql.unsafe(statement);
+    }
+  });
+
   it('treats `when` as trusted SQL: a statement break in it is a syntax error when the trigger is installed', async () => {
     // `when` is code, like a migration (docs/security.md). A condition that tries to end the
     // statement cannot: it sits inside coalesce((…), false) in a PL/pgSQL function body.
@@ -282,6 +312,25 @@ describe('hostile input', () => {
     } finally {
       for (const statement of dropTriggerSql(resolveTriggerSpec(itemEvents))) await t.sql.unsafe(statement);
     }
+  });
+
+  it('never calls a trigger handler with an op that contradicts its row images', async () => {
+    // Regression (fixed in f8eb996): op/old/new used to reach the handler unchecked, typed as if
+    // well-formed.
+    const itemEvents = triggerChannel(items, { on: ['insert', 'update', 'delete'], name: 'hostile_ops' });
+    await t.sql`
+      INSERT INTO pgpubsub.notifications (channel, op, old, new) VALUES
+        ('hostile_ops', NULL, NULL, '{"id": 1, "name": "no op", "qty": 1}'),
+        ('hostile_ops', 'insert', NULL, NULL),
+        ('hostile_ops', 'delete', NULL, '{"id": 1, "name": "delete without old", "qty": 1}'),
+        ('hostile_ops', 'update', '{"id": 1, "name": "update without new", "qty": 1}', NULL)`;
+    const calls: unknown[] = [];
+    const summary = await createListener(t.db, { maxAttempts: 1 })
+      .on(itemEvents, (e) => void calls.push([e.op, e.old, e.new]))
+      .drain();
+    expect(calls).toEqual([]);
+    expect(summary).toMatchObject({ processed: 0, dead: 4 });
+    expect(await countNotifications(t.sql, 'hostile_ops')).toEqual({ pending: 0, failed: 4 });
   });
 
   it('does not evaluate SQL hidden in stored row images or payloads when decoding', async () => {
