@@ -142,6 +142,9 @@ describe('listFailed / retryFailed / purgeFailed', () => {
         await tx.insert(effects).values({ n: payload.n });
       });
     running.push(l);
+    // `processed` is reported after the claim transaction commits; the handler runs before it.
+    let committed = 0;
+    l.events.on('processed', () => void committed++);
     await l.start();
     const [a, b] = await deadLetters('admin_work', [
       { n: 1, failedAgo: '1 hour' },
@@ -152,12 +155,12 @@ describe('listFailed / retryFailed / purgeFailed', () => {
 
     // No safety sweep: only the NOTIFY sent by retryFailed can wake the listener.
     expect(await retryFailed(t.db, { ids: [a!, BigInt(b!), '999999'] })).toBe(2);
-    await waitFor(() => seen.length === 2, { what: 'two retried notifications handled' });
+    await waitFor(() => committed === 2, { what: 'two retried notifications handled' });
     expect(seen.sort()).toEqual([1, 2]);
     expect(await retryFailed(t.db, { channel: 'admin_other' })).toBe(1);
-    await waitFor(() => seen.length === 3);
+    await waitFor(() => committed === 3);
     expect(await retryFailed(t.db, { all: true })).toBe(1);
-    await waitFor(() => seen.length === 4);
+    await waitFor(() => committed === 4);
     expect(await retryFailed(t.db, { all: true })).toBe(0);
     expect(await retryFailed(t.db, { ids: [] })).toBe(0);
     expect(await countNotifications(t.sql)).toEqual({ pending: 0, failed: 0 });
