@@ -32,18 +32,27 @@ function esc(text: string): string {
 }
 
 function short(v: number): string {
+  if (v === 0) return '0';
   if (v >= 1000) return `${(v / 1000).toLocaleString('en-US', { maximumFractionDigits: 1 })}k`;
   if (v >= 10) return v.toFixed(0);
   if (v >= 1) return v.toFixed(1);
   return v.toFixed(2);
 }
 
+/** 1, 2, 2.5 or 5 times a power of ten, at least `raw`. */
+function niceStep(raw: number): number {
+  const power = 10 ** Math.floor(Math.log10(raw));
+  return ([1, 2, 2.5, 5, 10].find((m) => m * power >= raw) ?? 10) * power;
+}
+
 function panelSvg(p: Panel, top: number): { svg: string; height: number } {
   const plot = WIDTH - LABEL - RIGHT;
   const max = Math.max(...p.bars.map((b) => b.value.max), 1e-9);
   const min = p.log ? Math.min(...p.bars.map((b) => Math.max(b.value.min, 1e-3))) : 0;
-  const lo = p.log ? 10 ** Math.floor(Math.log10(min)) : 0;
-  const hi = p.log ? 10 ** Math.ceil(Math.log10(max)) : max * 1.05;
+  // Log axes start a decade below the smallest value (so a value of exactly 1 still gets a bar).
+  const lo = p.log ? 10 ** Math.floor(Math.log10(min * 0.99)) : 0;
+  const step = niceStep(max / 4);
+  const hi = p.log ? 10 ** Math.ceil(Math.log10(max)) : Math.ceil((max * 1.02) / step) * step;
   const x = (v: number) => {
     if (!p.log) return LABEL + (v / hi) * plot;
     const c = Math.max(v, lo);
@@ -57,7 +66,7 @@ function panelSvg(p: Panel, top: number): { svg: string; height: number } {
   // Grid lines.
   const ticks: number[] = [];
   if (p.log) for (let t = lo; t <= hi * 1.0001; t *= 10) ticks.push(t);
-  else for (let i = 0; i <= 4; i++) ticks.push((hi / 4) * i);
+  else for (let t = 0; t <= hi * 1.0001; t += step) ticks.push(t);
   const bottom = top + TITLE + p.bars.length * ROW;
   for (const t of ticks) {
     out.push(
@@ -111,6 +120,15 @@ export function svgChart(results: BenchResults): string {
       log: false,
       bars: w1,
     });
+  const cpu = bars(results, 'W1', 'cpuUsPerJob').filter((b) => Number.isFinite(b.value.median));
+  if (cpu.length) {
+    panels.push({
+      title: 'W1 CPU per job, worker process + PostgreSQL (lower is better)',
+      unit: 'µs',
+      log: true,
+      bars: cpu,
+    });
+  }
   const w2 = [
     ...bars(results, 'W2', 'p50Ms', (l) => `${l} · p50`),
     ...bars(results, 'W2', 'p99Ms', (l) => `${l} · p99`),
@@ -130,7 +148,7 @@ export function svgChart(results: BenchResults): string {
       log: true,
       bars: w3.map((b) => ({ ...b, value: { ...b.value, median: Math.max(b.value.median, 0) } })),
     });
-  let top = 40;
+  let top = 52;
   const body: string[] = [];
   for (const p of panels) {
     const { svg, height } = panelSvg(p, top);
@@ -145,7 +163,8 @@ export function svgChart(results: BenchResults): string {
 .g{stroke:#e5e7eb;stroke-width:1}.r{stroke:#111;stroke-width:1.2}
 </style>
 <rect width="100%" height="100%" fill="#fff"/>
-<text x="12" y="24" class="h">drizzle-pgpubsub vs graphile-worker 0.17.3 vs pg-boss 10.4.2 — ${esc(pg ?? '')}, ${results.machine.cpus} cores; bars: median, whiskers: min–max of ${results.options.reps}</text>
+<text x="12" y="22" class="h">drizzle-pgpubsub vs graphile-worker 0.17.3 vs pg-boss 10.4.2</text>
+<text x="12" y="40" class="u">${esc(pg ?? '')}${results.server.embedded ? ' (embedded)' : ''}, ${results.machine.cpus} cores, ${results.date.slice(0, 10)}; bars: median, whiskers: min–max of ${results.options.reps} repetitions</text>
 ${body.join('\n')}
 </svg>
 `;

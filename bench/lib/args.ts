@@ -5,6 +5,8 @@ export interface CliOptions extends BenchOptions {
   docs: boolean;
   /** Write the results JSON (default: yes, except for `--quick` runs; `--save` / `--no-save`). */
   save: boolean;
+  /** Re-render tables (and docs with --docs) from a saved results JSON instead of running. */
+  report: string | undefined;
 }
 
 const USAGE = `npm run bench -- [--only W1,W2,...] [--reps N] [--quick] [--docs] [--no-save]
@@ -14,10 +16,18 @@ const USAGE = `npm run bench -- [--only W1,W2,...] [--reps N] [--quick] [--docs]
   --quick        tiny sizes: a smoke test of the harness, numbers meaningless
   --docs         update docs/benchmarks.md (generated section) and docs/benchmarks.svg
   --no-save      do not write bench/results/<date>-pg<major>.json (quick runs: not written unless --save)
+  --report FILE  print the tables of a saved results JSON (with --docs: rewrite the docs from it); runs nothing
 Environment: DATABASE_URL=postgres://… runs against that server instead of an embedded PostgreSQL 18.`;
 
 export function parseArgs(argv: string[]): CliOptions {
-  const options: CliOptions = { only: [...WORKLOADS], reps: 3, quick: false, docs: false, save: true };
+  const options: CliOptions = {
+    only: [...WORKLOADS],
+    reps: 3,
+    quick: false,
+    docs: false,
+    save: true,
+    report: undefined,
+  };
   let save: boolean | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -59,6 +69,9 @@ export function parseArgs(argv: string[]): CliOptions {
         break;
       case '--save':
         save = true;
+        break;
+      case '--report':
+        options.report = value();
         break;
       case '--help':
       case '-h':

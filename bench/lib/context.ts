@@ -32,7 +32,7 @@ export const FULL: Sizes = {
   w2Seconds: 10,
   w2Warmup: 50,
   // Idle backends flush their statistics up to 10 s late (PGSTAT_IDLE_INTERVAL): settle past that.
-  w3Settle: 11.5,
+  w3Settle: 13,
   w3Seconds: 10,
   w4Seconds: 10,
   w4Transactions: 0,
