@@ -28,6 +28,8 @@ export interface ChaosOptions {
   pollIntervalMs: number;
   /** How long a worker may take to stop after SIGTERM at the end. */
   stopTimeoutMs: number;
+  /** Inject only these kinds of fault (default: all). */
+  faults?: readonly ('kill' | 'terminate' | 'reset' | 'blackhole' | 'restart')[] | undefined;
   /** Progress lines. */
   log: (line: string) => void;
 }
@@ -144,21 +146,49 @@ export class Workers {
     }));
   }
 
-  spawn(slot: WorkerSlot): Promise<void> {
+  /** Warm processes (modules loaded, listener not started) waiting to replace a killed worker. */
+  private readonly spares: { child: ChildProcess; loaded: Promise<boolean>; stderr: () => string }[] = [];
+  /** How many spares to keep warm. */
+  spareCount = 2;
+
+  private fork(): { child: ChildProcess; loaded: Promise<boolean>; stderr: () => string } {
     const child = fork(WORKER, [], {
       execArgv: ['--import', 'jiti/register'],
-      env: { ...process.env, ...this.env, CHAOS_WORKER: String(slot.index) },
+      env: { ...process.env, ...this.env, CHAOS_SPARE: '1' },
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     });
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => {
+      stderr = (stderr + String(chunk)).slice(-2000);
+      if (process.env.CHAOS_DEBUG) process.stderr.write(`[${child.pid}] ${chunk}`);
+    });
+    const loaded = new Promise<boolean>((resolve) => {
+      child.on('message', (m: WorkerMessage) => m.type === 'loaded' && resolve(true));
+      child.once('exit', () => resolve(false));
+    });
+    return { child, loaded, stderr: () => stderr };
+  }
+
+  private topUp(): void {
+    while (!this.stopping && this.spares.length < this.spareCount) {
+      const spare = this.fork();
+      this.spares.push(spare);
+      spare.child.once('exit', () => {
+        const i = this.spares.indexOf(spare);
+        if (i >= 0) this.spares.splice(i, 1);
+      });
+    }
+  }
+
+  spawn(slot: WorkerSlot): Promise<void> {
+    const spare = this.spares.shift() ?? this.fork();
+    this.topUp();
+    const child = spare.child;
+    void spare.loaded.then((ok) => ok && child.send({ type: 'start', worker: slot.index }));
     slot.child = child;
     slot.ready = false;
     slot.expectedExit = false;
-    let stderr = '';
     let childReady = false;
-    child.stderr?.on('data', (chunk) => {
-      stderr = (stderr + String(chunk)).slice(-2000);
-      if (process.env.CHAOS_DEBUG) process.stderr.write(`[w${slot.index}] ${chunk}`);
-    });
     const ready = new Promise<void>((resolve) => {
       child.on('message', (message: WorkerMessage) => {
         if (message.type === 'ready') {
@@ -179,6 +209,7 @@ export class Workers {
           this.unclean.push(`worker ${slot.index} exited with ${code ?? signal}`);
         return;
       }
+      const stderr = spare.stderr();
       if (DRIVER_CRASH.test(stderr)) this.driverCrashes++;
       else if (DRIVER_TYPES_CRASH.test(stderr)) this.driverTypeCrashes++;
       else {
@@ -209,11 +240,13 @@ export class Workers {
   killAll(): void {
     this.stopping = true;
     for (const slot of this.slots) slot.child?.kill('SIGKILL');
+    for (const spare of this.spares.splice(0)) spare.child.kill('SIGKILL');
   }
 
   /** SIGTERMs every worker and waits for clean exits (SIGKILL after `timeoutMs`). */
   async stopAll(timeoutMs: number): Promise<void> {
     this.stopping = true;
+    for (const spare of this.spares.splice(0)) spare.child.kill('SIGKILL');
     await Promise.all(
       this.slots.map(async (slot) => {
         const child = slot.child;
@@ -406,15 +439,19 @@ async function chaosOn(
         }),
       );
     };
+    const on = (kind: NonNullable<ChaosOptions['faults']>[number]) =>
+      !options.faults || options.faults.includes(kind);
     while (producing || performance.now() - pace.startedAt < options.durationMs) {
       await sleep(1000);
       const elapsed = performance.now() - pace.startedAt;
       const slot = workers.slots[faultRng.int(0, workers.slots.length - 1)]!;
-      await workers.kill(slot);
-      faults.kill++;
-      if (restarting) faults['kill-during-restart']++;
-      mark();
-      if (faultRng.chance(0.15)) {
+      if (on('kill')) {
+        await workers.kill(slot);
+        faults.kill++;
+        if (restarting) faults['kill-during-restart']++;
+        mark();
+      }
+      if (faultRng.chance(0.15) && on('terminate')) {
         try {
           cut.terminatedBackends += await terminate();
           faults.terminate++;
@@ -423,20 +460,20 @@ async function chaosOn(
           // PostgreSQL is down (restart): nothing to terminate.
         }
       }
-      if (faultRng.chance(0.12)) {
+      if (faultRng.chance(0.12) && on('reset')) {
         cut.resetConnections += proxy.resetAll();
         faults.reset++;
         mark();
       }
-      if (!done.heal && elapsed >= plan.heal) {
+      if (!done.heal && elapsed >= plan.heal && on('blackhole')) {
         done.heal = true;
         blackhole('heal', faultRng);
       }
-      if (!done.sever && elapsed >= plan.sever) {
+      if (!done.sever && elapsed >= plan.sever && on('blackhole')) {
         done.sever = true;
         blackhole('sever', faultRng);
       }
-      if (!done.restart && elapsed >= plan.restart) {
+      if (!done.restart && elapsed >= plan.restart && on('restart')) {
         done.restart = true;
         if (server.canRestart) {
           const downMs = faultRng.int(500, 2000);
@@ -463,8 +500,9 @@ async function chaosOn(
         log(`chaos: producer backends ${JSON.stringify(rows)}`);
       }
       if (Math.round(elapsed / 1000) % 5 === 0) {
+        const [done] = await admin('SELECT count(*)::int AS n FROM chaos_effects').catch(() => [{ n: '?' }]);
         log(
-          `chaos: ${Math.round(elapsed / 1000)} s, ${[...ledger.committed.values()].reduce((n, k) => n + k.length, 0)} notifications committed, faults ${JSON.stringify(faults)}`,
+          `chaos: ${Math.round(elapsed / 1000)} s, ${[...ledger.committed.values()].reduce((n, k) => n + k.length, 0)} notifications committed, ${done?.n} handled, faults ${JSON.stringify(faults)}`,
         );
       }
     }

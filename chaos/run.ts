@@ -17,6 +17,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string' },
     producers: { type: 'string' },
     'poll-ms': { type: 'string' },
+    faults: { type: 'string' },
     json: { type: 'boolean' },
   },
 });
@@ -32,6 +33,7 @@ const report = await runChaos({
   producers: num(values.producers, DEFAULT_OPTIONS.producers),
   pollIntervalMs: num(values['poll-ms'], DEFAULT_OPTIONS.pollIntervalMs),
   databaseUrl: process.env.CHAOS_DATABASE_URL || undefined,
+  faults: values.faults?.split(',') as never,
 });
 console.log(formatReport(report));
 if (values.json) console.log(JSON.stringify(report, null, 2));

@@ -55,6 +55,8 @@ const server = await startChaosPg(process.env.SOAK_DATABASE_URL || undefined, {
   log_autovacuum_min_duration: '0',
 });
 const workers = new Workers(Number(values.workers));
+// No kills here: no spare processes needed.
+workers.spareCount = 0;
 const stop = (signal: NodeJS.Signals) => {
   workers.killAll();
   void server.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));

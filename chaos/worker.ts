@@ -3,7 +3,9 @@
  * chaos proxy. Reports to the parent over IPC; SIGTERM stops it cleanly (exit 0).
  *
  * Environment: CHAOS_URL (through the proxy), CHAOS_WORKER (index), CHAOS_CONCURRENCY, CHAOS_BATCH,
- * CHAOS_POLL_MS, CHAOS_IDLE_TX_MS.
+ * CHAOS_POLL_MS, CHAOS_IDLE_TX_MS. With CHAOS_SPARE=1 the process loads its modules, says `loaded`
+ * and waits for `{ type: 'start', worker }`: the parent keeps such spares warm so that a killed worker
+ * is replaced at once instead of after a multi-second boot.
  */
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
@@ -12,6 +14,7 @@ import { effects, failsFirstAttempt, handlerDelayMs, itemEvents, itemKey, jobKey
 
 /** Messages a worker sends to its parent. */
 export type WorkerMessage =
+  | { type: 'loaded'; pid: number }
   | { type: 'ready'; worker: number; pid: number }
   | {
       type: 'stats';
@@ -28,7 +31,18 @@ export type WorkerMessage =
 
 const url = process.env.CHAOS_URL;
 if (!url) throw new Error('CHAOS_URL is required');
-const worker = Number(process.env.CHAOS_WORKER ?? 0);
+process.on('disconnect', () => process.exit(3));
+// The parent may have died while this process was still loading: then 'disconnect' already fired.
+if (!process.connected) process.exit(3);
+const worker =
+  process.env.CHAOS_SPARE === '1'
+    ? await new Promise<number>((resolve) => {
+        process.on('message', (m: { type?: string; worker?: number }) => {
+          if (m?.type === 'start') resolve(Number(m.worker));
+        });
+        process.send?.({ type: 'loaded', pid: process.pid } satisfies WorkerMessage);
+      })
+    : Number(process.env.CHAOS_WORKER ?? 0);
 const concurrency = Number(process.env.CHAOS_CONCURRENCY ?? 4);
 const idleTxMs = Number(process.env.CHAOS_IDLE_TX_MS ?? 5000);
 
@@ -125,12 +139,6 @@ process.on('unhandledRejection', (error) => {
 });
 
 const reporter = setInterval(report, 500);
-process.on('disconnect', () => {
-  debug('parent gone');
-  process.exit(3);
-});
-// The parent may have died while this process was still loading: then 'disconnect' already fired.
-if (!process.connected) process.exit(3);
 let listener = makeListener();
 process.on('SIGTERM', async () => {
   clearInterval(reporter);
