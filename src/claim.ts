@@ -1,9 +1,10 @@
 import type postgres from 'postgres';
 import type { AnyChannel, TriggerChannel, TriggerOp } from './channel.ts';
+import { isConnectionLost, within } from './connection-errors.ts';
 import { expandImageSql, mapRow, populateSql, type RowDecoder } from './decode.ts';
 import { PgPubSubError } from './errors.ts';
 import type { EventMeta } from './events.ts';
-import { type DrizzleParts, HandlerScope } from './handler-tx.ts';
+import { type ClaimLink, type DrizzleParts, HandlerScope } from './handler-tx.ts';
 import { arrayLiteral, quoteIdent } from './identifiers.ts';
 
 /** One `.on(channel, handler)` registration, resolved for claiming. */
@@ -319,6 +320,7 @@ export async function claimBatch(
   let inTransaction = false;
   let current: HandlerScope | undefined;
   let released = false;
+  const link: ClaimLink = {};
   try {
     tsql
       .unsafe('BEGIN')
@@ -337,7 +339,7 @@ export async function claimBatch(
         outcome.failed.push({ id, attempt, error: item.poison, retryAt: null, dead: true });
         continue;
       }
-      const scope = new HandlerScope(tsql, ctx.parts);
+      const scope = new HandlerScope(tsql, ctx.parts, link);
       current = scope;
       const started = performance.now();
       try {
@@ -347,6 +349,7 @@ export async function claimBatch(
         outcome.processed.push({ id, attempt, durationMs: performance.now() - started });
       } catch (error) {
         if (error instanceof HardStop) throw error;
+        if (isConnectionLost(error)) link.lost ??= error;
         await scope.rollback();
         const dead = attempt >= reg.maxAttempts;
         const delayMs = dead ? 0 : reg.backoff(attempt);
@@ -379,9 +382,21 @@ export async function claimBatch(
   } catch (error) {
     // An interrupted handler's queries were cancelled; let them settle, roll back, then give the
     // connection back. Only then: a connection is never returned to the pool mid-transaction.
+    if (isConnectionLost(error)) link.lost ??= error;
     const cleanup = (async () => {
       await current?.settle();
-      if (inTransaction) await tsql.unsafe('ROLLBACK').catch(() => {});
+      // A lost connection's transaction is already rolled back by the server, and postgres.js takes
+      // the connection back itself when it closes; a ROLLBACK queued on it might never be answered.
+      // A connection that does not answer ROLLBACK is never handed back to the pool mid-transaction.
+      if (link.lost) return;
+      if (inTransaction) {
+        const ok = await within(tsql.unsafe('ROLLBACK'), 10_000, () => new Error('ROLLBACK timed out')).then(
+          () => true,
+          (rollbackError) =>
+            !isConnectionLost(rollbackError) && rollbackError.message !== 'ROLLBACK timed out',
+        );
+        if (!ok) return;
+      }
       tsql.release();
     })();
     released = true;

@@ -1,9 +1,17 @@
 import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js';
 import type postgres from 'postgres';
+import { isConnectionLost, within } from './connection-errors.ts';
 import { PgPubSubError } from './errors.ts';
 
 const SAVEPOINT = 'pgpubsub_item';
+const SETTLE_MS = 5000;
+
+/** State shared by the handler scopes of one claim transaction. */
+export interface ClaimLink {
+  /** Set once the claim's connection is known to be gone: send nothing more on it. */
+  lost?: unknown;
+}
 
 /** The pieces of a Drizzle postgres.js database needed to build transaction objects for handlers. */
 export interface DrizzleParts {
@@ -49,6 +57,7 @@ export class HandlerScope {
   constructor(
     private readonly tsql: postgres.ReservedSql,
     parts: DrizzleParts,
+    private readonly link: ClaimLink,
   ) {
     const client: any = new Proxy(tsql, {
       get: (target, key, receiver) => {
@@ -108,8 +117,13 @@ export class HandlerScope {
     this.open();
     const q = this.tsql.unsafe(query, params as any[], opts as any);
     this.inflight.add(q);
-    const forget = () => this.inflight.delete(q);
-    q.then(forget, forget);
+    q.then(
+      () => this.inflight.delete(q),
+      (error) => {
+        this.inflight.delete(q);
+        if (isConnectionLost(error)) this.link.lost ??= error;
+      },
+    );
     return q;
   }
 
@@ -119,9 +133,14 @@ export class HandlerScope {
     for (const q of this.inflight) q.cancel();
   }
 
-  /** Waits until the handler's queries have finished (after abort() they are cancelled). */
+  /**
+   * Waits until the handler's queries have finished (after abort() they are cancelled), at most a few
+   * seconds: a query on a connection that was cut may never be answered.
+   */
   async settle(): Promise<void> {
-    await Promise.allSettled([...this.inflight]);
+    await within(Promise.allSettled([...this.inflight]), SETTLE_MS, () => new Error('settle')).catch(() => {
+      this.link.lost ??= new PgPubSubError('DATABASE_UNREACHABLE', 'The claim connection stopped answering.');
+    });
   }
 
   /** Closes the scope after a successful handler; the savepoint is released without a round trip. */
@@ -139,8 +158,12 @@ export class HandlerScope {
   async rollback(): Promise<void> {
     this.closedReason ??= 'This notification was already handled: its transaction cannot be used any more.';
     await this.settle();
+    if (this.link.lost) throw this.link.lost;
     if (!this.savepoint) return;
-    await this.tsql.unsafe(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+    await within(this.tsql.unsafe(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`), SETTLE_MS, () => {
+      this.link.lost ??= new PgPubSubError('DATABASE_UNREACHABLE', 'The claim connection stopped answering.');
+      return this.link.lost as Error;
+    });
     this.tsql
       .unsafe(`RELEASE SAVEPOINT ${SAVEPOINT}`)
       .execute()
