@@ -86,7 +86,10 @@ describe('hostile input', () => {
     for (const ch of channels) l.on(ch, (e) => void seen.push([e.channel, e.payload.text]));
     await l.start();
     for (const ch of channels) await notify(t.db, ch, { text: ch.name });
-    await waitFor(() => seen.length === names.length, { what: 'every hostile channel delivered' });
+    // Handlers run before their claim commits: wait for the table, then look at what they saw.
+    await waitFor(async () => (await countNotifications(t.sql)).pending === 0, {
+      what: 'every hostile channel delivered',
+    });
     expect(seen.sort()).toEqual(names.map((n) => [n, n]).sort());
     expect(await countNotifications(t.sql)).toEqual({ pending: 0, failed: 0 });
   });
@@ -205,7 +208,11 @@ describe('hostile input', () => {
     });
     await l.start();
     const odd = INJECTIONS.filter((_, i) => i % 2);
-    await waitFor(() => got.length === odd.length, { what: 'the filtered notifications' });
+    await waitFor(
+      async () =>
+        (await countNotifications(t.sql, 'hostile_jobs')).pending === INJECTIONS.length - odd.length,
+      { what: 'the filtered notifications' },
+    );
     expect(got.map((g) => (g.payload as { text: string }).text).sort()).toEqual([...odd].sort());
     for (const g of got) {
       const text = (g.payload as { text: string }).text;
@@ -290,11 +297,13 @@ describe('hostile input', () => {
       // Good rows before and after the bad ones are processed; the bad ones do not block them.
       await notify(t.db, jobs, { n: 1, tags: ["'; DROP TABLE canary; --"] });
       await t.db.insert(items).values({ name: 'good', qty: 1 });
-      await waitFor(() => processed.length === 2 && dead.length === 8, {
+      await waitFor(async () => dead.length === 8 && (await countNotifications(t.sql)).pending === 1, {
         what: 'good rows and dead letters',
       });
       await notify(t.db, jobs, { n: 2, tags: [] });
-      await waitFor(() => processed.length === 3, { what: 'a good row after the dead letters' });
+      await waitFor(async () => (await countNotifications(t.sql, 'hostile_rows')).pending === 0, {
+        what: 'a good row after the dead letters',
+      });
       expect(processed.sort()).toEqual(['insert:good', 'job:1', 'job:2']);
       expect(dead.sort()).toEqual(badIds.slice(0, 8).sort());
 
