@@ -105,6 +105,48 @@ describe('chaos', () => {
     expect(await t.sql`SELECT count(*)::int AS n FROM done WHERE by = 'a'`).toEqual([{ n: 0 }]);
   }, 30_000);
 
+  it('claims a channel again after the connection of its claim was cut mid-handler', async () => {
+    // Regression (fixed in 66bfb5c): the claim's next query on the cut, reserved connection was
+    // never sent nor failed by postgres.js, so the claim hung and its channel was never claimed
+    // again by that listener (`npm run chaos -- --faults blackhole` never drained).
+    const ch = channel('cut_mid_handler', v.object({ n: v.number() }));
+    const { proxy, client, db } = await proxied({ max: 4, connect_timeout: 3 });
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let waiting = false;
+    const listener = createListener(db, { pollIntervalMs: 1000 }).on(ch, async (e, tx) => {
+      if (e.payload.n === 1) {
+        waiting = true;
+        await gate;
+      }
+      await tx.execute(dsql`INSERT INTO done VALUES (${e.payload.n}, 'cut')`);
+    });
+    await listener.start();
+    try {
+      await notify(t.db, ch, { n: 1 });
+      await waitFor(() => waiting, { what: 'the handler to wait' });
+      expect(proxy.resetAll()).toBeGreaterThan(0);
+      release();
+      for (const n of [2, 3, 4]) await notify(t.db, ch, { n });
+      await waitFor(async () => (await countNotifications(t.sql, ch.name)).pending === 0, {
+        timeoutMs: 10_000,
+        what: 'the same listener to claim the channel again',
+      });
+      expect(await t.sql`SELECT n FROM done WHERE by = 'cut' ORDER BY n`).toEqual([
+        { n: 1 },
+        { n: 2 },
+        { n: 3 },
+        { n: 4 },
+      ]);
+    } finally {
+      await listener.stop({ timeoutMs: 1000 });
+      await client.end({ timeout: 1 });
+      await proxy.close();
+    }
+  });
+
   it('works on a postgres.js client with fetch_types: false (array parameters)', async () => {
     // Regression (fixed in f8eb996): arrays bound to `$1::bigint[]` went out as scalars without the
     // array-type lookup ("malformed array literal"), every claim rolled back, and careful mode charged
