@@ -24,6 +24,19 @@ function formatIssues(issues: ReadonlyArray<StandardSchemaV1.Issue>): string {
     .join('; ');
 }
 
+/** JSON.stringify replacer: PostgreSQL's jsonb refuses NUL characters and unpaired UTF-16 surrogates. */
+function storableString(key: string, value: unknown): unknown {
+  for (const text of [key, value]) {
+    if (typeof text === 'string' && (text.includes('\0') || !text.isWellFormed())) {
+      throw new PgPubSubError(
+        'INVALID_PAYLOAD',
+        `${JSON.stringify(text.slice(0, 40))} contains a NUL character or an unpaired surrogate, which PostgreSQL cannot store as JSON. Remove them.`,
+      );
+    }
+  }
+  return value;
+}
+
 /**
  * Validates `payload` with the channel's schema and returns the JSON text to store. The JSON
  * round-trip is what a handler will read back, so that is what must validate: a `Date` or `bigint`
@@ -32,8 +45,14 @@ function formatIssues(issues: ReadonlyArray<StandardSchemaV1.Issue>): string {
 export async function serializePayload(ch: CustomChannel<any, boolean>, payload: unknown): Promise<string> {
   let json: string | undefined;
   try {
-    json = JSON.stringify(payload);
+    json = JSON.stringify(payload, storableString);
   } catch (error) {
+    if (error instanceof PgPubSubError) {
+      throw new PgPubSubError(
+        'INVALID_PAYLOAD',
+        `Payload for channel "${ch.name}": ${error.message} Nothing was stored.`,
+      );
+    }
     throw new PgPubSubError(
       'INVALID_PAYLOAD',
       `Payload for channel "${ch.name}" cannot be serialized to JSON (${(error as Error).message}). Send JSON values only (e.g. strings instead of bigint).`,

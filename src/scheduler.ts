@@ -6,6 +6,7 @@ import {
   type Registration,
   recordFailures,
 } from './claim.ts';
+import { isConnectionLost } from './connection-errors.ts';
 import type { ListenerEvents } from './events.ts';
 import type { WakeupSql } from './wakeup.ts';
 
@@ -249,8 +250,9 @@ export class Scheduler {
       this.scheduleAt(state, state.notBefore);
       if (!careful) {
         state.careful = this.settings.batchSize;
-      } else if (claimedIds.length === 1) {
+      } else if (claimedIds.length === 1 && !isConnectionLost(error)) {
         // This one notification breaks its whole transaction (e.g. a deferred constraint at COMMIT).
+        // A lost connection is not its fault, and costs it no attempt.
         return this.recordBroken(state, claimedIds[0]!, error);
       }
       return null;

@@ -128,6 +128,12 @@ describe('listener', () => {
       expect(isPgPubSubError(error, 'INVALID_PAYLOAD')).toBe(true);
       expect((error as Error).message).toContain('subject');
     }
+    await expect(notify(t.db, emailRequested, { to: 'a@b.co', subject: 'nul \0 byte' })).rejects.toThrow(
+      /contains a NUL character or an unpaired surrogate/,
+    );
+    await expect(notify(t.db, emailRequested, { to: 'a@b.co', subject: 'half \ud800' })).rejects.toThrow(
+      /Payload for channel "email_requested".*unpaired surrogate/,
+    );
     expect(await countNotifications(t.sql)).toEqual({ pending: 0, failed: 0 });
     const big = `'); DROP TABLE effects; -- ${'é'.repeat(600_000)}`;
     await notify(t.db, emailRequested, { to: 'a@b.co', subject: big, cc: null });
