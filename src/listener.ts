@@ -225,6 +225,13 @@ export class Listener<TDb extends AnyDb = AnyDb> {
         ok: boolean;
       }[];
     } catch (error) {
+      if ((error as { code?: string }).code === '42501') {
+        throw new PgPubSubError(
+          'TABLE_MISSING',
+          `This database role may not use ${this.table}: ${(error as Error).message}. Grant it the listener privileges listed in docs/security.md.`,
+          { cause: error },
+        );
+      }
       throw new PgPubSubError(
         'DATABASE_UNREACHABLE',
         `Cannot reach the database: ${(error as Error).message}. Check DATABASE_URL and that PostgreSQL is running.`,
