@@ -326,81 +326,89 @@ function drizzleTable(spec: TableSpec) {
 }
 
 describe('properties', () => {
-  it('trigger events decode to exactly what db.select() returns, for random tables and identifiers', async () => {
-    let runs = 0;
-    const kindsSeen = new Set<string>();
-    const identifiersSeen: string[] = [];
-    await fc.assert(
-      fc.asyncProperty(
-        tableSpec.chain((spec) => scenario(spec).map((s) => ({ spec, ...s }))),
-        async ({ spec, rows, updates, deletes }) => {
-          runs++;
-          for (const c of [spec.key, ...spec.columns]) kindsSeen.add(c.kind.name);
-          identifiersSeen.push(spec.table, spec.channel, ...[spec.key, ...spec.columns].map((c) => c.dbName));
-          const table = drizzleTable(spec) as any;
-          const ch = triggerChannel(table, { on: ['insert', 'update', 'delete'], name: spec.channel });
-          const triggers = createTriggerSql(resolveTriggerSpec(ch));
-          for (const s of [...createSql(spec), ...triggers]) await t.sql.unsafe(s);
-          try {
-            const keyCol = table.key;
-            const toRow = (vals: unknown[]) => {
-              const row: Record<string, unknown> = { key: vals[0] };
-              spec.columns.forEach((_, i) => {
-                row[`c${i}`] = vals[i + 1];
-              });
-              return row;
-            };
-            const selectOne = async (key: unknown) =>
-              (await t.db.select().from(table).where(eq(keyCol, key)))[0];
-            const expected: { op: string; old: unknown; new: unknown }[] = [];
+  it(
+    'trigger events decode to exactly what db.select() returns, for random tables and identifiers',
+    async () => {
+      let runs = 0;
+      const kindsSeen = new Set<string>();
+      const identifiersSeen: string[] = [];
+      await fc.assert(
+        fc.asyncProperty(
+          tableSpec.chain((spec) => scenario(spec).map((s) => ({ spec, ...s }))),
+          async ({ spec, rows, updates, deletes }) => {
+            runs++;
+            for (const c of [spec.key, ...spec.columns]) kindsSeen.add(c.kind.name);
+            identifiersSeen.push(
+              spec.table,
+              spec.channel,
+              ...[spec.key, ...spec.columns].map((c) => c.dbName),
+            );
+            const table = drizzleTable(spec) as any;
+            const ch = triggerChannel(table, { on: ['insert', 'update', 'delete'], name: spec.channel });
+            const triggers = createTriggerSql(resolveTriggerSpec(ch));
+            for (const s of [...createSql(spec), ...triggers]) await t.sql.unsafe(s);
+            try {
+              const keyCol = table.key;
+              const toRow = (vals: unknown[]) => {
+                const row: Record<string, unknown> = { key: vals[0] };
+                spec.columns.forEach((_, i) => {
+                  row[`c${i}`] = vals[i + 1];
+                });
+                return row;
+              };
+              const selectOne = async (key: unknown) =>
+                (await t.db.select().from(table).where(eq(keyCol, key)))[0];
+              const expected: { op: string; old: unknown; new: unknown }[] = [];
 
-            await t.db.insert(table).values(rows.map(toRow));
-            for (const r of rows) expected.push({ op: 'insert', old: null, new: await selectOne(r[0]) });
-            for (const [index, vals] of updates) {
-              const key = rows[index]![0];
-              const before = await selectOne(key);
-              await t.db
-                .update(table)
-                .set(toRow([key, ...vals]))
-                .where(eq(keyCol, key));
-              expected.push({ op: 'update', old: before, new: await selectOne(key) });
-            }
-            for (const index of deletes) {
-              const key = rows[index]![0];
-              const before = await selectOne(key);
-              await t.db.delete(table).where(eq(keyCol, key));
-              expected.push({ op: 'delete', old: before, new: null });
-            }
+              await t.db.insert(table).values(rows.map(toRow));
+              for (const r of rows) expected.push({ op: 'insert', old: null, new: await selectOne(r[0]) });
+              for (const [index, vals] of updates) {
+                const key = rows[index]![0];
+                const before = await selectOne(key);
+                await t.db
+                  .update(table)
+                  .set(toRow([key, ...vals]))
+                  .where(eq(keyCol, key));
+                expected.push({ op: 'update', old: before, new: await selectOne(key) });
+              }
+              for (const index of deletes) {
+                const key = rows[index]![0];
+                const before = await selectOne(key);
+                await t.db.delete(table).where(eq(keyCol, key));
+                expected.push({ op: 'delete', old: before, new: null });
+              }
 
-            const seen: { op: string; old: unknown; new: unknown }[] = [];
-            const summary = await createListener(t.db)
-              .on(ch, (e) => void seen.push({ op: e.op, old: e.old, new: e.new }))
-              .drain();
-            expect(summary).toMatchObject({ processed: expected.length, dead: 0, retried: 0 });
-            // One statement inserts all rows: compare inserts as a set (transition-table order), the rest in order.
-            const byKey = (a: any, b: any) => (String(a.new?.key) < String(b.new?.key) ? -1 : 1);
-            const inserts = rows.length;
-            expect(seen.slice(0, inserts).sort(byKey)).toEqual(expected.slice(0, inserts).sort(byKey));
-            expect(seen.slice(inserts)).toEqual(expected.slice(inserts));
-          } finally {
-            for (const s of dropTriggerSql(resolveTriggerSpec(ch))) await t.sql.unsafe(s);
-            for (const s of dropSql(spec)) await t.sql.unsafe(s);
-            await t.sql`DELETE FROM pgpubsub.notifications`;
-          }
-        },
-      ),
-      { numRuns: RUNS, seed: SEED, endOnFailure: true },
-    );
-    expect(runs).toBeGreaterThanOrEqual(RUNS);
-    // The seed must cover every column kind and every kind of awkward identifier.
-    expect([...kindsSeen].sort()).toEqual(KINDS.map((k) => k.name).sort());
-    const has = (test: (s: string) => boolean) => identifiersSeen.some(test);
-    expect(has((s) => s.includes('"'))).toBe(true);
-    expect(has((s) => s.includes(' '))).toBe(true);
-    expect(has((s) => Buffer.byteLength(s) !== s.length)).toBe(true);
-    expect(has((s) => Buffer.byteLength(s) === 63)).toBe(true);
-    expect(has((s) => RESERVED.includes(s))).toBe(true);
-  }, Math.max(60_000, RUNS * 1000));
+              const seen: { op: string; old: unknown; new: unknown }[] = [];
+              const summary = await createListener(t.db)
+                .on(ch, (e) => void seen.push({ op: e.op, old: e.old, new: e.new }))
+                .drain();
+              expect(summary).toMatchObject({ processed: expected.length, dead: 0, retried: 0 });
+              // One statement inserts all rows: compare inserts as a set (transition-table order), the rest in order.
+              const byKey = (a: any, b: any) => (String(a.new?.key) < String(b.new?.key) ? -1 : 1);
+              const inserts = rows.length;
+              expect(seen.slice(0, inserts).sort(byKey)).toEqual(expected.slice(0, inserts).sort(byKey));
+              expect(seen.slice(inserts)).toEqual(expected.slice(inserts));
+            } finally {
+              for (const s of dropTriggerSql(resolveTriggerSpec(ch))) await t.sql.unsafe(s);
+              for (const s of dropSql(spec)) await t.sql.unsafe(s);
+              await t.sql`DELETE FROM pgpubsub.notifications`;
+            }
+          },
+        ),
+        { numRuns: RUNS, seed: SEED, endOnFailure: true },
+      );
+      expect(runs).toBeGreaterThanOrEqual(RUNS);
+      // The seed must cover every column kind and every kind of awkward identifier.
+      expect([...kindsSeen].sort()).toEqual(KINDS.map((k) => k.name).sort());
+      const has = (test: (s: string) => boolean) => identifiersSeen.some(test);
+      expect(has((s) => s.includes('"'))).toBe(true);
+      expect(has((s) => s.includes(' '))).toBe(true);
+      expect(has((s) => Buffer.byteLength(s) !== s.length)).toBe(true);
+      expect(has((s) => Buffer.byteLength(s) === 63)).toBe(true);
+      expect(has((s) => RESERVED.includes(s))).toBe(true);
+    },
+    Math.max(60_000, RUNS * 1000),
+  );
 
   // -------------------------------------------------------------------------------------------
   // Custom payloads: a random valibot schema and a value that matches it.
@@ -474,26 +482,30 @@ describe('properties', () => {
     }
   }
 
-  it('random payloads round-trip through notify() and the handler unchanged', async () => {
-    let n = 0;
-    await fc.assert(
-      fc.asyncProperty(
-        shape.chain((s) => fc.tuple(fc.constant(s), fc.array(valueArb(s), { minLength: 1, maxLength: 3 }))),
-        async ([s, values]) => {
-          const ch = channel(`payload_${n++}`, schemaOf(s));
-          await t.db.transaction(async (tx) => {
-            for (const value of values) await notify(tx, ch, value);
-          });
-          const got: unknown[] = [];
-          const summary = await createListener(t.db)
-            .on(ch, (e) => void got.push(e.payload))
-            .drain();
-          expect(summary).toMatchObject({ processed: values.length, dead: 0 });
-          expect(got).toEqual(values);
-          expect(await countNotifications(t.sql, ch.name)).toEqual({ pending: 0, failed: 0 });
-        },
-      ),
-      { numRuns: RUNS + 20, seed: SEED, endOnFailure: true },
-    );
-  }, Math.max(30_000, RUNS * 500));
+  it(
+    'random payloads round-trip through notify() and the handler unchanged',
+    async () => {
+      let n = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          shape.chain((s) => fc.tuple(fc.constant(s), fc.array(valueArb(s), { minLength: 1, maxLength: 3 }))),
+          async ([s, values]) => {
+            const ch = channel(`payload_${n++}`, schemaOf(s));
+            await t.db.transaction(async (tx) => {
+              for (const value of values) await notify(tx, ch, value);
+            });
+            const got: unknown[] = [];
+            const summary = await createListener(t.db)
+              .on(ch, (e) => void got.push(e.payload))
+              .drain();
+            expect(summary).toMatchObject({ processed: values.length, dead: 0 });
+            expect(got).toEqual(values);
+            expect(await countNotifications(t.sql, ch.name)).toEqual({ pending: 0, failed: 0 });
+          },
+        ),
+        { numRuns: RUNS + 20, seed: SEED, endOnFailure: true },
+      );
+    },
+    Math.max(30_000, RUNS * 500),
+  );
 });
