@@ -60,10 +60,12 @@ export class WorkerProcess {
   private constructor(worker: string, label: string, system: SystemId | 'none') {
     this.child = fork(worker, [], {
       // Plain node on the transpiled worker (see build.ts). BENCH_CPU_PROF=<dir> writes a V8 CPU
-      // profile of every worker process (open it in Chrome DevTools).
-      execArgv: process.env.BENCH_CPU_PROF
-        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
-        : [],
+      // profile of every worker process (open it in Chrome DevTools); BENCH_NODE_FLAGS adds node flags
+      // (e.g. --trace-gc).
+      execArgv: [
+        ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+        ...(process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
+      ],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, BENCH_WORKER: label, ...(system === 'none' ? {} : { BENCH_SYSTEM: system }) },
     });

@@ -31,8 +31,9 @@ export const FULL: Sizes = {
   w2Rate: 200,
   w2Seconds: 10,
   w2Warmup: 50,
-  // Idle backends flush their statistics up to 10 s late (PGSTAT_IDLE_INTERVAL): settle past that.
-  w3Settle: 13,
+  // Idle backends flush their statistics up to 10 s late (PGSTAT_IDLE_INTERVAL), and V8's memory reducer
+  // runs one to three full GCs (30–50 ms of CPU) some 8–20 s after start-up: settle past both.
+  w3Settle: 30,
   w3Seconds: 10,
   w4Seconds: 10,
   w4Transactions: 0,
