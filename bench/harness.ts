@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { startPg } from '../tools/embedded-pg.ts';
-import { workerBuild } from './lib/build.ts';
+import { removeWorkerBuild, workerBuild } from './lib/build.ts';
 import {
   type BenchContext,
   type BenchOptions,
@@ -110,6 +110,7 @@ export async function runBench(
     };
   } finally {
     await databases?.close();
+    await removeWorkerBuild();
     for (const name of Object.values(templates)) await dropTemplate(admin, name).catch(() => {});
     await admin.end({ timeout: 5 });
     await server.stop();

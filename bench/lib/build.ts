@@ -1,11 +1,10 @@
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-/** Inside the repository (git-ignored), so the built files resolve packages from its node_modules. */
-const OUT = join(ROOT, '.tmp', 'bench-build');
 const DIRS = ['src', 'bench', 'tools'];
 
 async function tsFiles(dir: string): Promise<string[]> {
@@ -21,34 +20,45 @@ async function tsFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-let built: Promise<string> | undefined;
+let built: Promise<{ dir: string; worker: string }> | undefined;
 
 /**
- * Transpiles src/, bench/ and tools/ to plain JavaScript (no type check) and returns the path of the
- * built worker. Worker processes run it with plain `node`: a TypeScript loader (jiti) in the measured
- * process would add its own memory (tens of MB) and CPU to every number taken there.
+ * Transpiles src/, bench/ and tools/ to plain JavaScript (no type check) into a fresh temporary
+ * folder (with `"type": "module"` and a link to this repository's node_modules) and returns the path
+ * of the built worker. Worker processes run it with plain `node`: a TypeScript loader (jiti) in the
+ * measured process would add its own memory (tens of MB) and CPU to every number taken there.
  */
-export function workerBuild(): Promise<string> {
+export async function workerBuild(): Promise<string> {
   built ??= (async () => {
-    await rm(OUT, { recursive: true, force: true });
+    const dir = await mkdtemp(join(tmpdir(), 'drizzle-pgpubsub-bench-'));
     const options: ts.CompilerOptions = {
       module: ts.ModuleKind.ESNext,
       target: ts.ScriptTarget.ES2022,
       verbatimModuleSyntax: true,
       rewriteRelativeImportExtensions: true,
     };
-    for (const dir of DIRS) {
-      for (const file of await tsFiles(join(ROOT, dir))) {
+    for (const sub of DIRS) {
+      for (const file of await tsFiles(join(ROOT, sub))) {
         const { outputText } = ts.transpileModule(await readFile(file, 'utf8'), {
           compilerOptions: options,
           fileName: file,
         });
-        const target = join(OUT, relative(ROOT, file)).replace(/\.ts$/, '.js');
+        const target = join(dir, relative(ROOT, file)).replace(/\.ts$/, '.js');
         await mkdir(dirname(target), { recursive: true });
         await writeFile(target, outputText);
       }
     }
-    return join(OUT, 'bench', 'worker.js');
+    await writeFile(join(dir, 'package.json'), '{ "type": "module" }\n');
+    await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+    return { dir, worker: join(dir, 'bench', 'worker.js') };
   })();
-  return built;
+  return (await built).worker;
+}
+
+/** Removes the temporary build, if one was made. */
+export async function removeWorkerBuild(): Promise<void> {
+  if (!built) return;
+  const { dir } = await built.catch(() => ({ dir: undefined }));
+  built = undefined;
+  if (dir) await rm(dir, { recursive: true, force: true });
 }
