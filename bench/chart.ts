@@ -48,8 +48,9 @@ function niceStep(raw: number): number {
 function panelSvg(p: Panel, top: number): { svg: string; height: number } {
   const plot = WIDTH - LABEL - RIGHT;
   const max = Math.max(...p.bars.map((b) => b.value.max), 1e-9);
-  const min = p.log ? Math.min(...p.bars.map((b) => Math.max(b.value.min, 1e-3))) : 0;
-  // Log axes start a decade below the smallest value (so a value of exactly 1 still gets a bar).
+  // Log axes start a decade below the smallest positive value; a zero gets no bar, only its label.
+  const positive = p.bars.map((b) => b.value.min).filter((v) => v > 0);
+  const min = p.log ? (positive.length ? Math.min(...positive) : 1) : 0;
   const lo = p.log ? 10 ** Math.floor(Math.log10(min * 0.99)) : 0;
   const step = niceStep(max / 4);
   const hi = p.log ? 10 ** Math.ceil(Math.log10(max)) : Math.ceil((max * 1.02) / step) * step;
