@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -31,6 +32,8 @@ let built: Promise<{ dir: string; worker: string }> | undefined;
 export async function workerBuild(): Promise<string> {
   built ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'drizzle-pgpubsub-bench-'));
+    // Also gone when the run dies halfway (removeWorkerBuild() is the normal path).
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const options: ts.CompilerOptions = {
       module: ts.ModuleKind.ESNext,
       target: ts.ScriptTarget.ES2022,
