@@ -17,31 +17,66 @@ export interface Registration {
   timeoutMs: number | undefined;
 }
 
+/** A position in claim order: a row's `run_at` (epoch microseconds) and id, both decimal strings. */
+export interface ClaimCursor {
+  runAtUs: string;
+  id: string;
+}
+
 /** What one claim transaction did. */
 export interface ClaimOutcome {
   claimed: number;
   processed: { id: string; attempt: number; durationMs: number }[];
   failed: { id: string; attempt: number; error: unknown; retryAt: Date | null; dead: boolean }[];
+  /** Claimed but left pending, untouched, because the transaction reached its subtransaction budget. */
+  released: number;
+  /** Savepoints the handlers opened (each may hold a subtransaction id until commit). */
+  subtransactions: number;
 }
 
-const META = `c."id"::text, c."op", c."context", c."attempts", (extract(epoch FROM c."created_at") * 1000)::float8`;
-const META_COUNT = 5;
-const MAX_ERROR_CHARS = 4000;
+/**
+ * Savepoints one claim transaction may open before it commits and leaves the rest of its batch for
+ * the next claim. PostgreSQL caches 64 subtransaction ids per backend; past that every snapshot in
+ * the cluster gets slower (suboverflow), so a batch of writing handlers stays below it.
+ */
+export const MAX_SUBTRANSACTIONS = 60;
 
-function lockedSelect(table: string, filter: boolean, columns: string): string {
+const META = `c."id"::text, c."op", c."context", c."attempts", (extract(epoch FROM c."created_at") * 1000)::float8, (extract(epoch FROM c."run_at") * 1000000)::bigint::text`;
+const META_COUNT = 6;
+const MAX_ERROR_CHARS = 4000;
+/** Hot statements are prepared: one round trip, no re-planning (clients with `prepare: false` keep theirs). */
+const PREPARED = { prepare: true } as const;
+
+/** Which rows a claim reads: a batch size, and optionally only rows after a cursor. */
+export interface ClaimWindow {
+  limit: number;
+  after?: ClaimCursor | null | undefined;
+}
+
+function lockedSelect(table: string, filter: boolean, columns: string, window: ClaimWindow): string {
+  if (!Number.isSafeInteger(window.limit) || window.limit < 1)
+    throw new Error(`bad claim limit ${window.limit}`);
+  const cursorParam = filter ? 3 : 2;
   // Reads the claim index in (run_at, id) order for one channel and skips rows other listeners hold,
-  // so a claim costs O(batch) whatever the backlog and never waits on another listener.
+  // so a claim costs O(batch) whatever the backlog and never waits on another listener. A claim
+  // started while others of this process are in flight begins after their rows (the cursor) instead
+  // of walking past them. The limit is a literal so that a generic plan knows it.
   return `SELECT ${columns} FROM ${table}
-  WHERE "channel" = $1 AND "status" = 'pending' AND "run_at" <= now()${filter ? ` AND "context" @> $3::jsonb` : ''}
-  ORDER BY "run_at", "id" LIMIT $2 FOR UPDATE SKIP LOCKED`;
+  WHERE "channel" = $1 AND "status" = 'pending' AND "run_at" <= now()${filter ? ` AND "context" @> $2::jsonb` : ''}${
+    window.after
+      ? ` AND ("run_at", "id") > (timestamptz 'epoch' + $${cursorParam}::bigint * interval '1 microsecond', $${cursorParam + 1}::bigint)`
+      : ''
+  }
+  ORDER BY "run_at", "id" LIMIT ${window.limit} FOR UPDATE SKIP LOCKED`;
 }
 
 /** SQL that claims and, for trigger channels, decodes a batch in one round trip. */
-export function claimSql(reg: Registration, table: string, filter: boolean): string {
+export function claimSql(reg: Registration, table: string, filter: boolean, window: ClaimWindow): string {
   const locked = lockedSelect(
     table,
     filter,
     `"id", "op", "old", "new", "payload", "context", "attempts", "created_at", "run_at"`,
+    window,
   );
   if (!reg.decoder) {
     return `WITH c AS (${locked}) SELECT ${META}, c."payload" FROM c ORDER BY c."run_at", c."id"`;
@@ -54,11 +89,12 @@ ORDER BY c."run_at", c."id"`;
 }
 
 /** SQL that claims raw (undecoded) rows: the fallback when a batch holds an image that cannot decode. */
-export function rawClaimSql(table: string, filter: boolean): string {
+export function rawClaimSql(table: string, filter: boolean, window: ClaimWindow): string {
   const locked = lockedSelect(
     table,
     filter,
     `"id", "op", "old", "new", "context", "attempts", "created_at", "run_at"`,
+    window,
   );
   return `WITH c AS (${locked}) SELECT ${META}, c."old"::text, c."new"::text FROM c ORDER BY c."run_at", c."id"`;
 }
@@ -104,6 +140,7 @@ export async function recordFailures(
 FROM jsonb_to_recordset($1::jsonb) AS f(id bigint, error text, delay_ms float8, dead boolean)
 WHERE n."id" = f.id`,
     [JSON.stringify(rows)],
+    PREPARED,
   );
 }
 
@@ -119,6 +156,8 @@ export interface ClaimContext {
 
 interface Claimed {
   meta: Omit<EventMeta, 'signal'>;
+  /** `run_at` in epoch microseconds (text), for the claim cursor. */
+  cursor: string;
   /** The event body: payload, or op/old/new; `undefined` with `poison` set when it cannot be built. */
   body: Record<string, unknown> | undefined;
   poison?: unknown;
@@ -195,18 +234,24 @@ async function validatePayload(reg: Registration, payload: unknown): Promise<Rec
   return { payload: result.value };
 }
 
+function claimParams(ctx: ClaimContext, name: string, window: ClaimWindow): unknown[] {
+  const params: unknown[] = ctx.filter === null ? [name] : [name, ctx.filter];
+  if (window.after) params.push(window.after.runAtUs, window.after.id);
+  return params;
+}
+
 async function decodeBatch(
   tsql: postgres.ReservedSql,
   reg: Registration,
   ctx: ClaimContext,
-  limit: number,
+  window: ClaimWindow,
   safe: boolean,
 ): Promise<Claimed[]> {
   const name = reg.channel.name;
-  const params: unknown[] = ctx.filter === null ? [name, limit] : [name, limit, ctx.filter];
+  const params = claimParams(ctx, name, window) as any[];
   if (!safe || !reg.decoder) {
     const rows = (await tsql
-      .unsafe(claimSql(reg, ctx.table, ctx.filter !== null), params as any[])
+      .unsafe(claimSql(reg, ctx.table, ctx.filter !== null, window), params, PREPARED)
       .values()) as unknown[][];
     return Promise.all(
       rows.map(async (row) => {
@@ -215,24 +260,25 @@ async function decodeBatch(
           const body = reg.decoder
             ? triggerBody(reg, row[1], row, META_COUNT)
             : await validatePayload(reg, row[META_COUNT]);
-          return { meta, body };
+          return { meta, body, cursor: row[5] as string };
         } catch (poison) {
-          return { meta, body: undefined, poison };
+          return { meta, body: undefined, poison, cursor: row[5] as string };
         }
       }),
     );
   }
   const decoder = reg.decoder;
   const rows = (await tsql
-    .unsafe(rawClaimSql(ctx.table, ctx.filter !== null), params as any[])
+    .unsafe(rawClaimSql(ctx.table, ctx.filter !== null, window), params, PREPARED)
     .values()) as unknown[][];
   const out: Claimed[] = [];
   for (const row of rows) {
     const meta = metaOf(row, name);
+    const cursor = row[5] as string;
     await tsql.unsafe('SAVEPOINT pgpubsub_decode');
     let values: unknown[];
     try {
-      const decoded = await tsql.unsafe(decodeOneSql(decoder), [row[5], row[6]] as any[]).values();
+      const decoded = await tsql.unsafe(decodeOneSql(decoder), [row[6], row[7]] as any[]).values();
       values = decoded[0] as unknown[];
       await tsql.unsafe('RELEASE SAVEPOINT pgpubsub_decode');
     } catch (error) {
@@ -242,13 +288,13 @@ async function decodeBatch(
         `The row image cannot be decoded into ${decoder.rowType}: ${(error as Error).message}`,
         { cause: error },
       );
-      out.push({ meta, body: undefined, poison: reason });
+      out.push({ meta, body: undefined, poison: reason, cursor });
       continue;
     }
     try {
-      out.push({ meta, body: triggerBody(reg, row[1], values, 0) });
+      out.push({ meta, body: triggerBody(reg, row[1], values, 0), cursor });
     } catch (poison) {
-      out.push({ meta, body: undefined, poison });
+      out.push({ meta, body: undefined, poison, cursor });
     }
   }
   return out;
@@ -256,25 +302,47 @@ async function decodeBatch(
 
 class HardStop extends Error {}
 
-async function runHandler(reg: Registration, claimed: Claimed, scope: HandlerScope, hardStop: AbortSignal) {
-  if (hardStop.aborted) throw new HardStop();
-  const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  let onStop = () => {};
-  // Settles (rejects) when the handler runs out of time or the listener gives up on it: the claim
-  // does not wait for a handler that ignores its signal.
-  const interrupted = new Promise<never>((_, reject) => {
-    const interrupt = (reason: Error, thrown: Error) => {
-      controller.abort(reason);
-      scope.abort(reason.message);
-      reject(thrown);
+/**
+ * Lets the listener's hard stop interrupt whichever handler of a claim is running: one abort
+ * listener per claim rather than one per notification (EventTarget listeners are costly).
+ */
+class StopGuard {
+  private current: ((reason: Error, thrown: Error) => void) | undefined;
+  private readonly onStop = () =>
+    this.current?.(
+      new PgPubSubError('ABORTED', 'The listener stopped before this handler finished.'),
+      new HardStop(),
+    );
+
+  constructor(private readonly hardStop: AbortSignal) {
+    hardStop.addEventListener('abort', this.onStop, { once: true });
+  }
+
+  /** Runs one handler; it rejects when the handler times out or the listener gives up on it. */
+  async run(reg: Registration, claimed: Claimed, scope: HandlerScope): Promise<void> {
+    if (this.hardStop.aborted) throw new HardStop();
+    let controller: AbortController | undefined;
+    const signal = () => {
+      controller ??= new AbortController();
+      return controller;
     };
-    onStop = () =>
-      interrupt(
-        new PgPubSubError('ABORTED', 'The listener stopped before this handler finished.'),
-        new HardStop(),
-      );
-    hardStop.addEventListener('abort', onStop, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    const event: Record<string, unknown> = { ...claimed.meta, ...claimed.body };
+    // Most handlers never read their signal: create it on first use.
+    Object.defineProperty(event, 'signal', {
+      enumerable: true,
+      configurable: true,
+      get: () => signal().signal,
+    });
+    // Settles (rejects) when the handler runs out of time or the listener gives up on it: the claim
+    // does not wait for a handler that ignores its signal.
+    const interrupted = new Promise<never>((_, reject) => {
+      this.current = (reason, thrown) => {
+        signal().abort(reason);
+        scope.abort(reason.message);
+        reject(thrown);
+      };
+    });
     const ms = reg.timeoutMs;
     if (ms !== undefined) {
       timer = setTimeout(() => {
@@ -282,37 +350,51 @@ async function runHandler(reg: Registration, claimed: Claimed, scope: HandlerSco
           'HANDLER_TIMEOUT',
           `Handler of "${reg.channel.name}" ran past its ${ms} ms timeout.`,
         );
-        interrupt(error, error);
+        this.current?.(error, error);
       }, ms);
     }
-  });
-  try {
-    const event = { ...claimed.meta, ...claimed.body, signal: controller.signal };
-    await Promise.race([Promise.resolve().then(() => reg.handler(event, scope.tx)), interrupted]);
-    // A handler that returns after the listener gave up on it must not commit.
-    if (hardStop.aborted) throw new HardStop();
-  } catch (error) {
-    if (hardStop.aborted) throw new HardStop();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-    hardStop.removeEventListener('abort', onStop);
+    try {
+      await Promise.race([Promise.resolve().then(() => reg.handler(event, scope.tx)), interrupted]);
+      // A handler that returns after the listener gave up on it must not commit.
+      if (this.hardStop.aborted) throw new HardStop();
+    } catch (error) {
+      if (this.hardStop.aborted) throw new HardStop();
+      throw error;
+    } finally {
+      this.current = undefined;
+      clearTimeout(timer);
+    }
+  }
+
+  dispose(): void {
+    this.hardStop.removeEventListener('abort', this.onStop);
   }
 }
 
+/** Options of one claim. */
+export interface ClaimOptions {
+  /** Decode row images one at a time, so one undecodable image cannot fail the batch. */
+  safe?: boolean;
+  /** Receives the ids of the claimed notifications as soon as they are locked. */
+  claimedIds?: string[];
+  /** Called once the batch is locked, before handlers run: how many, and the last row's cursor. */
+  onClaimed?: (count: number, last: ClaimCursor | null) => void;
+}
+
 /**
- * One claim transaction: lock up to `limit` pending notifications of the channel, run the handler for
- * each inside a (lazily created) savepoint, delete the handled ones and record the failures, commit.
- * Handler writes through `tx` therefore commit exactly once, together with the deletion.
- * Rejects (rolling everything back) only when the transaction itself fails or the listener hard-stops.
+ * One claim transaction: lock up to `window.limit` pending notifications of the channel, run the
+ * handler for each inside a (lazily created) savepoint, delete the handled ones and record the
+ * failures, commit. Handler writes through `tx` therefore commit exactly once, together with the
+ * deletion. Rejects (rolling everything back) only when the transaction itself fails or the listener
+ * hard-stops.
  */
 export async function claimBatch(
   reg: Registration,
   ctx: ClaimContext,
-  limit: number,
-  options: { safe?: boolean; claimedIds?: string[] } = {},
+  window: ClaimWindow,
+  options: ClaimOptions = {},
 ): Promise<ClaimOutcome> {
-  const outcome: ClaimOutcome = { claimed: 0, processed: [], failed: [] };
+  const outcome: ClaimOutcome = { claimed: 0, processed: [], failed: [], released: 0, subtransactions: 0 };
   // A reserved connection with explicit BEGIN/COMMIT rather than sql.begin(): postgres.js fails a
   // whole begin() scope on any failed query, even one the caller caught, and a handler's failed
   // query must only roll back to its own savepoint.
@@ -321,19 +403,26 @@ export async function claimBatch(
   let current: HandlerScope | undefined;
   let released = false;
   const link: ClaimLink = {};
+  const guard = new StopGuard(ctx.hardStop);
   try {
     tsql
       .unsafe('BEGIN')
       .execute()
       .catch(() => {});
     inTransaction = true;
-    const batch = await decodeBatch(tsql, reg, ctx, limit, options.safe === true);
+    const batch = await decodeBatch(tsql, reg, ctx, window, options.safe === true);
     outcome.claimed = batch.length;
     options.claimedIds?.push(...batch.map((b) => b.meta.id));
+    const last = batch.at(-1);
+    options.onClaimed?.(batch.length, last ? { runAtUs: last.cursor, id: last.meta.id } : null);
     const done: string[] = [];
     const failures: { id: string; error: unknown; delayMs: number; dead: boolean }[] = [];
     for (const item of batch) {
       const { id, attempt } = item.meta;
+      if (outcome.subtransactions >= MAX_SUBTRANSACTIONS) {
+        outcome.released++;
+        continue;
+      }
       if (item.body === undefined) {
         failures.push({ id, error: item.poison, delayMs: 0, dead: true });
         outcome.failed.push({ id, attempt, error: item.poison, retryAt: null, dead: true });
@@ -343,7 +432,7 @@ export async function claimBatch(
       current = scope;
       const started = performance.now();
       try {
-        await runHandler(reg, item, scope, ctx.hardStop);
+        await guard.run(reg, item, scope);
         scope.commit();
         done.push(id);
         outcome.processed.push({ id, attempt, durationMs: performance.now() - started });
@@ -361,12 +450,16 @@ export async function claimBatch(
           retryAt: dead ? null : new Date(Date.now() + delayMs),
           dead,
         });
+      } finally {
+        outcome.subtransactions += scope.subtransactions;
       }
     }
     await recordFailures(tsql, ctx.table, failures);
     // DELETE and COMMIT go out together (one round trip); if the DELETE fails, COMMIT answers ROLLBACK.
     const deleted = done.length
-      ? tsql.unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [arrayLiteral(done)]).execute()
+      ? tsql
+          .unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [arrayLiteral(done)], PREPARED)
+          .execute()
       : undefined;
     deleted?.catch(() => {});
     const result = await tsql.unsafe('COMMIT');
@@ -411,6 +504,7 @@ export async function claimBatch(
     await cleanup;
     throw error;
   } finally {
+    guard.dispose();
     if (!released) tsql.release();
   }
   return outcome;

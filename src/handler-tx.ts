@@ -89,6 +89,11 @@ export class HandlerScope {
     return this.savepoint;
   }
 
+  /** Savepoints this handler opened: its own and those of nested `tx.transaction()` calls. */
+  get subtransactions(): number {
+    return (this.savepoint ? 1 : 0) + this.nested;
+  }
+
   private open(): void {
     if (this.closedReason) throw new PgPubSubError('ABORTED', this.closedReason);
     if (!this.savepoint) {

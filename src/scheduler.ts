@@ -1,14 +1,28 @@
 import type postgres from 'postgres';
 import {
   type ClaimContext,
+  type ClaimCursor,
   type ClaimOutcome,
+  type ClaimWindow,
   claimBatch,
+  MAX_SUBTRANSACTIONS,
   type Registration,
   recordFailures,
 } from './claim.ts';
 import { isConnectionLost } from './connection-errors.ts';
 import type { ListenerEvents } from './events.ts';
-import type { WakeupSql } from './wakeup.ts';
+import type { ProbeResult, WakeupSql } from './wakeup.ts';
+
+/** A batch is sized so its handlers, one after another, take about this long (rows stay locked meanwhile). */
+const BATCH_TARGET_MS = 200;
+/** While claims overlap, one claim per this interval starts from the head again (stragglers, released rows). */
+const LEAD_INTERVAL_MS = 1000;
+
+/** True when cursor `a` comes after `b` in claim order. */
+function isAfter(a: ClaimCursor, b: ClaimCursor): boolean {
+  const runAt = BigInt(a.runAtUs) - BigInt(b.runAtUs);
+  return runAt > 0n || (runAt === 0n && BigInt(a.id) > BigInt(b.id));
+}
 
 /** Settings the scheduler reads. */
 export interface SchedulerSettings {
@@ -35,8 +49,20 @@ interface ChannelState {
   /** Bumped by every hint, so a claim can tell whether a hint arrived while it ran. */
   gen: number;
   inflight: number;
+  /** Claims whose rows are not locked yet. */
+  selecting: number;
   /** The last claim came back full: more claims may run side by side. */
   full: boolean;
+  /** The last row locked by this process's in-flight claims: overlapping claims start after it. */
+  frontier: ClaimCursor | null;
+  /** When the last claim that starts from the head (a lead) was launched. */
+  leadAt: number;
+  /** A claim that started after the frontier came back short: the next one starts from the head. */
+  needLead: boolean;
+  /** Recent average handler duration (ms), to size batches. */
+  avgMs: number | undefined;
+  /** Handlers write: keep batches within the subtransaction budget. */
+  writeLimited: boolean;
   /** We believe the channel's wake-up flag is set (producers NOTIFY). */
   flagSet: boolean;
   /** Claims left to run one notification at a time, after a claim transaction failed. */
@@ -76,7 +102,13 @@ export class Scheduler {
         dirty: true,
         gen: 0,
         inflight: 0,
+        selecting: 0,
         full: false,
+        frontier: null,
+        leadAt: 0,
+        needLead: false,
+        avgMs: undefined,
+        writeLimited: false,
         flagSet: false,
         careful: 0,
         errors: 0,
@@ -158,7 +190,7 @@ export class Scheduler {
     while (progress) {
       progress = false;
       for (const state of this.states.values()) {
-        const outcome = await this.claimOnce(state, state.careful > 0 ? 1 : this.settings.batchSize);
+        const outcome = await this.claimOnce(state, { limit: this.limitOf(state) });
         if (!outcome) {
           if (state.errors > 3) throw state.lastError;
           progress = true;
@@ -204,25 +236,66 @@ export class Scheduler {
       for (const state of this.states.values()) {
         if (this.running >= this.settings.concurrency) break;
         if (!state.dirty || now < state.notBefore) continue;
-        if (state.inflight > 0 && !(state.full && state.careful === 0)) continue;
+        // Claims overlap only while batches come back full, and a new one waits until the previous
+        // one's rows are locked, so it can start after them instead of walking past them.
+        if (state.inflight > 0 && !(state.full && state.careful === 0 && state.selecting === 0)) continue;
         this.launch(state);
         launched = true;
       }
     }
   }
 
+  /** The batch size for the next claim of a channel. */
+  private limitOf(state: ChannelState): number {
+    if (state.careful > 0) return 1;
+    let limit = this.settings.batchSize;
+    if (state.writeLimited) limit = Math.min(limit, MAX_SUBTRANSACTIONS);
+    if (state.avgMs !== undefined && state.avgMs > 0) {
+      limit = Math.min(limit, Math.max(1, Math.floor(BATCH_TARGET_MS / state.avgMs)));
+    }
+    return limit;
+  }
+
   private launch(state: ChannelState): void {
     this.running++;
     state.inflight++;
+    state.selecting++;
     const gen = state.gen;
-    const limit = state.careful > 0 ? 1 : this.settings.batchSize;
+    const now = Date.now();
+    const limit = this.limitOf(state);
+    const lead =
+      state.inflight === 1 ||
+      state.careful > 0 ||
+      state.needLead ||
+      state.frontier === null ||
+      now - state.leadAt >= LEAD_INTERVAL_MS;
+    if (lead) {
+      state.leadAt = now;
+      state.needLead = false;
+    }
+    const window: ClaimWindow = { limit, after: lead ? null : state.frontier };
+    let selected = false;
+    const onClaimed = (count: number, last: ClaimCursor | null) => {
+      selected = true;
+      state.selecting--;
+      if (last && (state.frontier === null || isAfter(last, state.frontier))) state.frontier = last;
+      state.full = count >= limit;
+      if (!lead && !state.full) state.needLead = true;
+      if (state.full) this.pump();
+    };
     this.track(
-      this.claimOnce(state, limit).then((outcome) => {
+      this.claimOnce(state, window, onClaimed).then((outcome) => {
+        if (!selected) state.selecting--;
         this.running--;
         state.inflight--;
-        state.full = outcome !== null && outcome.claimed >= limit;
-        // Drained, unless a hint arrived while this claim ran (its row may be newer than our snapshot).
-        if (outcome && !state.full && state.gen === gen) state.dirty = false;
+        if (state.inflight === 0) state.frontier = null;
+        if (outcome) this.learn(state, outcome);
+        else state.full = false;
+        // More may be waiting after any non-empty claim; the channel is drained only when a claim
+        // from the head finds nothing and no hint arrived meanwhile (its row may be newer than the
+        // claim's snapshot).
+        if (outcome && outcome.claimed > 0) state.dirty = true;
+        else if (outcome && lead && state.gen === gen) state.dirty = false;
         if (!state.dirty && state.inflight === 0) this.goIdle(state);
         this.pump();
         if (this.running === 0) this.settled?.();
@@ -230,12 +303,30 @@ export class Scheduler {
     );
   }
 
+  /** Adapts batch sizes to what the handlers did: their duration, and whether they write. */
+  private learn(state: ChannelState, outcome: ClaimOutcome): void {
+    state.writeLimited = outcome.released > 0 || outcome.subtransactions >= MAX_SUBTRANSACTIONS / 2;
+    if (outcome.processed.length === 0) return;
+    let total = 0;
+    for (const p of outcome.processed) total += p.durationMs;
+    const mean = total / outcome.processed.length;
+    state.avgMs = state.avgMs === undefined ? mean : state.avgMs * 0.7 + mean * 0.3;
+  }
+
   /** Runs one claim; after a failed transaction, claims one at a time and isolates the culprit. */
-  private async claimOnce(state: ChannelState, limit: number): Promise<ClaimOutcome | null> {
+  private async claimOnce(
+    state: ChannelState,
+    window: ClaimWindow,
+    onClaimed?: (count: number, last: ClaimCursor | null) => void,
+  ): Promise<ClaimOutcome | null> {
     const claimedIds: string[] = [];
     const careful = state.careful > 0;
     try {
-      const outcome = await claimBatch(state.reg, this.ctx, limit, { safe: careful, claimedIds });
+      const outcome = await claimBatch(state.reg, this.ctx, window, {
+        safe: careful,
+        claimedIds,
+        ...(onClaimed ? { onClaimed } : {}),
+      });
       if (careful) state.careful--;
       state.errors = 0;
       state.notBefore = 0;
@@ -278,6 +369,8 @@ export class Scheduler {
     state.notBefore = 0;
     const outcome: ClaimOutcome = {
       claimed: 1,
+      released: 0,
+      subtransactions: 0,
       processed: [],
       failed: [{ id, attempt, error, dead, retryAt: dead ? null : new Date(Date.now() + delayMs) }],
     };
@@ -325,15 +418,28 @@ export class Scheduler {
     return state.flagChain;
   }
 
+  /** Sets the wake-up flag (serialized with clears, like setFlag) and probes, in one round trip. */
+  private setIdleAndProbe(state: ChannelState): Promise<ProbeResult | undefined> {
+    state.flagSet = true;
+    const name = state.reg.channel.name;
+    const run = state.flagChain.then(() => this.wakeup.setIdleAndProbe(name));
+    state.flagChain = run.then(
+      () => {},
+      () => {
+        state.flagSet = false;
+      },
+    );
+    return run;
+  }
+
   private goIdle(state: ChannelState): void {
     if (!this.active) return;
     const gen = state.gen;
     const busy = () => state.gen !== gen || !this.active;
     const name = state.reg.channel.name;
     const idle = async () => {
-      if (!state.flagSet) await this.setFlag(state, true);
+      let probe = state.flagSet ? (await this.wakeup.probe([name]))[0] : await this.setIdleAndProbe(state);
       if (busy()) return;
-      let [probe] = await this.wakeup.probe([name]);
       if (probe && !probe.ready && probe.inProgress.length > 0) {
         await this.wakeup.waitFor(probe.inProgress, Date.now() + this.settings.idleWaitMs, busy);
         if (busy()) return;

@@ -1,6 +1,8 @@
 import type postgres from 'postgres';
 import { arrayLiteral, quoteIdent } from './identifiers.ts';
 
+const PREPARED = { prepare: true } as const;
+
 /** What a probe found for one channel. */
 export interface ProbeResult {
   channel: string;
@@ -33,19 +35,41 @@ export class WakeupSql {
     this.notifications = `${quoteIdent(schema)}."notifications"`;
   }
 
+  private setIdleSql(): string {
+    return `INSERT INTO ${this.wakeups} AS w ("channel", "idle") VALUES ($1, $2)
+       ON CONFLICT ("channel") DO UPDATE SET "idle" = EXCLUDED."idle" WHERE w."idle" IS DISTINCT FROM EXCLUDED."idle"`;
+  }
+
   /** Sets or clears the idle flag of a channel. */
   async setIdle(channel: string, idle: boolean): Promise<void> {
-    await this.sql.unsafe(
-      `INSERT INTO ${this.wakeups} AS w ("channel", "idle") VALUES ($1, $2)
-       ON CONFLICT ("channel") DO UPDATE SET "idle" = EXCLUDED."idle" WHERE w."idle" IS DISTINCT FROM EXCLUDED."idle"`,
-      [channel, idle],
-    );
+    await this.sql.unsafe(this.setIdleSql(), [channel, idle], PREPARED);
+  }
+
+  /**
+   * Sets the idle flag, then probes, in one round trip: both statements are pipelined on one
+   * connection, each in its own transaction, so the probe's snapshot is taken after the flag committed.
+   */
+  async setIdleAndProbe(channel: string): Promise<ProbeResult | undefined> {
+    const conn = await this.sql.reserve();
+    try {
+      const flag = conn.unsafe(this.setIdleSql(), [channel, true], PREPARED).execute();
+      const probe = this.probe([channel], conn);
+      flag.catch(() => {});
+      probe.catch(() => {});
+      await flag;
+      return (await probe)[0];
+    } finally {
+      conn.release();
+    }
   }
 
   /** One statement that checks every given channel for ready and scheduled work. */
-  async probe(channels: string[]): Promise<ProbeResult[]> {
+  async probe(
+    channels: string[],
+    conn: postgres.Sql | postgres.ReservedSql = this.sql,
+  ): Promise<ProbeResult[]> {
     const filter = this.filter === null ? '' : ` AND n."context" @> $2::jsonb`;
-    const rows = await this.sql.unsafe(
+    const rows = await conn.unsafe(
       `SELECT c.name AS channel,
   (SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = c.name AND n."status" = 'pending' AND n."run_at" <= now()${filter}
    ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL AS ready,
@@ -54,6 +78,7 @@ export class WakeupSql {
   array(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS in_progress
 FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
       (this.filter === null ? [JSON.stringify(channels)] : [JSON.stringify(channels), this.filter]) as any[],
+      PREPARED,
     );
     return rows.map((r) => ({
       channel: r.channel as string,
@@ -74,6 +99,7 @@ FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
       const rows = await this.sql.unsafe(
         `SELECT x::text AS xid FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress'`,
         [arrayLiteral(pending)],
+        PREPARED,
       );
       pending = rows.map((r) => r.xid as string);
     }

@@ -93,7 +93,9 @@ async function explainClaim(b: Backlog, claimSql: string): Promise<{ ms: number;
     .begin(async (tx) => {
       // PREPARE is not undone by ROLLBACK: deallocate explicitly.
       await tx.unsafe(`PREPARE bench_claim AS ${claimSql}`);
-      const rows = await tx.unsafe(`EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim('${noop.name}', 50)`);
+      // The limit is a parameter in older versions of the claim statement, a literal in newer ones.
+      const args = /\$2\b/.test(claimSql) ? `'${noop.name}', 50` : `'${noop.name}'`;
+      const rows = await tx.unsafe(`EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_claim(${args})`);
       await tx.unsafe('DEALLOCATE bench_claim');
       for (const r of rows) plan.push(r['QUERY PLAN'] as string);
       throw new Rollback();
