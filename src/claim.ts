@@ -214,12 +214,10 @@ function triggerBody(
   };
 }
 
-async function validatePayload(reg: Registration, payload: unknown): Promise<Record<string, unknown>> {
-  if (reg.channel.kind !== 'custom') throw new Error('unreachable');
-  const result = await reg.channel.schema['~standard'].validate(payload);
+function payloadBody(result: StandardResult): Record<string, unknown> {
   if (result.issues) {
     const detail = result.issues
-      .map((i: { message: string; path?: readonly unknown[] }) => {
+      .map((i) => {
         const path = (i.path ?? []).map((p) =>
           typeof p === 'object' && p !== null ? (p as { key: unknown }).key : p,
         );
@@ -232,6 +230,23 @@ async function validatePayload(reg: Registration, payload: unknown): Promise<Rec
     );
   }
   return { payload: result.value };
+}
+
+type StandardResult = {
+  value?: unknown;
+  issues?: readonly { message: string; path?: readonly unknown[] }[] | undefined;
+};
+
+/** Validates a stored payload; synchronous for synchronous schemas (valibot, zod), so no microtask per row. */
+function validatePayload(
+  reg: Registration,
+  payload: unknown,
+): Record<string, unknown> | Promise<Record<string, unknown>> {
+  if (reg.channel.kind !== 'custom') throw new Error('unreachable');
+  const result = reg.channel.schema['~standard'].validate(payload) as
+    | StandardResult
+    | Promise<StandardResult>;
+  return result instanceof Promise ? result.then(payloadBody) : payloadBody(result);
 }
 
 function claimParams(ctx: ClaimContext, name: string, window: ClaimWindow): unknown[] {
@@ -253,19 +268,36 @@ async function decodeBatch(
     const rows = (await tsql
       .unsafe(claimSql(reg, ctx.table, ctx.filter !== null, window), params, PREPARED)
       .values()) as unknown[][];
-    return Promise.all(
-      rows.map(async (row) => {
-        const meta = metaOf(row, name);
-        try {
-          const body = reg.decoder
-            ? triggerBody(reg, row[1], row, META_COUNT)
-            : await validatePayload(reg, row[META_COUNT]);
-          return { meta, body, cursor: row[5] as string };
-        } catch (poison) {
-          return { meta, body: undefined, poison, cursor: row[5] as string };
+    const out: Claimed[] = [];
+    let pending: Promise<unknown>[] | undefined;
+    for (const row of rows) {
+      const item: Claimed = { meta: metaOf(row, name), body: undefined, cursor: row[5] as string };
+      out.push(item);
+      try {
+        const body = reg.decoder
+          ? triggerBody(reg, row[1], row, META_COUNT)
+          : validatePayload(reg, row[META_COUNT]);
+        if (body instanceof Promise) {
+          pending ??= [];
+          pending.push(
+            body.then(
+              (b) => {
+                item.body = b;
+              },
+              (poison) => {
+                item.poison = poison;
+              },
+            ),
+          );
+        } else {
+          item.body = body;
         }
-      }),
-    );
+      } catch (poison) {
+        item.poison = poison;
+      }
+    }
+    if (pending) await Promise.all(pending);
+    return out;
   }
   const decoder = reg.decoder;
   const rows = (await tsql
@@ -302,59 +334,83 @@ async function decodeBatch(
 
 class HardStop extends Error {}
 
+const CONTROLLER = Symbol('controller');
+
+/** The event a handler receives; its `signal` is created on first use (most handlers never read it). */
+class HandlerEvent {
+  [key: string]: unknown;
+  #controller: AbortController | undefined;
+
+  constructor(meta: Omit<EventMeta, 'signal'>, body: Record<string, unknown>) {
+    Object.assign(this, meta, body);
+  }
+
+  get signal(): AbortSignal {
+    return this[CONTROLLER]().signal;
+  }
+
+  [CONTROLLER](): AbortController {
+    this.#controller ??= new AbortController();
+    return this.#controller;
+  }
+}
+
 /**
  * Lets the listener's hard stop interrupt whichever handler of a claim is running: one abort
- * listener per claim rather than one per notification (EventTarget listeners are costly).
+ * listener and one promise per claim rather than per notification.
  */
 class StopGuard {
   private current: ((reason: Error, thrown: Error) => void) | undefined;
-  private readonly onStop = () =>
-    this.current?.(
-      new PgPubSubError('ABORTED', 'The listener stopped before this handler finished.'),
-      new HardStop(),
-    );
+  private readonly stopped: Promise<never>;
+  private readonly onStop: () => void;
 
   constructor(private readonly hardStop: AbortSignal) {
+    let reject!: (error: unknown) => void;
+    this.stopped = new Promise<never>((_, r) => {
+      reject = r;
+    });
+    this.stopped.catch(() => {});
+    this.onStop = () => {
+      this.current?.(
+        new PgPubSubError('ABORTED', 'The listener stopped before this handler finished.'),
+        new HardStop(),
+      );
+      reject(new HardStop());
+    };
     hardStop.addEventListener('abort', this.onStop, { once: true });
   }
 
   /** Runs one handler; it rejects when the handler times out or the listener gives up on it. */
   async run(reg: Registration, claimed: Claimed, scope: HandlerScope): Promise<void> {
     if (this.hardStop.aborted) throw new HardStop();
-    let controller: AbortController | undefined;
-    const signal = () => {
-      controller ??= new AbortController();
-      return controller;
-    };
+    const event = new HandlerEvent(claimed.meta, claimed.body!);
     let timer: NodeJS.Timeout | undefined;
-    const event: Record<string, unknown> = { ...claimed.meta, ...claimed.body };
-    // Most handlers never read their signal: create it on first use.
-    Object.defineProperty(event, 'signal', {
-      enumerable: true,
-      configurable: true,
-      get: () => signal().signal,
-    });
-    // Settles (rejects) when the handler runs out of time or the listener gives up on it: the claim
-    // does not wait for a handler that ignores its signal.
-    const interrupted = new Promise<never>((_, reject) => {
-      this.current = (reason, thrown) => {
-        signal().abort(reason);
-        scope.abort(reason.message);
-        reject(thrown);
-      };
-    });
+    let timedOut: Promise<never> | undefined;
+    this.current = (reason) => {
+      event[CONTROLLER]().abort(reason);
+      scope.abort(reason.message);
+    };
     const ms = reg.timeoutMs;
     if (ms !== undefined) {
-      timer = setTimeout(() => {
-        const error = new PgPubSubError(
-          'HANDLER_TIMEOUT',
-          `Handler of "${reg.channel.name}" ran past its ${ms} ms timeout.`,
-        );
-        this.current?.(error, error);
-      }, ms);
+      timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const error = new PgPubSubError(
+            'HANDLER_TIMEOUT',
+            `Handler of "${reg.channel.name}" ran past its ${ms} ms timeout.`,
+          );
+          this.current?.(error, error);
+          reject(error);
+        }, ms);
+      });
     }
     try {
-      await Promise.race([Promise.resolve().then(() => reg.handler(event, scope.tx)), interrupted]);
+      // The claim does not wait for a handler that ignores its signal: it races the stop (and timeout).
+      const result = reg.handler(event, scope.tx) as PromiseLike<unknown> | undefined;
+      if (typeof result?.then === 'function') {
+        const races = [result, this.stopped];
+        if (timedOut) races.push(timedOut);
+        await Promise.race(races);
+      }
       // A handler that returns after the listener gave up on it must not commit.
       if (this.hardStop.aborted) throw new HardStop();
     } catch (error) {

@@ -52,13 +52,33 @@ export class HandlerScope {
   private nested = 0;
   private closedReason: string | undefined;
   private readonly inflight = new Set<postgres.PendingQuery<any>>();
+  private real: PostgresJsTransaction<any, any> | undefined;
+  /**
+   * The handler's Drizzle transaction. Building one (client proxy, session, database object) costs
+   * more than a no-op handler, so handlers get a stand-in that builds it on first use.
+   */
   readonly tx: PostgresJsTransaction<any, any>;
 
   constructor(
     private readonly tsql: postgres.ReservedSql,
-    parts: DrizzleParts,
+    private readonly parts: DrizzleParts,
     private readonly link: ClaimLink,
   ) {
+    this.tx = new Proxy(Object.create(PostgresJsTransaction.prototype), {
+      get: (_target, key) => Reflect.get(this.transaction(), key),
+      set: (_target, key, value) => Reflect.set(this.transaction(), key, value),
+      has: (_target, key) => Reflect.has(this.transaction(), key),
+      ownKeys: () => Reflect.ownKeys(this.transaction()),
+      getOwnPropertyDescriptor: (_target, key) => {
+        const descriptor = Reflect.getOwnPropertyDescriptor(this.transaction(), key);
+        return descriptor && { ...descriptor, configurable: true };
+      },
+    });
+  }
+
+  private transaction(): PostgresJsTransaction<any, any> {
+    if (this.real) return this.real;
+    const tsql = this.tsql;
     const client: any = new Proxy(tsql, {
       get: (target, key, receiver) => {
         if (key === 'unsafe') {
@@ -75,13 +95,10 @@ export class HandlerScope {
         return Reflect.get(target, key, receiver);
       },
     });
-    const session = new PostgresJsSession(
-      client as any,
-      parts.dialect as any,
-      parts.schema,
-      parts.options as any,
-    );
-    this.tx = new PostgresJsTransaction(parts.dialect as any, session as any, parts.schema);
+    const { dialect, schema, options } = this.parts;
+    const session = new PostgresJsSession(client as any, dialect as any, schema, options as any);
+    this.real = new PostgresJsTransaction(dialect as any, session as any, schema);
+    return this.real;
   }
 
   /** True when the handler sent at least one query (and so may have written). */

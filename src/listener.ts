@@ -155,7 +155,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private resolved() {
     return {
       concurrency: this.options.concurrency ?? 4,
-      batchSize: this.options.batchSize ?? 50,
+      batchSize: this.options.batchSize ?? 100,
       idleWaitMs: this.options.idleWaitMs ?? 1000,
       pollIntervalMs: this.options.pollIntervalMs ?? 15_000,
     };

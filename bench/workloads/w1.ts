@@ -51,7 +51,7 @@ export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
   }
   return {
     title: `W1 drain ${n.toLocaleString('en-US')} pre-enqueued no-op jobs, 1 process, concurrency 10`,
-    params: { jobs: n, concurrency: 10, ourBatches: [50, ...ctx.sizes.w1Batches] },
+    params: { jobs: n, concurrency: 10, ourBatches: [VARIANTS.ours.batchSize, ...ctx.sizes.w1Batches] },
     rows: rec.result(),
   };
 }

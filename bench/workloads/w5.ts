@@ -208,6 +208,7 @@ export async function w5(ctx: BenchContext): Promise<WorkloadResult> {
       small,
       large,
       batchSize: 50,
+      drainBatchSize: VARIANTS.ours.batchSize,
       claimSamples: runs * (CLAIMS_PER_RUN - SKIP - 1),
       memorySampleMs: 100,
     },

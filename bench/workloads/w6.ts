@@ -5,11 +5,11 @@ import { Recorder, rotate } from '../lib/stats.ts';
 import { ours } from '../systems/ours.ts';
 
 const SETUPS = [
-  { processes: 1, key: 'ours-1p', label: 'drizzle-pgpubsub, 1 process (c10, batch 50)', system: 'ours' },
+  { processes: 1, key: 'ours-1p', label: 'drizzle-pgpubsub, 1 process (c10, batch 100)', system: 'ours' },
   {
     processes: 4,
     key: 'ours-4p',
-    label: 'drizzle-pgpubsub, 4 processes (c10, batch 50 each)',
+    label: 'drizzle-pgpubsub, 4 processes (c10, batch 100 each)',
     system: 'ours',
   },
 ];
@@ -45,7 +45,7 @@ export async function w6(ctx: BenchContext): Promise<WorkloadResult> {
   }
   return {
     title: `W6 scale-out: drain ${n.toLocaleString('en-US')} jobs with 4 processes vs 1`,
-    params: { jobs: n, concurrencyPerProcess: 10, batchSize: 50 },
+    params: { jobs: n, concurrencyPerProcess: 10, batchSize: VARIANTS.ours.batchSize },
     rows: rec.result(),
   };
 }
