@@ -6,7 +6,17 @@ import { dollarQuote, quoteIdent } from './identifiers.ts';
 export const DEFAULT_SCHEMA = 'pgpubsub';
 
 /** Version of the storage layout that {@link storageMigrationSql} creates. */
-export const STORAGE_VERSION = 1;
+export const STORAGE_VERSION = 2;
+
+/**
+ * Whether a producer must NOTIFY: some listener of the channel is idle. The flag is read after the
+ * notification row is written (so the producer already has its transaction id: see wakeup.ts). A
+ * REPEATABLE READ or SERIALIZABLE transaction reads it in a snapshot that may predate the listener
+ * going idle, so it always NOTIFYs.
+ */
+export function wakeCondition(channel: string, schema: string): string {
+  return `(current_setting('transaction_isolation') <> 'read committed' OR EXISTS (SELECT 1 FROM ${schema}."wakeups" w WHERE w."channel" = ${channel} AND w."idle"))`;
+}
 
 /** Status of a stored notification. Claimed notifications stay `pending` and are row-locked. */
 export type NotificationStatus = 'pending' | 'failed';
@@ -89,7 +99,7 @@ BEGIN
   INSERT INTO ${s}."notifications" ("channel", "payload", "context")
   VALUES (p_channel, p_payload, coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb))
   RETURNING "id" INTO v_id;
-  IF EXISTS (SELECT 1 FROM ${s}."wakeups" w WHERE w."channel" = p_channel AND w."idle") THEN
+  IF ${wakeCondition('p_channel', s)} THEN
     PERFORM pg_notify(p_channel, '');
   END IF;
   RETURN v_id;

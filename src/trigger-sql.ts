@@ -6,7 +6,7 @@ import { getTableConfig } from 'drizzle-orm/pg-core';
 import type { TriggerChannel, TriggerOp } from './channel.ts';
 import { PgPubSubError } from './errors.ts';
 import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from './identifiers.ts';
-import { DEFAULT_SCHEMA } from './notifications.ts';
+import { DEFAULT_SCHEMA, wakeCondition } from './notifications.ts';
 
 /** Everything the SQL builders need about one trigger channel, with database names resolved. */
 export interface TriggerSpec {
@@ -108,7 +108,7 @@ DECLARE
   v_count bigint := 0;
 BEGIN${rowLevel}
   ${branches.join('\n  ')}
-  IF v_count > 0 AND EXISTS (SELECT 1 FROM ${s}."wakeups" w WHERE w."channel" = ${ch} AND w."idle") THEN
+  IF v_count > 0 AND ${wakeCondition(ch, s)} THEN
     PERFORM pg_notify(${ch}, '');
   END IF;
   RETURN NULL;

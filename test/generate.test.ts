@@ -2,16 +2,20 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import { pgTable, serial } from 'drizzle-orm/pg-core';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { triggerChannel } from '../src/channel.ts';
 import { type GenerateOptions, type GenerateResult, generate } from '../src/cli/generate.ts';
 import { isPgPubSubError, type PgPubSubErrorCode } from '../src/errors.ts';
+import { collectChannels, planGenerate } from '../src/generate.ts';
 import {
   planMigration,
   readMigrationFolder,
   STATEMENT_BREAKPOINT,
   writeMigration,
 } from '../src/migrations.ts';
+import { STORAGE_VERSION } from '../src/notifications.ts';
 import { type TestDb, useTestDatabase } from './support/db.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -245,7 +249,7 @@ describe('generate: lifecycle in the 0.x journal layout', () => {
     // Markers only in the leading comment block; statements sorted by channel name.
     const sql = after.get('drizzle/0001_pgpubsub.sql')!;
     const lines = sql.split('\n');
-    expect(lines[1]).toBe('-- drizzle-pgpubsub:storage {"version":1,"schema":"pgpubsub"}');
+    expect(lines[1]).toBe('-- drizzle-pgpubsub:storage {"version":2,"schema":"pgpubsub"}');
     expect(lines[2]).toMatch(
       /^-- drizzle-pgpubsub:channel \{"name":"App Schema.Tasks","hash":"[0-9a-f]{16}"/,
     );
@@ -806,5 +810,50 @@ ${schema}
     expect(result.stderr).toMatch(/^TypeError: /);
     expect(result.stderr).toMatch(/\n {4}at /);
     expect(existsSync(join(dir, 'drizzle'))).toBe(false);
+  });
+});
+
+describe('generate: storage upgrades', () => {
+  const t = useTestDatabase();
+
+  it('upgrades storage written by an older version in place and replaces its channels', async () => {
+    const authors = pgTable('authors', { id: serial().primaryKey() });
+    const found = collectChannels([
+      { file: 'schema.ts', exports: { authorEvents: triggerChannel(authors, { on: ['insert'] }) } },
+    ]);
+    const plan = planGenerate({
+      channels: found,
+      state: {
+        storage: { version: STORAGE_VERSION - 1, schema: 'pgpubsub', migration: '0001_pgpubsub' },
+        channels: new Map([
+          [
+            'authors',
+            {
+              name: 'authors',
+              hash: 'v1',
+              tableSchema: 'public',
+              table: 'authors',
+              migration: '0001_pgpubsub',
+            },
+          ],
+        ]),
+      },
+    });
+    expect(plan.storage).toBe('upgrade');
+    expect(plan.changed).toEqual(['authors']);
+    expect(plan.header[1]).toBe(
+      `-- drizzle-pgpubsub:storage {"version":${STORAGE_VERSION},"schema":"pgpubsub"}`,
+    );
+    // The storage statements are idempotent: they run on a database that already has the storage
+    // (the test template), and leave notify() in its new form.
+    await t.sql.unsafe('CREATE TABLE authors (id serial PRIMARY KEY)');
+    for (const statement of plan.statements) await t.sql.unsafe(statement);
+    const [fn] = await t.sql`SELECT prosrc FROM pg_proc WHERE proname = 'notify'
+      AND pronamespace = 'pgpubsub'::regnamespace`;
+    expect(fn!.prosrc).toContain("current_setting('transaction_isolation')");
+    await t.sql`INSERT INTO authors DEFAULT VALUES`;
+    expect(await t.sql`SELECT channel, op FROM pgpubsub.notifications`).toEqual([
+      { channel: 'authors', op: 'insert' },
+    ]);
   });
 });

@@ -269,6 +269,42 @@ describe('listener', () => {
     expect(seen).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('wakes an idle listener from a REPEATABLE READ producer whose snapshot predates the idle flag', async () => {
+    const producer = await t.sql.reserve();
+    try {
+      await producer.unsafe('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await producer.unsafe('SELECT 1'); // the snapshot: taken before the listener goes idle
+      const seen: string[] = [];
+      const l = listen(t.db, { pollIntervalMs: false }).on(emailRequested, ({ payload }) => {
+        seen.push(payload.subject);
+      });
+      await l.start();
+      await waitFor(
+        async () =>
+          (await t.sql`SELECT 1 FROM pgpubsub.wakeups WHERE channel = 'email_requested' AND idle`).length,
+        { what: 'the idle flag' },
+      );
+      // The listener is asleep once none of its statements (the probe after the flag) is running.
+      await waitFor(
+        async () =>
+          (
+            await t.sql`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+            AND state = 'active' AND pid <> pg_backend_pid() AND query NOT ILIKE 'LISTEN%'`
+          ).length === 0,
+        { what: 'the listener to sleep' },
+      );
+      await producer.unsafe(
+        `SELECT pgpubsub.notify('email_requested', '{"to": "rr@x.io", "subject": "rr"}')`,
+      );
+      await producer.unsafe('COMMIT');
+      await waitFor(() => seen.length === 1, { timeoutMs: 5000, what: 'the handler' });
+      expect(seen).toEqual(['rr']);
+    } finally {
+      await producer.unsafe('ROLLBACK').catch(() => {});
+      producer.release();
+    }
+  });
+
   it('recovers after the LISTEN connection is terminated', async () => {
     const got: string[] = [];
     const client = t.client({ max: 4, connection: { application_name: 'listener-under-test' } });
