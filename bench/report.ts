@@ -143,6 +143,19 @@ export function goals(results: BenchResults): Goal[] {
         100,
       ),
     );
+    const capped = metric(w.W5, 'ours', 'peakRssCappedMb');
+    if (capped) {
+      out.push(
+        goal(
+          'W5',
+          'the same with node --max-semi-space-size=4 (docs/operations.md)',
+          capped,
+          'MB',
+          'max',
+          100,
+        ),
+      );
+    }
   }
   if (w.W6) {
     out.push(
@@ -228,6 +241,8 @@ const COLUMNS: Record<WorkloadId, Column[]> = {
     { title: 'peak heap MB', metric: 'peakHeapMb' },
     { title: 'RSS before start MB', metric: 'baseRssMb' },
     { title: 'drain jobs/s', metric: 'drainJobsPerSec' },
+    { title: 'peak RSS MB, semi-space 4 MB', metric: 'peakRssCappedMb' },
+    { title: 'drain jobs/s, semi-space 4 MB', metric: 'drainCappedJobsPerSec' },
   ],
   W6: [
     { title: 'jobs/s', metric: 'jobsPerSec' },

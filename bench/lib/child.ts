@@ -57,7 +57,7 @@ export class WorkerProcess {
     return this.failure;
   }
 
-  private constructor(worker: string, label: string, system: SystemId | 'none') {
+  private constructor(worker: string, label: string, system: SystemId | 'none', nodeFlags: string[] = []) {
     this.child = fork(worker, [], {
       // Plain node on the transpiled worker (see build.ts). BENCH_CPU_PROF=<dir> writes a V8 CPU
       // profile of every worker process (open it in Chrome DevTools); BENCH_NODE_FLAGS adds node flags
@@ -65,6 +65,7 @@ export class WorkerProcess {
       execArgv: [
         ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
         ...(process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
+        ...nodeFlags,
       ],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, BENCH_WORKER: label, ...(system === 'none' ? {} : { BENCH_SYSTEM: system }) },
@@ -109,8 +110,12 @@ export class WorkerProcess {
   }
 
   /** Forks a worker process for `system`; resolves once it has loaded that system's modules. */
-  static async spawn(label: string, system: SystemId | 'none'): Promise<WorkerProcess> {
-    const w = new WorkerProcess(await workerBuild(), label, system);
+  static async spawn(
+    label: string,
+    system: SystemId | 'none',
+    nodeFlags: string[] = [],
+  ): Promise<WorkerProcess> {
+    const w = new WorkerProcess(await workerBuild(), label, system, nodeFlags);
     await w.next('ready');
     return w;
   }

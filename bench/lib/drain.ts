@@ -34,12 +34,15 @@ export async function drain(
     processes = 1,
     timeoutMs = 600_000,
     sampleMs,
-  }: { processes?: number; timeoutMs?: number; sampleMs?: number } = {},
+    nodeFlags = [],
+  }: { processes?: number; timeoutMs?: number; sampleMs?: number; nodeFlags?: string[] } = {},
 ): Promise<DrainResult> {
   const system = await loadSystem(variant.system);
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   const workers = await Promise.all(
-    Array.from({ length: processes }, (_, p) => WorkerProcess.spawn(`${variant.key}#${p}`, variant.system)),
+    Array.from({ length: processes }, (_, p) =>
+      WorkerProcess.spawn(`${variant.key}#${p}`, variant.system, nodeFlags),
+    ),
   );
   try {
     await sql`SELECT 1`;
