@@ -291,10 +291,11 @@ export class Scheduler {
         if (state.inflight === 0) state.frontier = null;
         if (outcome) this.learn(state, outcome);
         else state.full = false;
-        // More may be waiting after any non-empty claim; the channel is drained only when a claim
-        // from the head finds nothing and no hint arrived meanwhile (its row may be newer than the
-        // claim's snapshot).
-        if (outcome && outcome.claimed > 0) state.dirty = true;
+        // A claim that found more than one notification claims again at once: work keeps coming, and
+        // producers send no NOTIFY while the flag is clear. Otherwise a claim from the head that found
+        // at most one, with no hint meanwhile (its row may be newer than the claim's snapshot), hands
+        // over to the idle protocol, whose probe (one round trip) catches what came in since.
+        if (outcome && outcome.claimed >= Math.min(2, limit)) state.dirty = true;
         else if (outcome && lead && state.gen === gen) state.dirty = false;
         if (!state.dirty && state.inflight === 0) this.goIdle(state);
         this.pump();
@@ -441,8 +442,17 @@ export class Scheduler {
       let probe = state.flagSet ? (await this.wakeup.probe([name]))[0] : await this.setIdleAndProbe(state);
       if (busy()) return;
       if (probe && !probe.ready && probe.inProgress.length > 0) {
-        await this.wakeup.waitFor(probe.inProgress, Date.now() + this.settings.idleWaitMs, busy);
+        const waited = await this.wakeup.waitFor(
+          name,
+          probe.inProgress,
+          Date.now() + this.settings.idleWaitMs,
+          busy,
+        );
         if (busy()) return;
+        if (waited === 'ready') {
+          this.markDirty(state);
+          return;
+        }
         [probe] = await this.wakeup.probe([name]);
       }
       if (busy() || !probe) return;

@@ -88,21 +88,33 @@ FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
     }));
   }
 
-  /** Waits (polling, with backoff) until none of `xids` is in progress, `deadline` passes or `cancelled()`. */
-  async waitFor(xids: string[], deadline: number, cancelled: () => boolean): Promise<boolean> {
+  /**
+   * Waits (polling, with backoff) until none of `xids` is in progress (`done`), work is ready on the
+   * channel (`ready`: a producer among them committed, no need to wait for unrelated long
+   * transactions), or `deadline` passes or `cancelled()` (`stopped`).
+   */
+  async waitFor(
+    channel: string,
+    xids: string[],
+    deadline: number,
+    cancelled: () => boolean,
+  ): Promise<'done' | 'ready' | 'stopped'> {
+    const filter = this.filter === null ? '' : ` AND n."context" @> $3::jsonb`;
+    const query = `SELECT array(SELECT x::text FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress') AS pending,
+  (SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = $2 AND n."status" = 'pending' AND n."run_at" <= now()${filter}
+   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL AS ready`;
     let pending = xids;
     let delay = 1;
     while (pending.length > 0) {
-      if (cancelled() || Date.now() >= deadline) return false;
+      if (cancelled() || Date.now() >= deadline) return 'stopped';
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, 50);
-      const rows = await this.sql.unsafe(
-        `SELECT x::text AS xid FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress'`,
-        [arrayLiteral(pending)],
-        PREPARED,
-      );
-      pending = rows.map((r) => r.xid as string);
+      const params = [arrayLiteral(pending), channel];
+      if (this.filter !== null) params.push(this.filter);
+      const [row] = await this.sql.unsafe(query, params, PREPARED);
+      if (row?.ready) return 'ready';
+      pending = (row?.pending as string[] | undefined) ?? [];
     }
-    return true;
+    return 'done';
   }
 }
