@@ -1,5 +1,6 @@
 import { sql as dsql } from 'drizzle-orm';
 import { pgTable, serial, text } from 'drizzle-orm/pg-core';
+import { drizzle } from 'drizzle-orm/postgres-js';
 import * as v from 'valibot';
 import { afterEach, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
@@ -98,5 +99,26 @@ describe('batching', () => {
       SELECT count(*)::int AS n, count(DISTINCT key)::int AS distinct FROM effects`;
     expect(row).toEqual({ n: 601, distinct: 601 });
     expect(handled).toBe(601);
+  });
+
+  it('works on a client that may not prepare statements (PgBouncer in transaction mode)', async () => {
+    await enqueue(300);
+    const unprepared = t.client({ max: 5, prepare: false });
+    const l = createListener(drizzle(unprepared), { concurrency: 3, pollIntervalMs: false }).on(
+      jobs,
+      async ({ payload }, tx) => {
+        await tx.insert(effects).values({ key: `k${payload.n}` });
+      },
+    );
+    running.push(l);
+    await l.start();
+    await waitFor(async () => (await countNotifications(t.sql)).pending === 0, { timeoutMs: 20_000 });
+    const [row] = await t.sql<{ n: number; distinct: number }[]>`
+      SELECT count(*)::int AS n, count(DISTINCT key)::int AS distinct FROM effects`;
+    expect(row).toEqual({ n: 300, distinct: 300 });
+    const [prepared] = await unprepared<
+      { n: number }[]
+    >`SELECT count(*)::int AS n FROM pg_prepared_statements`;
+    expect(prepared!.n).toBe(0);
   });
 });
