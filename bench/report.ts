@@ -148,7 +148,7 @@ export function goals(results: BenchResults): Goal[] {
       out.push(
         goal(
           'W5',
-          'the same with node --max-semi-space-size=4 (docs/operations.md)',
+          'the same with node --max-semi-space-size=2 (docs/operations.md)',
           capped,
           'MB',
           'max',
@@ -241,8 +241,8 @@ const COLUMNS: Record<WorkloadId, Column[]> = {
     { title: 'peak heap MB', metric: 'peakHeapMb' },
     { title: 'RSS before start MB', metric: 'baseRssMb' },
     { title: 'drain jobs/s', metric: 'drainJobsPerSec' },
-    { title: 'peak RSS MB, semi-space 4 MB', metric: 'peakRssCappedMb' },
-    { title: 'drain jobs/s, semi-space 4 MB', metric: 'drainCappedJobsPerSec' },
+    { title: 'peak RSS MB, semi-space 2 MB', metric: 'peakRssCappedMb' },
+    { title: 'drain jobs/s, semi-space 2 MB', metric: 'drainCappedJobsPerSec' },
   ],
   W6: [
     { title: 'jobs/s', metric: 'jobsPerSec' },

@@ -24,7 +24,7 @@ interface Backlog {
 }
 
 /** The node flag docs/operations.md recommends for listener processes. */
-export const SEMI_SPACE_FLAG = '--max-semi-space-size=4';
+export const SEMI_SPACE_FLAG = '--max-semi-space-size=2';
 
 async function openBacklog(ctx: BenchContext, label: Backlog['label'], size: number): Promise<Backlog> {
   const db = await ctx.fresh('ours');
