@@ -16,6 +16,12 @@ import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
 
 const LISTENER = 'test/fixtures/cli-listener.ts';
+/**
+ * Tests that run the CLI several times in a row. Each run starts Node and loads drizzle-orm, which
+ * takes ~1.3 s on Node 24 (its package.json reader re-reads drizzle-orm's very large package.json
+ * for every module) against ~0.25 s on Node 20.
+ */
+const SEQUENTIAL_CLI_RUNS_MS = 120_000;
 
 const t = useTestDatabase([
   'CREATE TABLE cli_effects (id serial PRIMARY KEY, key text NOT NULL UNIQUE, pid integer NOT NULL, worker text)',
@@ -225,15 +231,19 @@ describe('listen --processes (supervisor)', () => {
 describe('errors', () => {
   afterAll(killLeftovers);
 
-  it.concurrent('module not found: exit 78 with the path', async () => {
-    for (const extra of [[], ['--processes', '2']]) {
-      const { code, stderr } = await runCli(['listen', 'src/nope.ts', ...extra], env());
-      expect(code).toBe(78);
-      expect(stderr).toBe(
-        `error: listener module "src/nope.ts" not found (looked for ${resolve('src/nope.ts')}). Pass the path of the file that exports your listener, e.g. drizzle-pgpubsub listen ./src/listeners.ts`,
-      );
-    }
-  });
+  it.concurrent(
+    'module not found: exit 78 with the path',
+    async () => {
+      for (const extra of [[], ['--processes', '2']]) {
+        const { code, stderr } = await runCli(['listen', 'src/nope.ts', ...extra], env());
+        expect(code).toBe(78);
+        expect(stderr).toBe(
+          `error: listener module "src/nope.ts" not found (looked for ${resolve('src/nope.ts')}). Pass the path of the file that exports your listener, e.g. drizzle-pgpubsub listen ./src/listeners.ts`,
+        );
+      }
+    },
+    SEQUENTIAL_CLI_RUNS_MS,
+  );
 
   it.concurrent('module without a listener export: exit 78 naming its exports', async () => {
     const { code, stderr } = await runCli(['listen', 'test/fixtures/cli-no-listener.ts'], env());
@@ -243,22 +253,26 @@ describe('errors', () => {
     );
   });
 
-  it.concurrent('no DATABASE_URL: exit 78 for every database command', async () => {
-    for (const args of [
-      ['listen', LISTENER],
-      ['listen', LISTENER, '--processes', '2'],
-      ['status'],
-      ['failed'],
-      ['retry', '--all'],
-      ['purge', '--older-than', '7d'],
-    ]) {
-      const { code, stderr } = await runCli(args, {});
-      expect({ args, code }).toEqual({ args, code: 78 });
-      expect(stderr).toBe(
-        'error: DATABASE_URL is not set. Set it to your PostgreSQL connection URL (export DATABASE_URL=postgres://user:password@host:5432/dbname) or pass --database-url <url>.',
-      );
-    }
-  });
+  it.concurrent(
+    'no DATABASE_URL: exit 78 for every database command',
+    async () => {
+      for (const args of [
+        ['listen', LISTENER],
+        ['listen', LISTENER, '--processes', '2'],
+        ['status'],
+        ['failed'],
+        ['retry', '--all'],
+        ['purge', '--older-than', '7d'],
+      ]) {
+        const { code, stderr } = await runCli(args, {});
+        expect({ args, code }).toEqual({ args, code: 78 });
+        expect(stderr).toBe(
+          'error: DATABASE_URL is not set. Set it to your PostgreSQL connection URL (export DATABASE_URL=postgres://user:password@host:5432/dbname) or pass --database-url <url>.',
+        );
+      }
+    },
+    SEQUENTIAL_CLI_RUNS_MS,
+  );
 
   it.concurrent('unknown channel in --channels: exit 78', async () => {
     const { code, stderr } = await runCli(['listen', LISTENER, '--channels', 'cli_jobs,nope'], env());
@@ -268,24 +282,28 @@ describe('errors', () => {
     );
   });
 
-  it.concurrent('bad options: exit 2 with the usage', async () => {
-    const cases: [string[], RegExp][] = [
-      [['listen', LISTENER, '--concurrency', '0'], /--concurrency must be an integer ≥ 1, got "0"/],
-      [['listen', LISTENER, '--bogus'], /Unknown option '--bogus'/],
-      [['listen'], /listen needs the path of the module/],
-      [['retry'], /retry needs exactly one of --id <id>, --channel <name> or --all/],
-      [['retry', '--id', 'x1'], /--id must be a notification id/],
-      [['purge'], /purge needs --older-than <age>/],
-      [['purge', '--older-than', 'soon'], /--older-than must be a duration/],
-      [['status', '--max-age', '5m'], /--max-age and --max-failed go with --check/],
-    ];
-    for (const [args, message] of cases) {
-      const { code, stderr } = await runCli(args, env());
-      expect({ args, code }).toEqual({ args, code: 2 });
-      expect(stderr).toMatch(message);
-      expect(stderr).toMatch(/Usage: drizzle-pgpubsub/);
-    }
-  });
+  it.concurrent(
+    'bad options: exit 2 with the usage',
+    async () => {
+      const cases: [string[], RegExp][] = [
+        [['listen', LISTENER, '--concurrency', '0'], /--concurrency must be an integer ≥ 1, got "0"/],
+        [['listen', LISTENER, '--bogus'], /Unknown option '--bogus'/],
+        [['listen'], /listen needs the path of the module/],
+        [['retry'], /retry needs exactly one of --id <id>, --channel <name> or --all/],
+        [['retry', '--id', 'x1'], /--id must be a notification id/],
+        [['purge'], /purge needs --older-than <age>/],
+        [['purge', '--older-than', 'soon'], /--older-than must be a duration/],
+        [['status', '--max-age', '5m'], /--max-age and --max-failed go with --check/],
+      ];
+      for (const [args, message] of cases) {
+        const { code, stderr } = await runCli(args, env());
+        expect({ args, code }).toEqual({ args, code: 2 });
+        expect(stderr).toMatch(message);
+        expect(stderr).toMatch(/Usage: drizzle-pgpubsub/);
+      }
+    },
+    SEQUENTIAL_CLI_RUNS_MS,
+  );
 
   it.concurrent('unreachable database: listen retries and says so; status gives up after --connect-timeout', async () => {
     const port = await freePort();
