@@ -360,7 +360,8 @@ class HandlerEvent {
  * listener and one promise per claim rather than per notification.
  */
 class StopGuard {
-  private current: ((reason: Error, thrown: Error) => void) | undefined;
+  /** Interrupts the running handler: aborts its signal and cancels its queries. */
+  private current: ((reason: Error) => void) | undefined;
   private readonly stopped: Promise<never>;
   private readonly onStop: () => void;
 
@@ -371,10 +372,7 @@ class StopGuard {
     });
     this.stopped.catch(() => {});
     this.onStop = () => {
-      this.current?.(
-        new PgPubSubError('ABORTED', 'The listener stopped before this handler finished.'),
-        new HardStop(),
-      );
+      this.current?.(new PgPubSubError('ABORTED', 'The listener stopped before this handler finished.'));
       reject(new HardStop());
     };
     hardStop.addEventListener('abort', this.onStop, { once: true });
@@ -398,7 +396,7 @@ class StopGuard {
             'HANDLER_TIMEOUT',
             `Handler of "${reg.channel.name}" ran past its ${ms} ms timeout.`,
           );
-          this.current?.(error, error);
+          this.current?.(error);
           reject(error);
         }, ms);
       });
