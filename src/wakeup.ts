@@ -20,7 +20,10 @@ export interface ProbeResult {
  * a producer that read the flag just before it was set may still commit without notifying, but it
  * is then in the probe snapshot's in-progress list, so the listener waits for that list to finish
  * and probes again before it sleeps. A wait cut short by a long unrelated transaction leaves at
- * most the safety sweep's delay, never a lost notification.
+ * most the safety sweep's delay, never a lost notification. This needs the producer to read the
+ * flag after it has a transaction id and in a snapshot taken after that: true in READ COMMITTED
+ * (the trigger writes its row first, then reads the flag in a new statement); REPEATABLE READ and
+ * SERIALIZABLE producers always NOTIFY (see `wakeCondition`).
  */
 export class WakeupSql {
   private readonly wakeups: string;
