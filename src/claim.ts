@@ -6,6 +6,7 @@ import { PgPubSubError } from './errors.ts';
 import type { EventMeta } from './events.ts';
 import { type ClaimLink, type DrizzleParts, HandlerScope } from './handler-tx.ts';
 import { arrayLiteral, quoteIdent } from './identifiers.ts';
+import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
 
 /** One `.on(channel, handler)` registration, resolved for claiming. */
 export interface Registration {
@@ -214,28 +215,15 @@ function triggerBody(
   };
 }
 
-function payloadBody(result: StandardResult): Record<string, unknown> {
+function payloadBody(result: StandardSchemaV1.Result<unknown>): Record<string, unknown> {
   if (result.issues) {
-    const detail = result.issues
-      .map((i) => {
-        const path = (i.path ?? []).map((p) =>
-          typeof p === 'object' && p !== null ? (p as { key: unknown }).key : p,
-        );
-        return path.length ? `${path.join('.')}: ${i.message}` : i.message;
-      })
-      .join('; ');
     throw new PgPubSubError(
       'INVALID_PAYLOAD',
-      `Stored payload does not match the channel's schema: ${detail}`,
+      `Stored payload does not match the channel's schema: ${formatIssues(result.issues)}`,
     );
   }
   return { payload: result.value };
 }
-
-type StandardResult = {
-  value?: unknown;
-  issues?: readonly { message: string; path?: readonly unknown[] }[] | undefined;
-};
 
 /** Validates a stored payload; synchronous for synchronous schemas (valibot, zod), so no microtask per row. */
 function validatePayload(
@@ -243,9 +231,7 @@ function validatePayload(
   payload: unknown,
 ): Record<string, unknown> | Promise<Record<string, unknown>> {
   if (reg.channel.kind !== 'custom') throw new Error('unreachable');
-  const result = reg.channel.schema['~standard'].validate(payload) as
-    | StandardResult
-    | Promise<StandardResult>;
+  const result = reg.channel.schema['~standard'].validate(payload);
   return result instanceof Promise ? result.then(payloadBody) : payloadBody(result);
 }
 

@@ -5,7 +5,7 @@ import { isChannel } from './channel.ts';
 import { PgPubSubError } from './errors.ts';
 import { byteLength, quoteIdent } from './identifiers.ts';
 import { DEFAULT_SCHEMA } from './notifications.ts';
-import type { StandardSchemaV1 } from './standard-schema.ts';
+import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
 
 /** Anything Drizzle can run SQL on: a database or a transaction (any pg driver). */
 export interface SqlExecutor {
@@ -14,15 +14,6 @@ export interface SqlExecutor {
 
 /** Largest NOTIFY payload PostgreSQL accepts, in bytes. */
 export const MAX_BROADCAST_BYTES = 7999;
-
-function formatIssues(issues: ReadonlyArray<StandardSchemaV1.Issue>): string {
-  return issues
-    .map((issue) => {
-      const path = (issue.path ?? []).map((p) => (typeof p === 'object' && p !== null ? p.key : p));
-      return path.length ? `${path.map(String).join('.')}: ${issue.message}` : issue.message;
-    })
-    .join('; ');
-}
 
 /** JSON.stringify replacer: PostgreSQL's jsonb refuses NUL characters and unpaired UTF-16 surrogates. */
 function storableString(key: string, value: unknown): unknown {

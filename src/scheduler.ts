@@ -136,7 +136,7 @@ export class Scheduler {
   hint(name: string): void {
     const state = this.states.get(name);
     if (!state) return;
-    if (state.flagSet) this.setFlag(state, false);
+    if (state.flagSet) this.clearFlag(state);
     this.markDirty(state);
   }
 
@@ -406,24 +406,13 @@ export class Scheduler {
     state.timer.unref?.();
   }
 
-  private setFlag(state: ChannelState, idle: boolean): Promise<void> {
+  /**
+   * Runs a write of the channel's wake-up flag after the previous ones: a late "clear" must never
+   * overtake the "set" that followed it. A failed write leaves the flag believed clear.
+   */
+  private writeFlag<T>(state: ChannelState, idle: boolean, write: () => Promise<T>): Promise<T> {
     state.flagSet = idle;
-    const name = state.reg.channel.name;
-    // Serialized per channel: a late "clear" must never overtake the "set" that followed it.
-    state.flagChain = state.flagChain
-      .then(() => this.wakeup.setIdle(name, idle))
-      .catch((error) => {
-        state.flagSet = false;
-        this.events.emit('error', { error, during: `updating the wake-up flag of "${name}"` });
-      });
-    return state.flagChain;
-  }
-
-  /** Sets the wake-up flag (serialized with clears, like setFlag) and probes, in one round trip. */
-  private setIdleAndProbe(state: ChannelState): Promise<ProbeResult | undefined> {
-    state.flagSet = true;
-    const name = state.reg.channel.name;
-    const run = state.flagChain.then(() => this.wakeup.setIdleAndProbe(name));
+    const run = state.flagChain.then(write);
     state.flagChain = run.then(
       () => {},
       () => {
@@ -431,6 +420,19 @@ export class Scheduler {
       },
     );
     return run;
+  }
+
+  private clearFlag(state: ChannelState): void {
+    const name = state.reg.channel.name;
+    this.writeFlag(state, false, () => this.wakeup.setIdle(name, false)).catch((error) => {
+      this.events.emit('error', { error, during: `updating the wake-up flag of "${name}"` });
+    });
+  }
+
+  /** Sets the wake-up flag and probes, in one round trip. */
+  private setIdleAndProbe(state: ChannelState): Promise<ProbeResult | undefined> {
+    const name = state.reg.channel.name;
+    return this.writeFlag(state, true, () => this.wakeup.setIdleAndProbe(name));
   }
 
   private goIdle(state: ChannelState): void {

@@ -49,3 +49,13 @@ export declare namespace StandardSchemaV1 {
     Schema['~standard']['types']
   >['output'];
 }
+
+/** Issues as one line, each with its path: `to: Invalid email; subject: Invalid type`. */
+export function formatIssues(issues: ReadonlyArray<StandardSchemaV1.Issue>): string {
+  return issues
+    .map((issue) => {
+      const path = (issue.path ?? []).map((p) => (typeof p === 'object' && p !== null ? p.key : p));
+      return path.length ? `${path.map(String).join('.')}: ${issue.message}` : issue.message;
+    })
+    .join('; ');
+}

@@ -66,6 +66,16 @@ export class WakeupSql {
     }
   }
 
+  /**
+   * Whether a notification of `channel` (an SQL expression) is ready and not held by another
+   * listener; `filterParam` is the placeholder of the listener's context filter.
+   */
+  private readySql(channel: string, filterParam: string): string {
+    const filter = this.filter === null ? '' : ` AND n."context" @> ${filterParam}::jsonb`;
+    return `(SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND n."status" = 'pending' AND n."run_at" <= now()${filter}
+   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL`;
+  }
+
   /** One statement that checks every given channel for ready and scheduled work. */
   async probe(
     channels: string[],
@@ -74,8 +84,7 @@ export class WakeupSql {
     const filter = this.filter === null ? '' : ` AND n."context" @> $2::jsonb`;
     const rows = await conn.unsafe(
       `SELECT c.name AS channel,
-  (SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = c.name AND n."status" = 'pending' AND n."run_at" <= now()${filter}
-   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL AS ready,
+  ${this.readySql('c.name', '$2')} AS ready,
   (extract(epoch FROM (SELECT min(n."run_at") FROM ${this.notifications} n
    WHERE n."channel" = c.name AND n."status" = 'pending' AND n."run_at" > now()${filter})) * 1000)::float8 AS next_run_at,
   array(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS in_progress
@@ -102,10 +111,8 @@ FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
     deadline: number,
     cancelled: () => boolean,
   ): Promise<'done' | 'ready' | 'stopped'> {
-    const filter = this.filter === null ? '' : ` AND n."context" @> $3::jsonb`;
     const query = `SELECT array(SELECT x::text FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress') AS pending,
-  (SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = $2 AND n."status" = 'pending' AND n."run_at" <= now()${filter}
-   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL AS ready`;
+  ${this.readySql('$2', '$3')} AS ready`;
     let pending = xids;
     let delay = 1;
     while (pending.length > 0) {
