@@ -10,8 +10,7 @@ import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import * as v from 'valibot';
-import { channel } from '../src/channel.ts';
-import { createListener } from '../src/listener.ts';
+import { channel, createListener } from '../src/index.ts';
 
 const client = postgres(process.env.CUTOFF_URL!, {
   max: 2,

@@ -1,7 +1,7 @@
 import { inArray, sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
-import { notify, withContext } from '../src/notify.ts';
+import { notify, withContext } from '../src/index.ts';
 import type { Rng } from './prng.ts';
 import { itemKey, items, jobKey, jobs } from './schema.ts';
 

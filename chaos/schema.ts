@@ -1,8 +1,12 @@
 import { bigint, bigserial, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import * as v from 'valibot';
-import { channel, triggerChannel } from '../src/channel.ts';
-import { storageMigrationSql } from '../src/notifications.ts';
-import { createTriggerSql, resolveTriggerSpec } from '../src/trigger-sql.ts';
+import {
+  channel,
+  createTriggerSql,
+  resolveTriggerSpec,
+  storageMigrationSql,
+  triggerChannel,
+} from '../src/index.ts';
 import { hash32 } from './prng.ts';
 
 /** Rows the producers insert, update and delete; every write stamps a fresh `tag`. */

@@ -9,7 +9,7 @@
  */
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
-import { createListener } from '../src/listener.ts';
+import { createListener } from '../src/index.ts';
 import { effects, failsFirstAttempt, handlerDelayMs, itemEvents, itemKey, jobKey, jobs } from './schema.ts';
 
 /** Messages a worker sends to its parent. */

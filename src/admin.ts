@@ -1,9 +1,9 @@
 import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import type { PgDatabase } from 'drizzle-orm/pg-core';
-import { notificationsRef } from './claim.ts';
 import { PgPubSubError } from './errors.ts';
 import { quoteIdent } from './identifiers.ts';
-import { DEFAULT_SCHEMA, type notifications, notificationsTable } from './notifications.ts';
+import { notificationsRef } from './runtime/claim.ts';
+import { DEFAULT_SCHEMA, type notifications, notificationsTable } from './storage/notifications.ts';
 
 /** Any Drizzle PostgreSQL database (postgres.js, node-postgres, …). */
 type AnyPgDb = PgDatabase<any, any, any>;

@@ -4,8 +4,8 @@ import type { CustomChannel } from './channel.ts';
 import { isChannel } from './channel.ts';
 import { PgPubSubError } from './errors.ts';
 import { byteLength, quoteIdent } from './identifiers.ts';
-import { DEFAULT_SCHEMA } from './notifications.ts';
 import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
+import { DEFAULT_SCHEMA } from './storage/notifications.ts';
 
 /** Anything Drizzle can run SQL on: a database or a transaction (any pg driver). */
 export interface SqlExecutor {

@@ -24,7 +24,7 @@ import {
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { describe, expect, it } from 'vitest';
 import { triggerChannel } from '../src/channel.ts';
-import { createListener } from '../src/listener.ts';
+import { createListener } from '../src/runtime/listener.ts';
 import { installChannels } from './support/channels.ts';
 import { useTestDatabase } from './support/db.ts';
 

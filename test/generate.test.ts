@@ -6,16 +6,16 @@ import { pgTable, serial } from 'drizzle-orm/pg-core';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { triggerChannel } from '../src/channel.ts';
-import { type GenerateOptions, type GenerateResult, generate } from '../src/cli/generate.ts';
 import { isPgPubSubError, type PgPubSubErrorCode } from '../src/errors.ts';
-import { collectChannels, planGenerate } from '../src/generate.ts';
+import { type GenerateOptions, type GenerateResult, generate } from '../src/generate/generate.ts';
 import {
   planMigration,
   readMigrationFolder,
   STATEMENT_BREAKPOINT,
   writeMigration,
-} from '../src/migrations.ts';
-import { STORAGE_VERSION } from '../src/notifications.ts';
+} from '../src/generate/migrations.ts';
+import { collectChannels, planGenerate } from '../src/generate/plan.ts';
+import { STORAGE_VERSION } from '../src/storage/notifications.ts';
 import { type TestDb, useTestDatabase } from './support/db.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');

@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createTriggerSql, resolveTriggerSpec } from '../src/trigger-sql.ts';
+import { createTriggerSql, resolveTriggerSpec } from '../src/storage/trigger-sql.ts';
 import { itemEvents } from './fixtures/effect-channels.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';

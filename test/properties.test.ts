@@ -23,9 +23,9 @@ import * as v from 'valibot';
 import { describe, expect, it } from 'vitest';
 import { channel, triggerChannel } from '../src/channel.ts';
 import { quoteIdent, quoteLiteral } from '../src/identifiers.ts';
-import { createListener } from '../src/listener.ts';
 import { notify } from '../src/notify.ts';
-import { createTriggerSql, dropTriggerSql, resolveTriggerSpec } from '../src/trigger-sql.ts';
+import { createListener } from '../src/runtime/listener.ts';
+import { createTriggerSql, dropTriggerSql, resolveTriggerSpec } from '../src/storage/trigger-sql.ts';
 import { countNotifications } from './support/channels.ts';
 import { useTestDatabase } from './support/db.ts';
 

@@ -2,7 +2,7 @@ import { integer, pgSchema, pgTable, serial, text } from 'drizzle-orm/pg-core';
 import { describe, expect, it } from 'vitest';
 import { triggerChannel } from '../src/channel.ts';
 import { isPgPubSubError } from '../src/errors.ts';
-import { createTriggerSql, dropTriggerSql, resolveTriggerSpec } from '../src/trigger-sql.ts';
+import { createTriggerSql, dropTriggerSql, resolveTriggerSpec } from '../src/storage/trigger-sql.ts';
 import { useTestDatabase } from './support/db.ts';
 
 const app = pgSchema('Odd Schema');

@@ -2,11 +2,15 @@ import { bigserial, integer, pgTable, text } from 'drizzle-orm/pg-core';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import * as v from 'valibot';
-import { channel, triggerChannel } from '../../src/channel.ts';
-import { createListener } from '../../src/listener.ts';
-import { storageMigrationSql } from '../../src/notifications.ts';
-import { notify } from '../../src/notify.ts';
-import { createTriggerSql, resolveTriggerSpec } from '../../src/trigger-sql.ts';
+import {
+  channel,
+  createListener,
+  createTriggerSql,
+  notify,
+  resolveTriggerSpec,
+  storageMigrationSql,
+  triggerChannel,
+} from '../../src/index.ts';
 import { JOB, type System } from './types.ts';
 
 /** The custom channel every workload of ours uses. */

@@ -1,6 +1,6 @@
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
-import { createListener } from '../../src/listener.ts';
+import { createListener } from '../../src/index.ts';
 import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
 import { drain } from '../lib/drain.ts';
 import { analyze } from '../lib/pg.ts';

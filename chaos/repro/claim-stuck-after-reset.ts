@@ -12,10 +12,7 @@ import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import * as v from 'valibot';
-import { channel } from '../../src/channel.ts';
-import { createListener } from '../../src/listener.ts';
-import { storageMigrationSql } from '../../src/notifications.ts';
-import { notify } from '../../src/notify.ts';
+import { channel, createListener, notify, storageMigrationSql } from '../../src/index.ts';
 import { startChaosPg } from '../pg.ts';
 import { ChaosProxy } from '../proxy.ts';
 

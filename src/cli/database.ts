@@ -1,7 +1,7 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
-import { notificationsRef } from '../claim.ts';
 import { PgPubSubError } from '../errors.ts';
+import { notificationsRef } from '../runtime/claim.ts';
 import { errorMessage, formatDuration, type Logger } from './log.ts';
 
 /**

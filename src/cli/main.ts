@@ -17,27 +17,27 @@ export interface CliCommand {
 export const commands: Record<string, { summary: string; load: () => Promise<CliCommand> }> = {
   generate: {
     summary: 'write trigger migrations into the drizzle-kit `out` folder',
-    load: () => import('./generate.ts'),
+    load: () => import('./commands/generate.ts'),
   },
   listen: {
     summary: 'run a listener module (with --processes N: a supervisor of N workers)',
-    load: () => import('./listen.ts'),
+    load: () => import('./commands/listen.ts'),
   },
   status: {
     summary: 'pending / scheduled / failed / oldest age per channel, listeners connected (--check)',
-    load: () => import('./status.ts'),
+    load: () => import('./commands/status.ts'),
   },
   failed: {
     summary: 'list failed notifications (dead letters) with their last error',
-    load: () => import('./admin-commands.ts').then((m) => m.failed),
+    load: () => import('./commands/admin.ts').then((m) => m.failed),
   },
   retry: {
     summary: 're-queue failed notifications (--id, --channel or --all)',
-    load: () => import('./admin-commands.ts').then((m) => m.retry),
+    load: () => import('./commands/admin.ts').then((m) => m.retry),
   },
   purge: {
     summary: 'delete failed notifications older than --older-than',
-    load: () => import('./admin-commands.ts').then((m) => m.purge),
+    load: () => import('./commands/admin.ts').then((m) => m.purge),
   },
 };
 

@@ -1,7 +1,7 @@
 import type { Casing } from 'drizzle-orm';
 import type postgres from 'postgres';
 import type { AnyChannel } from '../../src/channel.ts';
-import { createTriggerSql, resolveTriggerSpec } from '../../src/trigger-sql.ts';
+import { createTriggerSql, resolveTriggerSpec } from '../../src/storage/trigger-sql.ts';
 
 /** Installs the triggers of the given trigger channels, as a generated migration would. */
 export async function installChannels(

@@ -1,6 +1,6 @@
 import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
-import { storageMigrationSql } from '../../src/notifications.ts';
+import { storageMigrationSql } from '../../src/storage/notifications.ts';
 import { startPg, withDatabase } from '../../tools/embedded-pg.ts';
 
 declare module 'vitest' {

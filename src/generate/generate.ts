@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { PgPubSubError } from '../errors.ts';
-import { collectChannels, type GeneratePlan, planGenerate, readRecordedState } from '../generate.ts';
 import { byteLength, MAX_IDENTIFIER_BYTES } from '../identifiers.ts';
+import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
+import { importSchemaFiles, type LoadedDrizzleConfig, loadDrizzleConfig } from './load-config.ts';
 import {
   displayPath,
   type MigrationFolder,
@@ -11,23 +11,8 @@ import {
   planMigration,
   readMigrationFolder,
   writeMigration,
-} from '../migrations.ts';
-import { DEFAULT_SCHEMA } from '../notifications.ts';
-import { importSchemaFiles, type LoadedDrizzleConfig, loadDrizzleConfig } from './load-config.ts';
-
-/** Help text of `drizzle-pgpubsub generate`. */
-export const usage = `Usage: drizzle-pgpubsub generate [--config <file>] [--schema <name>]
-
-Writes one drizzle-kit migration into the \`out\` folder of your drizzle config: the
-notifications storage on the first run, then whatever installs, replaces or drops the
-triggers of the channels exported from your schema files. Writes nothing when all
-channels are up to date. Apply it with \`drizzle-kit migrate\`.
-
-Options:
-  -c, --config <file>  drizzle config (default: drizzle.config.{ts,js,mjs,cjs} here)
-      --schema <name>  pg schema of the notifications table
-                       (default: the one recorded in earlier migrations, else ${DEFAULT_SCHEMA})
-  -h, --help           show this help`;
+} from './migrations.ts';
+import { collectChannels, type GeneratePlan, planGenerate, readRecordedState } from './plan.ts';
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -145,32 +130,4 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   log('Apply it with `drizzle-kit migrate` (or migrate() from drizzle-orm).');
   for (const line of warnings) warn(line);
   return { written, plan, warnings };
-}
-
-/** Entry point of `drizzle-pgpubsub generate <args>`; returns the exit code. */
-export async function run(argv: string[]): Promise<number> {
-  let values: { config?: string | undefined; schema?: string | undefined; help?: boolean | undefined };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        schema: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    throw new PgPubSubError('INVALID_OPTIONS', `${(error as Error).message}\n\n${usage}`);
-  }
-  if (values.help) {
-    console.log(usage);
-    return 0;
-  }
-  await generate({
-    ...(values.config !== undefined ? { config: values.config } : {}),
-    ...(values.schema !== undefined ? { schema: values.schema } : {}),
-  });
-  return 0;
 }

@@ -1,16 +1,16 @@
 import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
+import type { AnyChannel, CustomChannel, TriggerChannel, TriggerOp } from '../channel.ts';
+import { isChannel } from '../channel.ts';
+import { PgPubSubError } from '../errors.ts';
+import { type BroadcastEvent, ListenerEvents, type PayloadEvent, type TriggerEvent } from '../events.ts';
+import type { StandardSchemaV1 } from '../standard-schema.ts';
+import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { type Backoff, DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
-import type { AnyChannel, CustomChannel, TriggerChannel, TriggerOp } from './channel.ts';
-import { isChannel } from './channel.ts';
 import { notificationsRef, type Registration } from './claim.ts';
 import { rowDecoder } from './decode.ts';
-import { PgPubSubError } from './errors.ts';
-import { type BroadcastEvent, ListenerEvents, type PayloadEvent, type TriggerEvent } from './events.ts';
 import { drizzleParts } from './handler-tx.ts';
-import { DEFAULT_SCHEMA } from './notifications.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
-import type { StandardSchemaV1 } from './standard-schema.ts';
 import { WakeupSql } from './wakeup.ts';
 
 export type { DrainSummary } from './scheduler.ts';

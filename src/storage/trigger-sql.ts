@@ -3,9 +3,9 @@ import { getTableColumns } from 'drizzle-orm';
 import { CasingCache } from 'drizzle-orm/casing';
 import type { Column } from 'drizzle-orm/column';
 import { getTableConfig } from 'drizzle-orm/pg-core';
-import type { TriggerChannel, TriggerOp } from './channel.ts';
-import { PgPubSubError } from './errors.ts';
-import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from './identifiers.ts';
+import type { TriggerChannel, TriggerOp } from '../channel.ts';
+import { PgPubSubError } from '../errors.ts';
+import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import { DEFAULT_SCHEMA, wakeCondition } from './notifications.ts';
 
 /** Everything the SQL builders need about one trigger channel, with database names resolved. */

@@ -1,5 +1,5 @@
 import type postgres from 'postgres';
-import { arrayLiteral, quoteIdent } from './identifiers.ts';
+import { arrayLiteral, quoteIdent } from '../identifiers.ts';
 
 const PREPARED = { prepare: true } as const;
 

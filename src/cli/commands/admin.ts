@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import { countFailed, listFailed, purgeFailed, retryFailedByChannel } from '../admin.ts';
-import { DEFAULT_SCHEMA } from '../notifications.ts';
-import { type AdminConnection, openAdminConnection } from './database.ts';
+import { countFailed, listFailed, purgeFailed, retryFailedByChannel } from '../../admin.ts';
+import { DEFAULT_SCHEMA } from '../../storage/notifications.ts';
+import { type AdminConnection, openAdminConnection } from '../database.ts';
 import {
   EXIT,
   exitCodeFor,
@@ -11,7 +11,7 @@ import {
   parsePositiveInt,
   printFatal,
   usageError,
-} from './log.ts';
+} from '../log.ts';
 
 /** Same shape as `CliCommand` in main.ts (not imported: main.ts is the entry point). */
 interface CliCommand {

@@ -1,6 +1,6 @@
-import { healthProblems, type StatusReport, status } from '../admin.ts';
-import { COMMON_HELP, runDatabaseCommand } from './admin-commands.ts';
-import { EXIT, formatDuration, formatTable, parseDuration, parsePositiveInt, usageError } from './log.ts';
+import { healthProblems, type StatusReport, status } from '../../admin.ts';
+import { EXIT, formatDuration, formatTable, parseDuration, parsePositiveInt, usageError } from '../log.ts';
+import { COMMON_HELP, runDatabaseCommand } from './admin.ts';
 
 /** Help text of `drizzle-pgpubsub status`. */
 export const usage = `Usage: drizzle-pgpubsub status [--check [--max-age <dur>] [--max-failed <n>]] [options]

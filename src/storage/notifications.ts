@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgSchema, text, timestamp } from 'drizzle-orm/pg-core';
-import { dollarQuote, quoteIdent } from './identifiers.ts';
+import { dollarQuote, quoteIdent } from '../identifiers.ts';
 
 /** The pg schema that holds the notifications table unless configured otherwise. */
 export const DEFAULT_SCHEMA = 'pgpubsub';

@@ -4,8 +4,8 @@ import type { Casing } from 'drizzle-orm';
 import { createJiti } from 'jiti';
 import { globSync } from 'tinyglobby';
 import { PgPubSubError } from '../errors.ts';
-import { type LoadedModule, pgPubSubErrorCode } from '../generate.ts';
-import { displayPath, MIGRATION_PREFIXES, type MigrationPrefix } from '../migrations.ts';
+import { displayPath, MIGRATION_PREFIXES, type MigrationPrefix } from './migrations.ts';
+import { type LoadedModule, pgPubSubErrorCode } from './plan.ts';
 
 /** Config file names looked up in the working directory, in drizzle-kit's order. */
 export const CONFIG_FILES = [

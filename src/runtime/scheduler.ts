@@ -1,4 +1,5 @@
 import type postgres from 'postgres';
+import type { ListenerEvents } from '../events.ts';
 import {
   type ClaimContext,
   type ClaimCursor,
@@ -10,7 +11,6 @@ import {
   recordFailures,
 } from './claim.ts';
 import { isConnectionLost } from './connection-errors.ts';
-import type { ListenerEvents } from './events.ts';
 import type { ProbeResult, WakeupSql } from './wakeup.ts';
 
 /** A batch is sized so its handlers, one after another, take about this long (rows stay locked meanwhile). */

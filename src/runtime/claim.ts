@@ -1,12 +1,12 @@
 import type postgres from 'postgres';
-import type { AnyChannel, TriggerChannel, TriggerOp } from './channel.ts';
+import type { AnyChannel, TriggerChannel, TriggerOp } from '../channel.ts';
+import { PgPubSubError } from '../errors.ts';
+import type { EventMeta } from '../events.ts';
+import { arrayLiteral, quoteIdent } from '../identifiers.ts';
+import { formatIssues, type StandardSchemaV1 } from '../standard-schema.ts';
 import { isConnectionLost, within } from './connection-errors.ts';
 import { expandImageSql, mapRow, populateSql, type RowDecoder } from './decode.ts';
-import { PgPubSubError } from './errors.ts';
-import type { EventMeta } from './events.ts';
 import { type ClaimLink, type DrizzleParts, HandlerScope } from './handler-tx.ts';
-import { arrayLiteral, quoteIdent } from './identifiers.ts';
-import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
 
 /** One `.on(channel, handler)` registration, resolved for claiming. */
 export interface Registration {

@@ -2,11 +2,16 @@ import { createHash } from 'node:crypto';
 import type { Casing } from 'drizzle-orm';
 import { is } from 'drizzle-orm';
 import { getTableConfig, PgTable } from 'drizzle-orm/pg-core';
-import { type AnyChannel, assertChannelName, isChannel, isTriggerChannel } from './channel.ts';
-import { PgPubSubError, type PgPubSubErrorCode } from './errors.ts';
+import { type AnyChannel, assertChannelName, isChannel, isTriggerChannel } from '../channel.ts';
+import { PgPubSubError, type PgPubSubErrorCode } from '../errors.ts';
+import { DEFAULT_SCHEMA, STORAGE_VERSION, storageMigrationSql } from '../storage/notifications.ts';
+import {
+  createTriggerSql,
+  dropTriggerSql,
+  resolveTriggerSpec,
+  type TriggerSpec,
+} from '../storage/trigger-sql.ts';
 import type { ExistingMigration } from './migrations.ts';
-import { DEFAULT_SCHEMA, STORAGE_VERSION, storageMigrationSql } from './notifications.ts';
-import { createTriggerSql, dropTriggerSql, resolveTriggerSpec, type TriggerSpec } from './trigger-sql.ts';
 
 /** Every marker line starts with this; markers live only in the leading comment block of a migration. */
 export const MARKER = '-- drizzle-pgpubsub:';

@@ -2,8 +2,9 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createJiti } from 'jiti';
-import { PgPubSubError } from '../errors.ts';
-import { connectWithRetry, databaseTarget, resolveDatabaseUrl } from './database.ts';
+import { PgPubSubError } from '../../errors.ts';
+import { connectWithRetry, databaseTarget, resolveDatabaseUrl } from '../database.ts';
+import { supervise } from '../listen/supervisor.ts';
 import {
   createLogger,
   EXIT,
@@ -18,8 +19,7 @@ import {
   parsePositiveInt,
   printFatal,
   usageError,
-} from './log.ts';
-import { supervise } from './supervisor.ts';
+} from '../log.ts';
 
 /** Help text of `drizzle-pgpubsub listen`. */
 export const usage = `Usage: drizzle-pgpubsub listen <module> [options]

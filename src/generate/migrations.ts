@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { PgPubSubError } from './errors.ts';
+import { PgPubSubError } from '../errors.ts';
 
 /** How drizzle-kit names migrations (`migrations.prefix` in drizzle.config). */
 export type MigrationPrefix = 'index' | 'timestamp' | 'supabase' | 'unix' | 'none';

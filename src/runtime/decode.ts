@@ -1,7 +1,7 @@
 import { getTableColumns } from 'drizzle-orm';
 import type { Column } from 'drizzle-orm/column';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
-import { qualify, quoteIdent } from './identifiers.ts';
+import { qualify, quoteIdent } from '../identifiers.ts';
 
 /** How to read one table's row images back into `typeof table.$inferSelect` values. */
 export interface RowDecoder {
