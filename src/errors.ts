@@ -51,3 +51,14 @@ export function isPgPubSubError(error: unknown, code?: PgPubSubErrorCode): error
     typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[BRAND] === true;
   return branded && (code === undefined || (error as PgPubSubError).code === code);
 }
+
+/**
+ * The code of a PgPubSubError from any copy of this package (dist, src, another install, a schema file
+ * loaded through jiti), recognised by name: undefined for anything else.
+ */
+export function pgPubSubErrorCode(error: unknown): PgPubSubErrorCode | undefined {
+  const e = error as { name?: unknown; code?: unknown } | null;
+  return typeof e === 'object' && e?.name === 'PgPubSubError' && typeof e.code === 'string'
+    ? (e.code as PgPubSubErrorCode)
+    : undefined;
+}

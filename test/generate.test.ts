@@ -6,7 +6,8 @@ import { pgTable, serial } from 'drizzle-orm/pg-core';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { triggerChannel } from '../src/channel.ts';
-import { isPgPubSubError, type PgPubSubErrorCode } from '../src/errors.ts';
+import { exitCodeFor } from '../src/cli/exit-codes.ts';
+import { isPgPubSubError, PgPubSubError, type PgPubSubErrorCode } from '../src/errors.ts';
 import { type GenerateOptions, type GenerateResult, generate } from '../src/generate/generate.ts';
 import {
   planMigration,
@@ -742,7 +743,7 @@ ${schema}
     },
   ];
 
-  it('fails with one clear error, exit code 1 and nothing written', async () => {
+  it('fails with one clear error, the exit code of its error code and nothing written', async () => {
     const apps = cases.map((c) => ({ ...c, dir: c.app() }));
     const before = apps.map(({ dir }) => readTree(dir));
     const spawned = await Promise.all(
@@ -752,7 +753,8 @@ ${schema}
     );
     for (const [i, c] of apps.entries()) {
       const { code, stdout, stderr } = spawned[i]!;
-      expect({ case: c.name, code, stdout }).toEqual({ case: c.name, code: 1, stdout: '' });
+      const expected = exitCodeFor(new PgPubSubError(c.code, ''));
+      expect({ case: c.name, code, stdout }).toEqual({ case: c.name, code: expected, stdout: '' });
       expect(stderr, c.name).toMatch(/^error: /);
       expect(stderr.trimEnd().split('\n'), c.name).toHaveLength(1);
       for (const text of c.texts) expect(stderr, c.name).toContain(text);
@@ -786,13 +788,13 @@ ${schema}
     expect(help).toMatchObject({ code: 0, stderr: '' });
     expect(help.stdout).toContain('Usage: drizzle-pgpubsub <command>');
     expect(help.stdout).toMatch(/generate {2}write trigger migrations/);
-    expect(none).toMatchObject({ code: 1, stdout: '' });
+    expect(none).toMatchObject({ code: 2, stdout: '' });
     expect(none.stderr).toContain('Usage: drizzle-pgpubsub <command>');
-    expect(unknown).toMatchObject({ code: 1, stdout: '' });
+    expect(unknown).toMatchObject({ code: 2, stdout: '' });
     expect(unknown.stderr).toMatch(/^error: unknown command "frobnicate"\n\nUsage:/);
     expect(genHelp).toMatchObject({ code: 0, stderr: '' });
     expect(genHelp.stdout).toContain('Usage: drizzle-pgpubsub generate [--config <file>] [--schema <name>]');
-    expect(badOption).toMatchObject({ code: 1, stdout: '' });
+    expect(badOption).toMatchObject({ code: 2, stdout: '' });
     expect(badOption.stderr).toMatch(/^error: Unknown option '--bogus'/);
   });
 

@@ -2,7 +2,9 @@ import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { PgPubSubError } from '../errors.ts';
 import { notificationsRef } from '../runtime/claim.ts';
-import { errorMessage, formatDuration, type Logger } from './log.ts';
+import { errorMessage } from './exit-codes.ts';
+import { formatDuration } from './format.ts';
+import type { Logger } from './log.ts';
 
 /**
  * The database URL of a command: `--database-url`, else `DATABASE_URL`. Throws `NO_DATABASE_URL`

@@ -1,43 +1,38 @@
 #!/usr/bin/env node
-import { realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-/** What every command file under `src/cli/` exports. */
-export interface CliCommand {
-  /** Help text, printed for `drizzle-pgpubsub <command> --help` by the command itself. */
-  usage: string;
-  /** Runs the command with the arguments after its name; resolves to the exit code. */
-  run(argv: string[]): Promise<number>;
-}
+import { type CliCommand, runCommand } from './command.ts';
+import { EXIT, printFatal, usageError } from './exit-codes.ts';
 
 /**
  * The commands, loaded lazily so `--help` and one command never load the others. To add one, write
- * `src/cli/<name>.ts` exporting `usage` and `run` ({@link CliCommand}) and add a line here.
+ * `src/cli/commands/<name>.ts` exporting `command` ({@link CliCommand}) and add a line here.
  */
 export const commands: Record<string, { summary: string; load: () => Promise<CliCommand> }> = {
   generate: {
     summary: 'write trigger migrations into the drizzle-kit `out` folder',
-    load: () => import('./commands/generate.ts'),
+    load: () => import('./commands/generate.ts').then((m) => m.command),
   },
   listen: {
     summary: 'run a listener module (with --processes N: a supervisor of N workers)',
-    load: () => import('./commands/listen.ts'),
+    load: () => import('./commands/listen.ts').then((m) => m.command),
   },
   status: {
     summary: 'pending / scheduled / failed / oldest age per channel, listeners connected (--check)',
-    load: () => import('./commands/status.ts'),
+    load: () => import('./commands/status.ts').then((m) => m.command),
   },
   failed: {
     summary: 'list failed notifications (dead letters) with their last error',
-    load: () => import('./commands/admin.ts').then((m) => m.failed),
+    load: () => import('./commands/failed.ts').then((m) => m.command),
   },
   retry: {
     summary: 're-queue failed notifications (--id, --channel or --all)',
-    load: () => import('./commands/admin.ts').then((m) => m.retry),
+    load: () => import('./commands/retry.ts').then((m) => m.command),
   },
   purge: {
     summary: 'delete failed notifications older than --older-than',
-    load: () => import('./commands/admin.ts').then((m) => m.purge),
+    load: () => import('./commands/purge.ts').then((m) => m.command),
   },
 };
 
@@ -52,36 +47,50 @@ export function mainUsage(): string {
 Commands:
 ${list}
 
+Options:
+  -h, --help     show this help
+  -v, --version  print the version
+
 Run \`drizzle-pgpubsub <command> --help\` for the options of a command.`;
 }
 
-/** Looks like a PgPubSubError from any copy of this package (dist, src, another install). */
-function isUserError(error: unknown): error is Error {
-  return (error as { name?: unknown } | null)?.name === 'PgPubSubError';
+/** The version in the package.json of this package (the nearest one named drizzle-pgpubsub above this file). */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'drizzle-pgpubsub' && typeof pkg.version === 'string') return pkg.version;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
 }
 
 /**
- * Runs the CLI with `argv` (without `node` and the script) and resolves to the exit code. A
- * PgPubSubError prints `error: <message>`; anything else prints its stack. Both exit 1.
+ * Runs the CLI with `argv` (without `node` and the script) and resolves to the exit code: `--help`
+ * and `--version` exit 0; no command or an unknown one is a usage error (exit 2); a command runs
+ * through {@link runCommand}, which maps its errors to the codes of docs/cli.md.
  */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    (name === undefined ? console.error : console.log)(mainUsage());
-    return name === undefined ? 1 : 0;
+  if (name === '--help' || name === '-h' || name === 'help') {
+    console.log(mainUsage());
+    return EXIT.ok;
   }
-  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (name === '--version' || name === '-v') {
+    console.log(packageVersion());
+    return EXIT.ok;
+  }
+  const command = name !== undefined && Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) {
-    console.error(`error: unknown command ${JSON.stringify(name)}\n\n${mainUsage()}`);
-    return 1;
+    const message = name === undefined ? 'no command given.' : `unknown command ${JSON.stringify(name)}`;
+    printFatal(usageError(message, mainUsage()), rest.includes('--json'));
+    return EXIT.usage;
   }
-  try {
-    return await (await command.load()).run(rest);
-  } catch (error) {
-    if (isUserError(error)) console.error(`error: ${error.message}`);
-    else console.error((error as Error)?.stack ?? error);
-    return 1;
-  }
+  return runCommand(await command.load(), rest);
 }
 
 function invokedAsScript(): boolean {
@@ -100,7 +109,7 @@ if (invokedAsScript()) {
     },
     (error: unknown) => {
       console.error((error as Error)?.stack ?? error);
-      process.exitCode = 1;
+      process.exitCode = EXIT.failure;
     },
   );
 }

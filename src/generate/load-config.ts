@@ -3,9 +3,9 @@ import { extname, join, resolve } from 'node:path';
 import type { Casing } from 'drizzle-orm';
 import { createJiti } from 'jiti';
 import { globSync } from 'tinyglobby';
-import { PgPubSubError } from '../errors.ts';
+import { PgPubSubError, pgPubSubErrorCode } from '../errors.ts';
 import { displayPath, MIGRATION_PREFIXES, type MigrationPrefix } from './migrations.ts';
-import { type LoadedModule, pgPubSubErrorCode } from './plan.ts';
+import type { LoadedModule } from './plan.ts';
 
 /** Config file names looked up in the working directory, in drizzle-kit's order. */
 export const CONFIG_FILES = [

@@ -3,7 +3,7 @@ import type { Casing } from 'drizzle-orm';
 import { is } from 'drizzle-orm';
 import { getTableConfig, PgTable } from 'drizzle-orm/pg-core';
 import { type AnyChannel, assertChannelName, isChannel, isTriggerChannel } from '../channel.ts';
-import { PgPubSubError, type PgPubSubErrorCode } from '../errors.ts';
+import { PgPubSubError, pgPubSubErrorCode } from '../errors.ts';
 import { DEFAULT_SCHEMA, STORAGE_VERSION, storageMigrationSql } from '../storage/notifications.ts';
 import {
   createTriggerSql,
@@ -74,14 +74,6 @@ const where = (found: Pick<FoundChannel, 'file' | 'exportName'>) =>
   `export \`${found.exportName}\` of ${found.file}`;
 
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-/** Looks like a PgPubSubError from any copy of this package (dist, src, another install). */
-export function pgPubSubErrorCode(error: unknown): PgPubSubErrorCode | undefined {
-  const e = error as { name?: unknown; code?: unknown } | null;
-  return typeof e === 'object' && e?.name === 'PgPubSubError' && typeof e.code === 'string'
-    ? (e.code as PgPubSubErrorCode)
-    : undefined;
-}
 
 /**
  * Finds every exported channel in `modules`. The same channel object exported twice (a re-export) counts

@@ -84,7 +84,8 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private starting: Promise<void> | undefined;
 
   constructor(
-    private readonly db: TDb,
+    /** The Drizzle database the listener was created with (the CLI closes its `$client` on exit). */
+    readonly db: TDb,
     options: ListenerOptions = {},
   ) {
     drizzleParts(db);

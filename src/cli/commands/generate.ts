@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
-import { PgPubSubError } from '../../errors.ts';
 import { generate } from '../../generate/generate.ts';
 import { DEFAULT_SCHEMA } from '../../storage/notifications.ts';
+import type { CliCommand } from '../command.ts';
+import { EXIT } from '../exit-codes.ts';
 
 /** Help text of `drizzle-pgpubsub generate`. */
 export const usage = `Usage: drizzle-pgpubsub generate [--config <file>] [--schema <name>]
@@ -17,30 +17,18 @@ Options:
                        (default: the one recorded in earlier migrations, else ${DEFAULT_SCHEMA})
   -h, --help           show this help`;
 
-/** Entry point of `drizzle-pgpubsub generate <args>`; returns the exit code. */
-export async function run(argv: string[]): Promise<number> {
-  let values: { config?: string | undefined; schema?: string | undefined; help?: boolean | undefined };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        schema: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    throw new PgPubSubError('INVALID_OPTIONS', `${(error as Error).message}\n\n${usage}`);
-  }
-  if (values.help) {
-    console.log(usage);
-    return 0;
-  }
-  await generate({
-    ...(values.config !== undefined ? { config: values.config } : {}),
-    ...(values.schema !== undefined ? { schema: values.schema } : {}),
-  });
-  return 0;
-}
+/** `drizzle-pgpubsub generate`. */
+export const command: CliCommand = {
+  summary: 'write trigger migrations into the drizzle-kit `out` folder',
+  usage,
+  options: { config: { type: 'string', short: 'c' }, schema: { type: 'string' } },
+  async run({ values }) {
+    const config = values.config as string | undefined;
+    const schema = values.schema as string | undefined;
+    await generate({
+      ...(config !== undefined ? { config } : {}),
+      ...(schema !== undefined ? { schema } : {}),
+    });
+    return EXIT.ok;
+  },
+};

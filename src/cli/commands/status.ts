@@ -1,6 +1,8 @@
 import { healthProblems, type StatusReport, status } from '../../admin.ts';
-import { EXIT, formatDuration, formatTable, parseDuration, parsePositiveInt, usageError } from '../log.ts';
-import { COMMON_HELP, runDatabaseCommand } from './admin.ts';
+import { COMMON_HELP, databaseCommand } from '../database-command.ts';
+import { EXIT, usageError } from '../exit-codes.ts';
+import { formatDuration, formatTable } from '../format.ts';
+import { parseDuration, parsePositiveInt } from '../parse.ts';
 
 /** Help text of `drizzle-pgpubsub status`. */
 export const usage = `Usage: drizzle-pgpubsub status [--check [--max-age <dur>] [--max-failed <n>]] [options]
@@ -46,46 +48,42 @@ function render(report: StatusReport): string {
   return lines.join('\n');
 }
 
-/** Entry point of `drizzle-pgpubsub status`; resolves to the exit code. */
-export function run(argv: string[]): Promise<number> {
-  return runDatabaseCommand(
-    argv,
-    usage,
-    { check: { type: 'boolean' }, 'max-age': { type: 'string' }, 'max-failed': { type: 'string' } },
-    async (values, { db }, schema) => {
-      const report = await status(db, { schema });
-      const check = values.check === true;
-      const maxAge = values['max-age'] as string | undefined;
-      const maxFailed = values['max-failed'] as string | undefined;
-      const problems = check
-        ? healthProblems(report, {
-            maxAgeMs: maxAge === undefined ? 5 * 60_000 : parseDuration(maxAge, '--max-age', usage),
-            maxFailed: maxFailed === undefined ? 0 : parsePositiveInt(maxFailed, '--max-failed', usage, 0),
-          })
-        : [];
-      if (values.json) {
-        const out = { ...report, ...(check ? { healthy: problems.length === 0, problems } : {}) };
-        console.log(JSON.stringify(out, null, 2));
-      } else {
-        console.log(render(report));
-        if (check) {
-          console.log(
-            problems.length === 0
-              ? '\nhealthy'
-              : `\nunhealthy:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
-          );
-        }
+/** `drizzle-pgpubsub status`. */
+export const command = databaseCommand({
+  summary: 'pending / scheduled / failed / oldest age per channel, listeners connected (--check)',
+  usage,
+  options: { check: { type: 'boolean' }, 'max-age': { type: 'string' }, 'max-failed': { type: 'string' } },
+  body: async (values, { db }, schema) => {
+    const report = await status(db, { schema });
+    const check = values.check === true;
+    const maxAge = values['max-age'] as string | undefined;
+    const maxFailed = values['max-failed'] as string | undefined;
+    const problems = check
+      ? healthProblems(report, {
+          maxAgeMs: maxAge === undefined ? 5 * 60_000 : parseDuration(maxAge, '--max-age', usage),
+          maxFailed: maxFailed === undefined ? 0 : parsePositiveInt(maxFailed, '--max-failed', usage, 0),
+        })
+      : [];
+    if (values.json) {
+      const out = { ...report, ...(check ? { healthy: problems.length === 0, problems } : {}) };
+      console.log(JSON.stringify(out, null, 2));
+    } else {
+      console.log(render(report));
+      if (check) {
+        console.log(
+          problems.length === 0 ? '\nhealthy' : `\nunhealthy:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+        );
       }
-      return problems.length === 0 ? EXIT.ok : EXIT.failure;
-    },
-    (values) => {
-      if (values.check !== true && (values['max-age'] !== undefined || values['max-failed'] !== undefined)) {
-        throw usageError('--max-age and --max-failed go with --check.', usage);
-      }
-      if (values['max-age'] !== undefined) parseDuration(values['max-age'] as string, '--max-age', usage);
-      if (values['max-failed'] !== undefined) {
-        parsePositiveInt(values['max-failed'] as string, '--max-failed', usage, 0);
-      }
-    },
-  );
-}
+    }
+    return problems.length === 0 ? EXIT.ok : EXIT.failure;
+  },
+  validate: (values) => {
+    if (values.check !== true && (values['max-age'] !== undefined || values['max-failed'] !== undefined)) {
+      throw usageError('--max-age and --max-failed go with --check.', usage);
+    }
+    if (values['max-age'] !== undefined) parseDuration(values['max-age'] as string, '--max-age', usage);
+    if (values['max-failed'] !== undefined) {
+      parsePositiveInt(values['max-failed'] as string, '--max-failed', usage, 0);
+    }
+  },
+});

@@ -1,5 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
-import { EXIT, errorMessage, formatDuration, type Logger } from '../log.ts';
+import { EXIT, errorMessage } from '../exit-codes.ts';
+import { formatDuration } from '../format.ts';
+import type { Logger } from '../log.ts';
 
 /** Options of {@link supervise}. */
 export interface SuperviseOptions {

@@ -1,0 +1,200 @@
+import type { ListenerOptions } from '../../index.ts';
+import { connectWithRetry, databaseTarget, resolveDatabaseUrl } from '../database.ts';
+import { EXIT, errorFields, errorMessage, exitCodeFor, printFatal } from '../exit-codes.ts';
+import { formatDuration } from '../format.ts';
+import { createLogger, type Logger } from '../log.ts';
+import type { ListenArgs } from './args.ts';
+import {
+  clientsToClose,
+  closeClients,
+  findListener,
+  type ListenerLike,
+  loadModule,
+  resolveModulePath,
+} from './module.ts';
+
+/** Extra time after --shutdown-timeout before the process exits regardless. */
+const STOP_GRACE_MS = 5000;
+
+/** Signals, supervisor requests and IPC loss, turned into one abort with a reason. */
+function shutdownSignal(log: Logger, worker: boolean): { signal: AbortSignal; reason: () => string } {
+  const controller = new AbortController();
+  let reason = '';
+  const stop = (why: string) => {
+    if (controller.signal.aborted) return;
+    reason = why;
+    controller.abort();
+  };
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    // Only a second *signal* forces: the supervisor's request and a signal from the service manager
+    // (systemd sends SIGTERM to the whole group) are one shutdown.
+    if (++signals > 1) {
+      log.warn(
+        `${signal} again: exiting now; unfinished handlers roll back and their notifications stay pending`,
+      );
+      process.exit(EXIT.failure);
+    }
+    stop(signal);
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  if (worker && process.send) {
+    process.on('message', (message: { type?: string } | null) => {
+      if (message?.type === 'shutdown') stop('the supervisor asked');
+    });
+    process.on('disconnect', () => {
+      if (!controller.signal.aborted) log.warn('the supervisor is gone (IPC channel closed): stopping');
+      stop('supervisor gone');
+    });
+  }
+  return { signal: controller.signal, reason: () => reason };
+}
+
+/** The listener options given on the command line (`--channels`, `--concurrency`, `--batch-size`…). */
+export function listenerOverrides(args: ListenArgs): ListenerOptions {
+  return {
+    ...(args.channels === undefined ? {} : { channels: args.channels }),
+    ...(args.concurrency === undefined ? {} : { concurrency: args.concurrency }),
+    ...(args.batchSize === undefined ? {} : { batchSize: args.batchSize }),
+    ...(args.pollIntervalMs === undefined ? {} : { pollIntervalMs: args.pollIntervalMs }),
+    ...(args.listenUrl === undefined ? {} : { listenUrl: args.listenUrl }),
+  };
+}
+
+/** Runs one listener process (a worker, or the only process) until a signal; resolves to the exit code. */
+export async function runListener(args: ListenArgs): Promise<number> {
+  const workerIndex = args.worker ? process.env.PGPUBSUB_WORKER_INDEX : undefined;
+  const log = createLogger({
+    level: args.logLevel,
+    json: args.json,
+    bound: { worker: workerIndex === undefined ? undefined : Number(workerIndex), pid: process.pid },
+  });
+  const shutdown = shutdownSignal(log, args.worker);
+  process.on('uncaughtException', (error) => {
+    log.error(`uncaught exception, exiting: ${errorMessage(error)}`, {
+      stack: log.json ? (error as Error)?.stack : undefined,
+    });
+    if (!log.json) process.stderr.write(`${(error as Error)?.stack ?? String(error)}\n`);
+    process.exit(EXIT.failure);
+  });
+  let listener: ListenerLike;
+  let exports: Record<string, unknown>;
+  let url: string;
+  try {
+    url = resolveDatabaseUrl(args.databaseUrl);
+    process.env.DATABASE_URL = url;
+    process.env.PGAPPNAME ??=
+      workerIndex === undefined ? 'drizzle-pgpubsub listen' : `drizzle-pgpubsub worker ${workerIndex}`;
+    const path = resolveModulePath(args.module);
+    exports = await loadModule(path, args.module);
+    listener = findListener(exports, args.module).listener;
+    listener.configure(listenerOverrides(args));
+    void listener.channels; // validates --channels against the registered handlers
+  } catch (error) {
+    // Everything up to here is configuration (environment, module, its exports and options):
+    // restarting cannot fix it, so the supervisor must not try.
+    printFatal(error, args.json);
+    const cause = (error as { cause?: unknown }).cause;
+    if (args.logLevel === 'debug' && cause instanceof Error)
+      log.debug(`caused by: ${cause.stack ?? cause.message}`);
+    return EXIT.config;
+  }
+  if (shutdown.signal.aborted) return EXIT.ok;
+
+  try {
+    const probe = await connectWithRetry(url, {
+      log,
+      signal: shutdown.signal,
+      ...(args.connectTimeoutMs === undefined ? {} : { timeoutMs: args.connectTimeoutMs }),
+    });
+    if (!probe) return EXIT.ok; // stopped while waiting for the database
+    await probe.end({ timeout: 1 });
+  } catch (error) {
+    printFatal(error, args.json);
+    return exitCodeFor(error);
+  }
+
+  const counts = { processed: 0, retried: 0, dead: 0, aborted: 0 };
+  const startedAt = Date.now();
+  listener.events.on(
+    'processed',
+    (e: { channel: string; id: string; attempt: number; durationMs: number }) => {
+      counts.processed++;
+      if (log.enabled('debug')) {
+        log.debug(`processed ${e.channel} #${e.id}`, { attempt: e.attempt, ms: Math.round(e.durationMs) });
+      }
+    },
+  );
+  listener.events.on(
+    'failed',
+    (e: { channel: string; id: string; attempt: number; error: unknown; retryAt: Date | null }) => {
+      if (e.retryAt === null) return; // reported by 'dead'
+      counts.retried++;
+      log.warn(
+        `handler failed on ${e.channel} #${e.id} (attempt ${e.attempt}): ${errorMessage(e.error)}; retrying in ${formatDuration(Math.max(0, e.retryAt.getTime() - Date.now()))}`,
+        { channel: e.channel, id: e.id, attempt: e.attempt, retryAt: e.retryAt },
+      );
+    },
+  );
+  listener.events.on('dead', (e: { channel: string; id: string; attempts: number; error: unknown }) => {
+    counts.dead++;
+    log.error(
+      `${e.channel} #${e.id} failed for good after ${e.attempts} attempt${e.attempts === 1 ? '' : 's'}: ${errorMessage(e.error)} (kept as failed; see \`drizzle-pgpubsub failed\`)`,
+      { channel: e.channel, id: e.id, attempts: e.attempts },
+    );
+  });
+  listener.events.on('error', (e: { error: unknown; during: string }) => {
+    log.error(`error during ${e.during}: ${errorMessage(e.error)}`, { code: errorFields(e.error).code });
+  });
+  listener.events.on('stopped', (e: { aborted: number }) => {
+    counts.aborted = e.aborted;
+  });
+
+  try {
+    await listener.start();
+  } catch (error) {
+    printFatal(error, args.json);
+    await closeClients(clientsToClose(exports, listener), log);
+    return exitCodeFor(error);
+  }
+  log.info(`listening on ${(listener.channels ?? []).join(', ')}`, {
+    concurrency: args.concurrency ?? listener.settings?.concurrency,
+    batchSize: args.batchSize ?? listener.settings?.batchSize,
+    database: databaseTarget(url),
+  });
+  process.send?.({ type: 'ready', pid: process.pid });
+
+  if (!shutdown.signal.aborted) {
+    await new Promise((resolve) => shutdown.signal.addEventListener('abort', resolve, { once: true }));
+  }
+  log.info(
+    `stopping (${shutdown.reason()}): no new claims; waiting up to ${formatDuration(args.shutdownTimeoutMs)} for in-flight handlers`,
+  );
+  try {
+    // stop() aborts handlers at the timeout; one that ignores its abort signal could still hold it up.
+    const grace = args.shutdownTimeoutMs + STOP_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([
+      listener.stop({ timeoutMs: args.shutdownTimeoutMs }).then(() => true),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), grace);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!stopped) {
+      log.warn(
+        `handlers still running ${formatDuration(grace)} after the stop request (they ignore event.signal): exiting; their transactions roll back and their notifications stay pending`,
+      );
+      return EXIT.ok;
+    }
+  } catch (error) {
+    log.error(`stopping the listener failed: ${errorMessage(error)}`);
+    return EXIT.failure;
+  }
+  await closeClients(clientsToClose(exports, listener), log);
+  log.info(
+    `stopped after ${formatDuration(Date.now() - startedAt)}: ${counts.processed} processed, ${counts.retried} failed attempts to retry, ${counts.dead} failed for good${counts.aborted ? `, ${counts.aborted} in-flight claim(s) aborted and left pending` : ''}`,
+  );
+  return EXIT.ok;
+}
