@@ -2,8 +2,9 @@ import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import type { PgDatabase } from 'drizzle-orm/pg-core';
 import { PgPubSubError } from './errors.ts';
 import { quoteIdent } from './identifiers.ts';
-import { notificationsRef } from './runtime/claim.ts';
+import { isUndefinedTable, tableMissing } from './storage/missing-table.ts';
 import { DEFAULT_SCHEMA, type notifications, notificationsTable } from './storage/notifications.ts';
+import { notificationsRef, pendingAndDue, pendingScheduled, wakeupsRef } from './storage/sql-names.ts';
 
 /** Any Drizzle PostgreSQL database (postgres.js, node-postgres, …). */
 type AnyPgDb = PgDatabase<any, any, any>;
@@ -67,22 +68,6 @@ function rowsOf(result: unknown): Record<string, unknown>[] {
   return ((result as { rows?: unknown[] } | null)?.rows ?? []) as Record<string, unknown>[];
 }
 
-function isUndefinedTable(error: unknown): boolean {
-  for (let e = error as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; i++) {
-    if (e.code === '42P01') return true;
-    e = e.cause as typeof e;
-  }
-  return false;
-}
-
-function tableMissing(schema: string, cause?: unknown): PgPubSubError {
-  return new PgPubSubError(
-    'TABLE_MISSING',
-    `The notifications table ${notificationsRef(schema)} does not exist. Run \`npx drizzle-pgpubsub generate\` and then \`npx drizzle-kit migrate\`.`,
-    cause === undefined ? undefined : { cause },
-  );
-}
-
 async function guard<T>(schema: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
@@ -106,24 +91,24 @@ const num = (value: unknown): number => (value === null || value === undefined ?
  */
 export async function status(db: AnyPgDb, options: AdminOptions = {}): Promise<StatusReport> {
   const schema = options.schema ?? DEFAULT_SCHEMA;
-  const s = quoteIdent(schema);
+  const _s = quoteIdent(schema);
   const [exists] = rowsOf(
     await db.execute(
-      sql`SELECT to_regclass(${`${s}."notifications"`}) IS NOT NULL AS ok, to_regclass(${`${s}."wakeups"`}) IS NOT NULL AS wakeups`,
+      sql`SELECT to_regclass(${notificationsRef(schema)}) IS NOT NULL AS ok, to_regclass(${wakeupsRef(schema)}) IS NOT NULL AS wakeups`,
     ),
   );
   if (!exists?.ok) throw tableMissing(schema);
-  const known = exists.wakeups ? sql.raw(`UNION SELECT "channel" FROM ${s}."wakeups"`) : sql``;
+  const known = exists.wakeups ? sql.raw(`UNION SELECT "channel" FROM ${wakeupsRef(schema)}`) : sql``;
   const counts = rowsOf(
     await db.execute(sql`
 WITH counts AS (
   SELECT "channel",
-    count(*) FILTER (WHERE "status" = 'pending' AND "run_at" <= now())::int AS pending,
-    count(*) FILTER (WHERE "status" = 'pending' AND "run_at" > now())::int AS scheduled,
+    count(*) FILTER (WHERE ${sql.raw(pendingAndDue())})::int AS pending,
+    count(*) FILTER (WHERE ${sql.raw(pendingScheduled())})::int AS scheduled,
     count(*) FILTER (WHERE "status" = 'failed')::int AS failed,
-    (extract(epoch FROM now() - min("run_at") FILTER (WHERE "status" = 'pending' AND "run_at" <= now())) * 1000)::float8 AS oldest_ms,
-    (extract(epoch FROM min("run_at") FILTER (WHERE "status" = 'pending' AND "run_at" > now())) * 1000)::float8 AS next_ms
-  FROM ${sql.raw(`${s}."notifications"`)} GROUP BY "channel"
+    (extract(epoch FROM now() - min("run_at") FILTER (WHERE ${sql.raw(pendingAndDue())})) * 1000)::float8 AS oldest_ms,
+    (extract(epoch FROM min("run_at") FILTER (WHERE ${sql.raw(pendingScheduled())})) * 1000)::float8 AS next_ms
+  FROM ${sql.raw(notificationsRef(schema))} GROUP BY "channel"
 ), names AS (SELECT "channel" FROM counts ${known})
 SELECT n."channel", coalesce(c.pending, 0) AS pending, coalesce(c.scheduled, 0) AS scheduled,
   coalesce(c.failed, 0) AS failed, c.oldest_ms, c.next_ms

@@ -62,3 +62,20 @@ export function pgPubSubErrorCode(error: unknown): PgPubSubErrorCode | undefined
     ? (e.code as PgPubSubErrorCode)
     : undefined;
 }
+
+/** `error` and its causes (`error.cause`, its cause…), at most `depth` of them: the one walk of a cause chain. */
+export function* errorChain(error: unknown, depth = 5): Generator<unknown> {
+  let current = error;
+  for (let i = 0; current !== undefined && current !== null && i < depth; i++) {
+    yield current;
+    current = typeof current === 'object' ? (current as { cause?: unknown }).cause : undefined;
+  }
+}
+
+/** The string `code` properties along `error`'s cause chain ({@link errorChain}). */
+export function* errorCodes(error: unknown, depth = 5): Generator<string> {
+  for (const e of errorChain(error, depth)) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') yield code;
+  }
+}

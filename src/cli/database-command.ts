@@ -1,6 +1,7 @@
+import { type AdminConnection, openAdminConnection } from '../runtime/connect.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import type { CliCommand, CommandOptions, CommandValues } from './command.ts';
-import { type AdminConnection, openAdminConnection } from './database.ts';
+import { resolveDatabaseUrl } from './database.ts';
 import { parseDuration } from './parse.ts';
 
 /** Options every database command takes (status, failed, retry, purge). */
@@ -46,7 +47,7 @@ export function databaseCommand(spec: DatabaseCommandSpec): CliCommand {
       let admin: AdminConnection | undefined;
       try {
         admin = await openAdminConnection({
-          databaseUrl: values['database-url'] as string | undefined,
+          url: resolveDatabaseUrl(values['database-url'] as string | undefined),
           schema,
           connectTimeoutMs:
             timeout === undefined ? 10_000 : parseDuration(timeout, '--connect-timeout', spec.usage),

@@ -1,8 +1,8 @@
 import type postgres from 'postgres';
 import type { AnyChannel, TriggerChannel, TriggerOp } from '../channel.ts';
-import { PgPubSubError } from '../errors.ts';
+import { errorChain, PgPubSubError } from '../errors.ts';
 import type { EventMeta } from '../events.ts';
-import { arrayLiteral, quoteIdent } from '../identifiers.ts';
+import { arrayLiteral } from '../identifiers.ts';
 import { formatIssues, type StandardSchemaV1 } from '../standard-schema.ts';
 import { isConnectionLost, within } from './connection-errors.ts';
 import { expandImageSql, mapRow, populateSql, type RowDecoder } from './decode.ts';
@@ -107,13 +107,10 @@ FROM (SELECT 1) x ${populateSql(d, '$1::jsonb', 'o')} ${populateSql(d, '$2::json
 
 /** Text kept in `last_error`: the message, the messages of its causes, and the stack, bounded. */
 export function describeError(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; current !== undefined && current !== null && depth < 4; depth++) {
-    const text = current instanceof Error ? `${current.name}: ${current.message}` : String(current);
-    parts.push(depth === 0 ? text : `caused by ${text}`);
-    current = current instanceof Error ? current.cause : undefined;
-  }
+  const parts = [...errorChain(error, 4)].map((e, depth) => {
+    const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    return depth === 0 ? text : `caused by ${text}`;
+  });
   const stack =
     error instanceof Error && error.stack ? `\n${error.stack.split('\n').slice(1).join('\n')}` : '';
   const text = parts.join('\n') + stack;
@@ -548,9 +545,4 @@ export async function claimBatch(
     if (!released) tsql.release();
   }
   return outcome;
-}
-
-/** Quoted `"schema"."notifications"`. */
-export function notificationsRef(schema: string): string {
-  return `${quoteIdent(schema)}."notifications"`;
 }

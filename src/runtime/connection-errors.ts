@@ -1,3 +1,6 @@
+import { errorCodes } from '../errors.ts';
+
+/** Codes that say the connection itself is gone. */
 const LOST = new Set([
   'CONNECTION_CLOSED',
   'CONNECTION_DESTROYED',
@@ -12,16 +15,35 @@ const LOST = new Set([
   '57P03', // cannot_connect_now
 ]);
 
+/** Codes of failures that may go away by themselves: {@link LOST}, plus a server not there yet. */
+const TRANSIENT = new Set([
+  ...LOST,
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOENT', // unix socket not there yet
+  '53300', // too_many_connections
+  '08000',
+  '08001',
+  '08004',
+  '08006',
+]);
+
+/** True for errors that may go away by themselves (server down, starting, overloaded, network). */
+export function isTransientConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && TRANSIENT.has(code);
+}
+
 /**
  * True when `error` (or one of its causes) says the connection itself is gone. Its transaction is
  * then already rolled back by the server, and nothing more should be sent on it: postgres.js may
  * never answer a query queued on a connection that was cut (porsager/postgres#1208).
  */
 export function isConnectionLost(error: unknown): boolean {
-  for (let e = error, depth = 0; e && depth < 5; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && (LOST.has(code) || code.startsWith('08'))) return true;
-    e = (e as { cause?: unknown }).cause;
+  for (const code of errorCodes(error)) {
+    if (LOST.has(code) || code.startsWith('08')) return true;
   }
   return false;
 }

@@ -5,9 +5,11 @@ import { isChannel } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import { type BroadcastEvent, ListenerEvents, type PayloadEvent, type TriggerEvent } from '../events.ts';
 import type { StandardSchemaV1 } from '../standard-schema.ts';
+import { TABLE_EXISTS_SQL, tableMissing } from '../storage/missing-table.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
+import { notificationsRef } from '../storage/sql-names.ts';
 import { type Backoff, DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
-import { notificationsRef, type Registration } from './claim.ts';
+import type { Registration } from './claim.ts';
 import { rowDecoder } from './decode.ts';
 import { drizzleParts } from './handler-tx.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
@@ -223,9 +225,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private async assertStorage(): Promise<void> {
     let found: { ok: boolean } | undefined;
     try {
-      [found] = (await this.sql.unsafe('SELECT to_regclass($1) IS NOT NULL AS ok', [
-        this.table,
-      ])) as unknown as {
+      [found] = (await this.sql.unsafe(TABLE_EXISTS_SQL, [this.table])) as unknown as {
         ok: boolean;
       }[];
     } catch (error) {
@@ -243,10 +243,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       );
     }
     if (!found?.ok) {
-      throw new PgPubSubError(
-        'TABLE_MISSING',
-        `The notifications table ${this.table} does not exist. Run \`npx drizzle-pgpubsub generate\` and then \`npx drizzle-kit migrate\`.`,
-      );
+      throw tableMissing(this.options.schema ?? DEFAULT_SCHEMA);
     }
   }
 

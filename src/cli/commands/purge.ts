@@ -1,7 +1,8 @@
 import { purgeFailed } from '../../admin.ts';
+import { formatDuration } from '../../duration.ts';
 import { COMMON_HELP, databaseCommand } from '../database-command.ts';
 import { EXIT, usageError } from '../exit-codes.ts';
-import { formatDuration, plural } from '../format.ts';
+import { plural } from '../format.ts';
 import { parseDuration } from '../parse.ts';
 
 const purgeUsage = `Usage: drizzle-pgpubsub purge --older-than <age> [--channel <name>] [options]

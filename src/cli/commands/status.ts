@@ -1,7 +1,8 @@
 import { healthProblems, type StatusReport, status } from '../../admin.ts';
+import { formatDuration } from '../../duration.ts';
 import { COMMON_HELP, databaseCommand } from '../database-command.ts';
 import { EXIT, usageError } from '../exit-codes.ts';
-import { formatDuration, formatTable } from '../format.ts';
+import { formatTable } from '../format.ts';
 import { parseDuration, parsePositiveInt } from '../parse.ts';
 
 /** Help text of `drizzle-pgpubsub status`. */

@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
+import { formatDuration } from '../../duration.ts';
 import { EXIT, errorMessage } from '../exit-codes.ts';
-import { formatDuration } from '../format.ts';
 import type { Logger } from '../log.ts';
 
 /** Options of {@link supervise}. */

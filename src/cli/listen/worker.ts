@@ -1,7 +1,8 @@
+import { formatDuration } from '../../duration.ts';
 import type { ListenerOptions } from '../../index.ts';
-import { connectWithRetry, databaseTarget, resolveDatabaseUrl } from '../database.ts';
+import { connectWithRetry, databaseTarget } from '../../runtime/connect.ts';
+import { resolveDatabaseUrl } from '../database.ts';
 import { EXIT, errorFields, errorMessage, exitCodeFor, printFatal } from '../exit-codes.ts';
-import { formatDuration } from '../format.ts';
 import { createLogger, type Logger } from '../log.ts';
 import type { ListenArgs } from './args.ts';
 import {

@@ -1,0 +1,34 @@
+import { quoteIdent } from '../identifiers.ts';
+
+/**
+ * The SQL names of drizzle-pgpubsub's storage and the predicates over them: the one place that spells
+ * them. Everything that writes SQL by hand (claim, idle protocol, admin, trigger functions, DDL) uses these.
+ */
+
+/** Name of the notifications table (in the configured pg schema). */
+export const NOTIFICATIONS_TABLE = 'notifications';
+
+/** Name of the unlogged table of per-channel idle flags (the wake-up protocol). */
+export const WAKEUPS_TABLE = 'wakeups';
+
+/** Quoted `"schema"."notifications"`. */
+export function notificationsRef(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(NOTIFICATIONS_TABLE)}`;
+}
+
+/** Quoted `"schema"."wakeups"`. */
+export function wakeupsRef(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(WAKEUPS_TABLE)}`;
+}
+
+const column = (alias: string | undefined, name: string) => (alias ? `${alias}."${name}"` : `"${name}"`);
+
+/** A notification that is pending and due now: `"status" = 'pending' AND "run_at" <= now()`. */
+export function pendingAndDue(alias?: string): string {
+  return `${column(alias, 'status')} = 'pending' AND ${column(alias, 'run_at')} <= now()`;
+}
+
+/** A notification that is pending but not yet due (a retry waiting for its backoff). */
+export function pendingScheduled(alias?: string): string {
+  return `${column(alias, 'status')} = 'pending' AND ${column(alias, 'run_at')} > now()`;
+}
