@@ -1,0 +1,19 @@
+/**
+ * `drizzle-pgpubsub/schema`: what schema files need (channel declarations, their types and the
+ * error class), with no database driver loaded. Everything here is also exported by `src/index.ts`.
+ *
+ * @module
+ */
+export type {
+  AnyChannel,
+  ChannelOptions,
+  CustomChannel,
+  TriggerChannel,
+  TriggerChannelOptions,
+  TriggerOp,
+} from './channel.ts';
+export { assertChannelName, channel, isChannel, isTriggerChannel, triggerChannel } from './channel.ts';
+export type { PgPubSubErrorCode } from './errors.ts';
+export { isPgPubSubError, PgPubSubError } from './errors.ts';
+export type { BroadcastEvent, EventMeta, PayloadEvent, TriggerEvent } from './events.ts';
+export type { StandardSchemaV1 } from './standard-schema.ts';
