@@ -1,7 +1,6 @@
 import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import type { PgDatabase } from 'drizzle-orm/pg-core';
 import { PgPubSubError } from './errors.ts';
-import { quoteIdent } from './identifiers.ts';
 import { isUndefinedTable, tableMissing } from './storage/missing-table.ts';
 import { DEFAULT_SCHEMA, type notifications, notificationsTable } from './storage/notifications.ts';
 import { notificationsRef, pendingAndDue, pendingScheduled, wakeupsRef } from './storage/sql-names.ts';
@@ -91,7 +90,6 @@ const num = (value: unknown): number => (value === null || value === undefined ?
  */
 export async function status(db: AnyPgDb, options: AdminOptions = {}): Promise<StatusReport> {
   const schema = options.schema ?? DEFAULT_SCHEMA;
-  const _s = quoteIdent(schema);
   const [exists] = rowsOf(
     await db.execute(
       sql`SELECT to_regclass(${notificationsRef(schema)}) IS NOT NULL AS ok, to_regclass(${wakeupsRef(schema)}) IS NOT NULL AS wakeups`,

@@ -4,7 +4,9 @@ import { errorChain, PgPubSubError } from '../errors.ts';
 import type { EventMeta } from '../events.ts';
 import { arrayLiteral } from '../identifiers.ts';
 import { formatIssues, type StandardSchemaV1 } from '../standard-schema.ts';
-import { isConnectionLost, within } from './connection-errors.ts';
+import { pendingAndDue } from '../storage/sql-names.ts';
+import { waitAtMost, within } from '../timeouts.ts';
+import { isConnectionLost } from './connection-errors.ts';
 import { expandImageSql, mapRow, populateSql, type RowDecoder } from './decode.ts';
 import { type ClaimLink, type DrizzleParts, HandlerScope } from './handler-tx.ts';
 
@@ -63,7 +65,7 @@ function lockedSelect(table: string, filter: boolean, columns: string, window: C
   // started while others of this process are in flight begins after their rows (the cursor) instead
   // of walking past them. The limit is a literal so that a generic plan knows it.
   return `SELECT ${columns} FROM ${table}
-  WHERE "channel" = $1 AND "status" = 'pending' AND "run_at" <= now()${filter ? ` AND "context" @> $2::jsonb` : ''}${
+  WHERE "channel" = $1 AND ${pendingAndDue()}${filter ? ` AND "context" @> $2::jsonb` : ''}${
     window.after
       ? ` AND ("run_at", "id") > (timestamptz 'epoch' + $${cursorParam}::bigint * interval '1 microsecond', $${cursorParam + 1}::bigint)`
       : ''
@@ -533,7 +535,7 @@ export async function claimBatch(
     if (error instanceof HardStop || ctx.hardStop.aborted) {
       // Shutting down: do not wait for a connection that may be half-open (no answer until TCP
       // gives up); the cleanup finishes, or the client's end() closes it.
-      await Promise.race([cleanup, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      await waitAtMost(cleanup, 1000);
       throw new PgPubSubError('ABORTED', 'Claim transaction rolled back: the listener stopped.', {
         cause: error,
       });

@@ -47,13 +47,3 @@ export function isConnectionLost(error: unknown): boolean {
   }
   return false;
 }
-
-/** Resolves `promise`, or rejects with `onTimeout()` after `ms`. The timer never keeps Node alive. */
-export function within<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-    timer.unref?.();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}

@@ -2,7 +2,8 @@ import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js';
 import type postgres from 'postgres';
 import { PgPubSubError } from '../errors.ts';
-import { isConnectionLost, within } from './connection-errors.ts';
+import { within } from '../timeouts.ts';
+import { isConnectionLost } from './connection-errors.ts';
 
 const SAVEPOINT = 'pgpubsub_item';
 const SETTLE_MS = 5000;

@@ -8,6 +8,7 @@ import type { StandardSchemaV1 } from '../standard-schema.ts';
 import { TABLE_EXISTS_SQL, tableMissing } from '../storage/missing-table.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
+import { waitAtMost } from '../timeouts.ts';
 import { type Backoff, DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
 import type { Registration } from './claim.ts';
 import { rowDecoder } from './decode.ts';
@@ -302,10 +303,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private async unlistenAll(): Promise<void> {
     const unlisteners = this.unlisteners.splice(0);
     // UNLISTEN waits for the connection; do not let a dead database hold up shutdown.
-    await Promise.race([
-      Promise.allSettled(unlisteners.map((u) => u())),
-      new Promise((resolve) => setTimeout(resolve, 2000).unref()),
-    ]);
+    await waitAtMost(Promise.allSettled(unlisteners.map((u) => u())), 2000);
   }
 
   private onNotify(entry: HandlerEntry, payload: string): void {

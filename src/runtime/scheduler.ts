@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
 import type { ListenerEvents } from '../events.ts';
+import { waitAtMost } from '../timeouts.ts';
 import {
   type ClaimContext,
   type ClaimCursor,
@@ -157,13 +158,7 @@ export class Scheduler {
     const settled = new Promise<void>((resolve) => {
       this.settled = resolve;
     });
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), timeoutMs);
-    });
-    const result = await Promise.race([settled, timedOut]);
-    clearTimeout(timer);
-    return result === 'timeout' ? this.running : 0;
+    return (await waitAtMost(settled, timeoutMs, { unref: false })) ? 0 : this.running;
   }
 
   /**
@@ -180,7 +175,7 @@ export class Scheduler {
       ...this.background,
       ...[...this.states.values()].map((s) => s.flagChain),
     ]);
-    await Promise.race([rest, new Promise((resolve) => setTimeout(resolve, limitMs).unref())]);
+    await waitAtMost(rest, limitMs);
   }
 
   /** Claims every channel until nothing is ready. For tests; the listener must not be started. */

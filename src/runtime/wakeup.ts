@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
-import { arrayLiteral, quoteIdent } from '../identifiers.ts';
+import { arrayLiteral } from '../identifiers.ts';
+import { notificationsRef, pendingAndDue, pendingScheduled, wakeupsRef } from '../storage/sql-names.ts';
 
 const PREPARED = { prepare: true } as const;
 
@@ -34,8 +35,8 @@ export class WakeupSql {
     schema: string,
     private readonly filter: string | null,
   ) {
-    this.wakeups = `${quoteIdent(schema)}."wakeups"`;
-    this.notifications = `${quoteIdent(schema)}."notifications"`;
+    this.wakeups = wakeupsRef(schema);
+    this.notifications = notificationsRef(schema);
   }
 
   private setIdleSql(): string {
@@ -72,7 +73,7 @@ export class WakeupSql {
    */
   private readySql(channel: string, filterParam: string): string {
     const filter = this.filter === null ? '' : ` AND n."context" @> ${filterParam}::jsonb`;
-    return `(SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND n."status" = 'pending' AND n."run_at" <= now()${filter}
+    return `(SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND ${pendingAndDue('n')}${filter}
    ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL`;
   }
 
@@ -86,7 +87,7 @@ export class WakeupSql {
       `SELECT c.name AS channel,
   ${this.readySql('c.name', '$2')} AS ready,
   (extract(epoch FROM (SELECT min(n."run_at") FROM ${this.notifications} n
-   WHERE n."channel" = c.name AND n."status" = 'pending' AND n."run_at" > now()${filter})) * 1000)::float8 AS next_run_at,
+   WHERE n."channel" = c.name AND ${pendingScheduled('n')}${filter})) * 1000)::float8 AS next_run_at,
   array(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS in_progress
 FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
       (this.filter === null ? [JSON.stringify(channels)] : [JSON.stringify(channels), this.filter]) as any[],

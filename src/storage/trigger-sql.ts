@@ -7,6 +7,7 @@ import type { TriggerChannel, TriggerOp } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import { DEFAULT_SCHEMA, wakeCondition } from './notifications.ts';
+import { notificationsRef } from './sql-names.ts';
 
 /** Everything the SQL builders need about one trigger channel, with database names resolved. */
 export interface TriggerSpec {
@@ -68,7 +69,6 @@ export function triggerName(channel: string, kind: TriggerOp | 'wake'): string {
 const CONTEXT = `coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb)`;
 
 function functionSql(spec: TriggerSpec, schema: string): string {
-  const s = quoteIdent(schema);
   const ch = quoteLiteral(spec.channel);
   const table = qualify(spec.tableSchema, spec.table);
   const when = spec.when === null ? null : `coalesce((${spec.when}), false)`;
@@ -82,7 +82,7 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     const [tt, alias, other] =
       op === 'insert' ? ['pgpubsub_new', 'new', 'old'] : ['pgpubsub_old', 'old', 'new'];
     const nullSide = when ? ` LEFT JOIN ${table} AS ${other} ON false WHERE ${when}` : '';
-    return `INSERT INTO ${s}."notifications" ("channel", "op", "${alias}", "context")
+    return `INSERT INTO ${notificationsRef(schema)} ("channel", "op", "${alias}", "context")
     SELECT ${ch}, '${op}', to_jsonb(${alias}), v_context FROM ${tt} AS ${alias}${nullSide};
     GET DIAGNOSTICS v_count = ROW_COUNT;`;
   };
@@ -94,7 +94,7 @@ function functionSql(spec: TriggerSpec, schema: string): string {
   const rowLevel = spec.ops.includes('update')
     ? `
   IF TG_LEVEL = 'ROW' THEN
-    ${changed ? `IF ${changed} THEN RETURN NULL; END IF;\n    ` : ''}${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n    ` : ''}INSERT INTO ${s}."notifications" ("channel", "op", "old", "new", "context")
+    ${changed ? `IF ${changed} THEN RETURN NULL; END IF;\n    ` : ''}${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n    ` : ''}INSERT INTO ${notificationsRef(schema)} ("channel", "op", "old", "new", "context")
     VALUES (${ch}, 'update', to_jsonb(OLD), to_jsonb(NEW), ${CONTEXT});
     RETURN NULL;
   END IF;
@@ -108,12 +108,12 @@ DECLARE
   v_count bigint := 0;
 BEGIN${rowLevel}
   ${branches.join('\n  ')}
-  IF v_count > 0 AND ${wakeCondition(ch, s)} THEN
+  IF v_count > 0 AND ${wakeCondition(ch, schema)} THEN
     PERFORM pg_notify(${ch}, '');
   END IF;
   RETURN NULL;
 END`;
-  return `CREATE OR REPLACE FUNCTION ${s}.${quoteIdent(functionName(spec.channel))}() RETURNS trigger
+  return `CREATE OR REPLACE FUNCTION ${quoteIdent(schema)}.${quoteIdent(functionName(spec.channel))}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ${dollarQuote(body)}`;
 }
 

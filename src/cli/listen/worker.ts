@@ -1,6 +1,7 @@
 import { formatDuration } from '../../duration.ts';
 import type { ListenerOptions } from '../../index.ts';
 import { connectWithRetry, databaseTarget } from '../../runtime/connect.ts';
+import { waitAtMost } from '../../timeouts.ts';
 import { resolveDatabaseUrl } from '../database.ts';
 import { EXIT, errorFields, errorMessage, exitCodeFor, printFatal } from '../exit-codes.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -175,14 +176,9 @@ export async function runListener(args: ListenArgs): Promise<number> {
   try {
     // stop() aborts handlers at the timeout; one that ignores its abort signal could still hold it up.
     const grace = args.shutdownTimeoutMs + STOP_GRACE_MS;
-    let timer: NodeJS.Timeout | undefined;
-    const stopped = await Promise.race([
-      listener.stop({ timeoutMs: args.shutdownTimeoutMs }).then(() => true),
-      new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), grace);
-      }),
-    ]);
-    clearTimeout(timer);
+    const stopped = await waitAtMost(listener.stop({ timeoutMs: args.shutdownTimeoutMs }), grace, {
+      unref: false,
+    });
     if (!stopped) {
       log.warn(
         `handlers still running ${formatDuration(grace)} after the stop request (they ignore event.signal): exiting; their transactions roll back and their notifications stay pending`,
