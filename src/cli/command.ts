@@ -19,8 +19,6 @@ export interface CommandArgs {
 
 /** What every file under `src/cli/commands/` exports as `command`. */
 export interface CliCommand {
-  /** One line for the top-level help. */
-  summary: string;
   /** Help text, printed for `--help` and after a usage error. */
   usage: string;
   /** The command's options (without `--help`). */

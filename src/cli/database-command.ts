@@ -21,7 +21,6 @@ export const COMMON_HELP = `  --database-url <url>     database URL (default: $D
 
 /** What a database command is made of; see {@link databaseCommand}. */
 export interface DatabaseCommandSpec {
-  summary: string;
   usage: string;
   /** Options beside {@link DATABASE_OPTIONS}. */
   options: CommandOptions;
@@ -37,7 +36,6 @@ export interface DatabaseCommandSpec {
  */
 export function databaseCommand(spec: DatabaseCommandSpec): CliCommand {
   return {
-    summary: spec.summary,
     usage: spec.usage,
     options: { ...DATABASE_OPTIONS, ...spec.options },
     async run({ values }) {

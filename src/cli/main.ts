@@ -5,36 +5,36 @@ import { fileURLToPath } from 'node:url';
 import { type CliCommand, runCommand } from './command.ts';
 import { EXIT, printFatal, usageError } from './exit-codes.ts';
 
-/**
- * The commands, loaded lazily so `--help` and one command never load the others. To add one, write
- * `src/cli/commands/<name>.ts` exporting `command` ({@link CliCommand}) and add a line here.
- */
-export const commands: Record<string, { summary: string; load: () => Promise<CliCommand> }> = {
-  generate: {
-    summary: 'write trigger migrations into the drizzle-kit `out` folder',
-    load: () => import('./commands/generate.ts').then((m) => m.command),
-  },
-  listen: {
-    summary: 'run a listener module (with --processes N: a supervisor of N workers)',
-    load: () => import('./commands/listen.ts').then((m) => m.command),
-  },
-  status: {
-    summary: 'pending / scheduled / failed / oldest age per channel, listeners connected (--check)',
-    load: () => import('./commands/status.ts').then((m) => m.command),
-  },
-  failed: {
-    summary: 'list failed notifications (dead letters) with their last error',
-    load: () => import('./commands/failed.ts').then((m) => m.command),
-  },
-  retry: {
-    summary: 're-queue failed notifications (--id, --channel or --all)',
-    load: () => import('./commands/retry.ts').then((m) => m.command),
-  },
-  purge: {
-    summary: 'delete failed notifications older than --older-than',
-    load: () => import('./commands/purge.ts').then((m) => m.command),
-  },
+/** One line per command for the top-level help. */
+const SUMMARIES: Record<string, string> = {
+  generate: 'write trigger migrations into the drizzle-kit `out` folder',
+  listen: 'run a listener module (with --processes N: a supervisor of N workers)',
+  status: 'pending / scheduled / failed / oldest age per channel, listeners connected (--check)',
+  failed: 'list failed notifications (dead letters) with their last error',
+  retry: 're-queue failed notifications (--id, --channel or --all)',
+  purge: 'delete failed notifications older than --older-than',
 };
+
+const LOADERS: Record<string, () => Promise<{ command: CliCommand }>> = {
+  generate: () => import('./commands/generate.ts'),
+  listen: () => import('./commands/listen.ts'),
+  status: () => import('./commands/status.ts'),
+  failed: () => import('./commands/failed.ts'),
+  retry: () => import('./commands/retry.ts'),
+  purge: () => import('./commands/purge.ts'),
+};
+
+/**
+ * The commands and their one-line summaries, loaded lazily so `--help` and one command never load the others. To add one, write
+ * `src/cli/commands/<name>.ts` exporting `command` ({@link CliCommand}) and add a line to SUMMARIES and LOADERS.
+ */
+export const commands: Record<string, { summary: string; load: () => Promise<CliCommand> }> =
+  Object.fromEntries(
+    Object.entries(LOADERS).map(([name, load]) => [
+      name,
+      { summary: SUMMARIES[name] ?? '', load: () => load().then((m) => m.command) },
+    ]),
+  );
 
 /** Top-level help text. */
 export function mainUsage(): string {

@@ -15,7 +15,6 @@ ${COMMON_HELP}`;
 
 /** `drizzle-pgpubsub failed`. */
 export const command = databaseCommand({
-  summary: 'list failed notifications (dead letters) with their last error',
   usage: failedUsage,
   options: { channel: { type: 'string' }, limit: { type: 'string' } },
   body: async (values, { db }, schema) => {

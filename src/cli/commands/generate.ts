@@ -19,7 +19,6 @@ Options:
 
 /** `drizzle-pgpubsub generate`. */
 export const command: CliCommand = {
-  summary: 'write trigger migrations into the drizzle-kit `out` folder',
   usage,
   options: { config: { type: 'string', short: 'c' }, schema: { type: 'string' } },
   async run({ values }) {

@@ -10,7 +10,6 @@ import { createLogger } from '../log.ts';
 
 /** `drizzle-pgpubsub listen <module> [options]`. */
 export const command: CliCommand = {
-  summary: 'run a listener module (with --processes N: a supervisor of N workers)',
   usage,
   options: LISTEN_OPTIONS,
   positionals: true,

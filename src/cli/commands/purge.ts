@@ -17,7 +17,6 @@ ${COMMON_HELP}`;
 
 /** `drizzle-pgpubsub purge`. */
 export const command = databaseCommand({
-  summary: 'delete failed notifications older than --older-than',
   usage: purgeUsage,
   options: { 'older-than': { type: 'string' }, channel: { type: 'string' } },
   body: async (values, { db }, schema) => {

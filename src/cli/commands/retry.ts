@@ -36,7 +36,6 @@ function retrySelector(values: CommandValues): { ids: string[] } | { channel: st
 
 /** `drizzle-pgpubsub retry`. */
 export const command = databaseCommand({
-  summary: 're-queue failed notifications (--id, --channel or --all)',
   usage: retryUsage,
   options: { id: { type: 'string', multiple: true }, channel: { type: 'string' }, all: { type: 'boolean' } },
   body: async (values, { db }, schema) => {

@@ -51,7 +51,6 @@ function render(report: StatusReport): string {
 
 /** `drizzle-pgpubsub status`. */
 export const command = databaseCommand({
-  summary: 'pending / scheduled / failed / oldest age per channel, listeners connected (--check)',
   usage,
   options: { check: { type: 'boolean' }, 'max-age': { type: 'string' }, 'max-failed': { type: 'string' } },
   body: async (values, { db }, schema) => {
