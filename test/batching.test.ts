@@ -4,7 +4,7 @@ import { drizzle } from 'drizzle-orm/postgres-js';
 import * as v from 'valibot';
 import { afterEach, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
-import { MAX_SUBTRANSACTIONS } from '../src/runtime/claim.ts';
+import { MAX_SUBTRANSACTIONS } from '../src/runtime/claim-sql.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
 import { countNotifications } from './support/channels.ts';
 import { useTestDatabase } from './support/db.ts';

@@ -102,11 +102,6 @@ export class HandlerScope {
     return this.real;
   }
 
-  /** True when the handler sent at least one query (and so may have written). */
-  get used(): boolean {
-    return this.savepoint;
-  }
-
   /** Savepoints this handler opened: its own and those of nested `tx.transaction()` calls. */
   get subtransactions(): number {
     return (this.savepoint ? 1 : 0) + this.nested;

@@ -10,11 +10,11 @@ import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 import { waitAtMost } from '../timeouts.ts';
 import { type Backoff, DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
-import type { Registration } from './claim.ts';
+import type { Registration } from './claim-types.ts';
 import { rowDecoder } from './decode.ts';
 import { drizzleParts } from './handler-tx.ts';
+import { IdleProtocol } from './idle.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
-import { WakeupSql } from './wakeup.ts';
 
 export type { DrainSummary } from './scheduler.ts';
 
@@ -215,7 +215,13 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     this.scheduler = new Scheduler(
       this.sql,
       ctx,
-      new WakeupSql(this.sql, this.options.schema ?? DEFAULT_SCHEMA, filter),
+      new IdleProtocol(
+        this.sql,
+        this.options.schema ?? DEFAULT_SCHEMA,
+        filter,
+        this.resolved().idleWaitMs,
+        (error, during) => this.events.emit('error', { error, during }),
+      ),
       this.resolved(),
       this.events,
       durable.map((h) => this.registration(h)),

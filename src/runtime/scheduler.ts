@@ -1,18 +1,11 @@
 import type postgres from 'postgres';
 import type { ListenerEvents } from '../events.ts';
 import { waitAtMost } from '../timeouts.ts';
-import {
-  type ClaimContext,
-  type ClaimCursor,
-  type ClaimOutcome,
-  type ClaimWindow,
-  claimBatch,
-  MAX_SUBTRANSACTIONS,
-  type Registration,
-  recordFailures,
-} from './claim.ts';
+import { claimBatch } from './claim.ts';
+import { type ClaimWindow, MAX_SUBTRANSACTIONS, recordFailures } from './claim-sql.ts';
+import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
 import { isConnectionLost } from './connection-errors.ts';
-import type { ProbeResult, WakeupSql } from './wakeup.ts';
+import type { IdleProtocol } from './idle.ts';
 
 /** A batch is sized so its handlers, one after another, take about this long (rows stay locked meanwhile). */
 const BATCH_TARGET_MS = 200;
@@ -64,8 +57,6 @@ interface ChannelState {
   avgMs: number | undefined;
   /** Handlers write: keep batches within the subtransaction budget. */
   writeLimited: boolean;
-  /** We believe the channel's wake-up flag is set (producers NOTIFY). */
-  flagSet: boolean;
   /** Claims left to run one notification at a time, after a claim transaction failed. */
   careful: number;
   errors: number;
@@ -73,13 +64,12 @@ interface ChannelState {
   notBefore: number;
   timer: NodeJS.Timeout | undefined;
   timerAt: number;
-  flagChain: Promise<void>;
 }
 
 /**
  * Decides when to claim which channel. Claims run on up to `concurrency` connections at once; a
  * channel whose batch comes back full is claimed again at once (and in parallel), one whose batch
- * comes back short goes idle through the wake-up protocol (see wakeup.ts).
+ * comes back short goes idle through the wake-up protocol (see idle.ts).
  */
 export class Scheduler {
   private readonly states = new Map<string, ChannelState>();
@@ -92,7 +82,7 @@ export class Scheduler {
   constructor(
     private readonly sql: postgres.Sql,
     private readonly ctx: ClaimContext,
-    private readonly wakeup: WakeupSql,
+    private readonly idle: IdleProtocol,
     private readonly settings: SchedulerSettings,
     private readonly events: ListenerEvents,
     registrations: Iterable<Registration>,
@@ -110,14 +100,12 @@ export class Scheduler {
         needLead: false,
         avgMs: undefined,
         writeLimited: false,
-        flagSet: false,
         careful: 0,
         errors: 0,
         lastError: undefined,
         notBefore: 0,
         timer: undefined,
         timerAt: 0,
-        flagChain: Promise.resolve(),
       });
     }
   }
@@ -137,7 +125,7 @@ export class Scheduler {
   hint(name: string): void {
     const state = this.states.get(name);
     if (!state) return;
-    if (state.flagSet) this.clearFlag(state);
+    this.idle.hint(name);
     this.markDirty(state);
   }
 
@@ -145,7 +133,7 @@ export class Scheduler {
   reconnected(name: string): void {
     const state = this.states.get(name);
     if (!state) return;
-    state.flagSet = false;
+    this.idle.reconnected(name);
     this.markDirty(state);
   }
 
@@ -170,11 +158,7 @@ export class Scheduler {
     const claims = (async () => {
       while (this.running > 0) await new Promise<void>((resolve) => (this.settled = resolve));
     })();
-    const rest = Promise.allSettled([
-      claims,
-      ...this.background,
-      ...[...this.states.values()].map((s) => s.flagChain),
-    ]);
+    const rest = Promise.allSettled([claims, ...this.background, ...this.idle.pendingWrites()]);
     await waitAtMost(rest, limitMs);
   }
 
@@ -401,66 +385,23 @@ export class Scheduler {
     state.timer.unref?.();
   }
 
-  /**
-   * Runs a write of the channel's wake-up flag after the previous ones: a late "clear" must never
-   * overtake the "set" that followed it. A failed write leaves the flag believed clear.
-   */
-  private writeFlag<T>(state: ChannelState, idle: boolean, write: () => Promise<T>): Promise<T> {
-    state.flagSet = idle;
-    const run = state.flagChain.then(write);
-    state.flagChain = run.then(
-      () => {},
-      () => {
-        state.flagSet = false;
-      },
-    );
-    return run;
-  }
-
-  private clearFlag(state: ChannelState): void {
-    const name = state.reg.channel.name;
-    this.writeFlag(state, false, () => this.wakeup.setIdle(name, false)).catch((error) => {
-      this.events.emit('error', { error, during: `updating the wake-up flag of "${name}"` });
-    });
-  }
-
-  /** Sets the wake-up flag and probes, in one round trip. */
-  private setIdleAndProbe(state: ChannelState): Promise<ProbeResult | undefined> {
-    const name = state.reg.channel.name;
-    return this.writeFlag(state, true, () => this.wakeup.setIdleAndProbe(name));
-  }
-
+  /** Out of work: the idle protocol (idle.ts) decides whether to claim again, wake later, or sleep. */
   private goIdle(state: ChannelState): void {
     if (!this.active) return;
     const gen = state.gen;
     const busy = () => state.gen !== gen || !this.active;
     const name = state.reg.channel.name;
-    const idle = async () => {
-      let probe = state.flagSet ? (await this.wakeup.probe([name]))[0] : await this.setIdleAndProbe(state);
-      if (busy()) return;
-      if (probe && !probe.ready && probe.inProgress.length > 0) {
-        const waited = await this.wakeup.waitFor(
-          name,
-          probe.inProgress,
-          Date.now() + this.settings.idleWaitMs,
-          busy,
-        );
-        if (busy()) return;
-        if (waited === 'ready') {
-          this.markDirty(state);
-          return;
-        }
-        [probe] = await this.wakeup.probe([name]);
-      }
-      if (busy() || !probe) return;
-      if (probe.ready) this.markDirty(state);
-      else if (probe.nextRunAt !== null) this.scheduleAt(state, probe.nextRunAt);
-    };
     this.track(
-      idle().catch((error) => {
-        this.events.emit('error', { error, during: `going idle on "${name}"` });
-        this.scheduleAt(state, Date.now() + 1000);
-      }),
+      this.idle.goIdle(name, busy).then(
+        (outcome) => {
+          if (outcome?.ready) this.markDirty(state);
+          else if (outcome && outcome.nextRunAt !== null) this.scheduleAt(state, outcome.nextRunAt);
+        },
+        (error) => {
+          this.events.emit('error', { error, during: `going idle on "${name}"` });
+          this.scheduleAt(state, Date.now() + 1000);
+        },
+      ),
     );
   }
 
@@ -469,7 +410,7 @@ export class Scheduler {
     const idle = [...this.states.values()].filter((s) => !s.dirty && s.inflight === 0);
     if (idle.length === 0 || !this.active) return;
     try {
-      const probes = await this.wakeup.probe(idle.map((s) => s.reg.channel.name));
+      const probes = await this.idle.probe(idle.map((s) => s.reg.channel.name));
       for (const probe of probes) {
         const state = this.states.get(probe.channel)!;
         if (probe.ready) this.markDirty(state);

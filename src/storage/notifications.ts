@@ -11,7 +11,7 @@ export const STORAGE_VERSION = 2;
 
 /**
  * Whether a producer must NOTIFY: some listener of the channel is idle. The flag is read after the
- * notification row is written (so the producer already has its transaction id: see wakeup.ts). A
+ * notification row is written (so the producer already has its transaction id: see runtime/idle.ts). A
  * REPEATABLE READ or SERIALIZABLE transaction reads it in a snapshot that may predate the listener
  * going idle, so it always NOTIFYs.
  */

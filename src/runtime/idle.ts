@@ -16,6 +16,9 @@ export interface ProbeResult {
 }
 
 /**
+ * The idle / wake-up protocol, all of it: the SQL (this class) and the per-channel flag state
+ * ({@link IdleProtocol}) the scheduler drives.
+ *
  * The wake-up protocol. Producers NOTIFY only while a channel's `wakeups.idle` flag is set, so busy
  * listeners cost the write path nothing. A listener that runs out of work sets the flag, then probes:
  * a producer that read the flag just before it was set may still commit without notifying, but it
@@ -26,7 +29,7 @@ export interface ProbeResult {
  * (the trigger writes its row first, then reads the flag in a new statement); REPEATABLE READ and
  * SERIALIZABLE producers always NOTIFY (see `wakeCondition`).
  */
-export class WakeupSql {
+class WakeupSql {
   private readonly wakeups: string;
   private readonly notifications: string;
 
@@ -127,5 +130,103 @@ FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
       pending = (row?.pending as string[] | undefined) ?? [];
     }
     return 'done';
+  }
+}
+
+interface FlagState {
+  /** We believe the channel's wake-up flag is set (producers NOTIFY). */
+  set: boolean;
+  /** Writes of the flag, in order. */
+  chain: Promise<void>;
+}
+
+/** What {@link IdleProtocol.goIdle} found: claim now, wake at a time, or nothing to do. */
+export type IdleOutcome = { ready: true } | { ready: false; nextRunAt: number | null } | undefined;
+
+/**
+ * The listener's side of the wake-up protocol: keeps each channel's idle flag (set when the channel
+ * runs out of work, cleared by the first NOTIFY) and decides, when a channel goes idle, whether work
+ * is still coming (a producer in progress) or the channel may sleep until the next NOTIFY.
+ */
+export class IdleProtocol {
+  private readonly sql: WakeupSql;
+  private readonly flags = new Map<string, FlagState>();
+
+  constructor(
+    db: postgres.Sql,
+    schema: string,
+    filter: string | null,
+    private readonly idleWaitMs: number,
+    private readonly onError: (error: unknown, during: string) => void,
+  ) {
+    this.sql = new WakeupSql(db, schema, filter);
+  }
+
+  private flag(name: string): FlagState {
+    let state = this.flags.get(name);
+    if (!state) {
+      state = { set: false, chain: Promise.resolve() };
+      this.flags.set(name, state);
+    }
+    return state;
+  }
+
+  /**
+   * Runs a write of the channel's wake-up flag after the previous ones: a late "clear" must never
+   * overtake the "set" that followed it. A failed write leaves the flag believed clear.
+   */
+  private writeFlag<T>(name: string, idle: boolean, write: () => Promise<T>): Promise<T> {
+    const state = this.flag(name);
+    state.set = idle;
+    const run = state.chain.then(write);
+    state.chain = run.then(
+      () => {},
+      () => {
+        state.set = false;
+      },
+    );
+    return run;
+  }
+
+  /** A NOTIFY arrived: the channel is busy again, so producers may stop notifying. */
+  hint(name: string): void {
+    if (!this.flag(name).set) return;
+    this.writeFlag(name, false, () => this.sql.setIdle(name, false)).catch((error) => {
+      this.onError(error, `updating the wake-up flag of "${name}"`);
+    });
+  }
+
+  /** The LISTEN connection (re)connected: the flag may be gone (unlogged table after a crash). */
+  reconnected(name: string): void {
+    this.flag(name).set = false;
+  }
+
+  /**
+   * The channel ran out of work: set its flag and probe in one round trip, wait for producers that
+   * were in progress (at most `idleWaitMs`) and probe again. `busy()` turning true cuts it short.
+   */
+  async goIdle(name: string, busy: () => boolean): Promise<IdleOutcome> {
+    let probe = this.flag(name).set
+      ? (await this.sql.probe([name]))[0]
+      : await this.writeFlag(name, true, () => this.sql.setIdleAndProbe(name));
+    if (busy()) return undefined;
+    if (probe && !probe.ready && probe.inProgress.length > 0) {
+      const waited = await this.sql.waitFor(name, probe.inProgress, Date.now() + this.idleWaitMs, busy);
+      if (busy()) return undefined;
+      if (waited === 'ready') return { ready: true };
+      [probe] = await this.sql.probe([name]);
+    }
+    if (busy() || !probe) return undefined;
+    return probe.ready ? { ready: true } : { ready: false, nextRunAt: probe.nextRunAt };
+  }
+
+  /** The safety sweep's statement: one indexed probe for all the given channels. */
+  probe(names: string[]): Promise<ProbeResult[]> {
+    return this.sql.probe(names);
+  }
+
+  /** The flag writes still running (shutdown waits for them). */
+  pendingWrites(): Promise<void>[] {
+    return [...this.flags.values()].map((f) => f.chain);
   }
 }

@@ -1,0 +1,112 @@
+import type postgres from 'postgres';
+import { errorChain } from '../errors.ts';
+import { pendingAndDue } from '../storage/sql-names.ts';
+import type { ClaimCursor, Registration } from './claim-types.ts';
+import { expandImageSql, populateSql, type RowDecoder } from './decode.ts';
+
+/**
+ * Savepoints one claim transaction may open before it commits and leaves the rest of its batch for
+ * the next claim. PostgreSQL caches 64 subtransaction ids per backend; past that every snapshot in
+ * the cluster gets slower (suboverflow), so a batch of writing handlers stays below it.
+ */
+export const MAX_SUBTRANSACTIONS = 60;
+
+const META = `c."id"::text, c."op", c."context", c."attempts", (extract(epoch FROM c."created_at") * 1000)::float8, (extract(epoch FROM c."run_at") * 1000000)::bigint::text`;
+export const META_COUNT = 6;
+const MAX_ERROR_CHARS = 4000;
+/** Hot statements are prepared: one round trip, no re-planning (clients with `prepare: false` keep theirs). */
+export const PREPARED = { prepare: true } as const;
+
+/** Which rows a claim reads: a batch size, and optionally only rows after a cursor. */
+export interface ClaimWindow {
+  limit: number;
+  after?: ClaimCursor | null | undefined;
+}
+
+function lockedSelect(table: string, filter: boolean, columns: string, window: ClaimWindow): string {
+  if (!Number.isSafeInteger(window.limit) || window.limit < 1)
+    throw new Error(`bad claim limit ${window.limit}`);
+  const cursorParam = filter ? 3 : 2;
+  // Reads the claim index in (run_at, id) order for one channel and skips rows other listeners hold,
+  // so a claim costs O(batch) whatever the backlog and never waits on another listener. A claim
+  // started while others of this process are in flight begins after their rows (the cursor) instead
+  // of walking past them. The limit is a literal so that a generic plan knows it.
+  return `SELECT ${columns} FROM ${table}
+  WHERE "channel" = $1 AND ${pendingAndDue()}${filter ? ` AND "context" @> $2::jsonb` : ''}${
+    window.after
+      ? ` AND ("run_at", "id") > (timestamptz 'epoch' + $${cursorParam}::bigint * interval '1 microsecond', $${cursorParam + 1}::bigint)`
+      : ''
+  }
+  ORDER BY "run_at", "id" LIMIT ${window.limit} FOR UPDATE SKIP LOCKED`;
+}
+
+/** SQL that claims and, for trigger channels, decodes a batch in one round trip. */
+export function claimSql(reg: Registration, table: string, filter: boolean, window: ClaimWindow): string {
+  const locked = lockedSelect(
+    table,
+    filter,
+    `"id", "op", "old", "new", "payload", "context", "attempts", "created_at", "run_at"`,
+    window,
+  );
+  if (!reg.decoder) {
+    return `WITH c AS (${locked}) SELECT ${META}, c."payload" FROM c ORDER BY c."run_at", c."id"`;
+  }
+  const d = reg.decoder;
+  return `WITH c AS (${locked})
+SELECT ${META}, c."old" IS NOT NULL, ${expandImageSql(d, 'o')}, c."new" IS NOT NULL, ${expandImageSql(d, 'n')}
+FROM c ${populateSql(d, 'c."old"', 'o')} ${populateSql(d, 'c."new"', 'n')}
+ORDER BY c."run_at", c."id"`;
+}
+
+/** SQL that claims raw (undecoded) rows: the fallback when a batch holds an image that cannot decode. */
+export function rawClaimSql(table: string, filter: boolean, window: ClaimWindow): string {
+  const locked = lockedSelect(
+    table,
+    filter,
+    `"id", "op", "old", "new", "context", "attempts", "created_at", "run_at"`,
+    window,
+  );
+  return `WITH c AS (${locked}) SELECT ${META}, c."old"::text, c."new"::text FROM c ORDER BY c."run_at", c."id"`;
+}
+
+export function decodeOneSql(d: RowDecoder): string {
+  return `SELECT $1::jsonb IS NOT NULL, ${expandImageSql(d, 'o')}, $2::jsonb IS NOT NULL, ${expandImageSql(d, 'n')}
+FROM (SELECT 1) x ${populateSql(d, '$1::jsonb', 'o')} ${populateSql(d, '$2::jsonb', 'n')}`;
+}
+
+/** Text kept in `last_error`: the message, the messages of its causes, and the stack, bounded. */
+export function describeError(error: unknown): string {
+  const parts = [...errorChain(error, 4)].map((e, depth) => {
+    const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    return depth === 0 ? text : `caused by ${text}`;
+  });
+  const stack =
+    error instanceof Error && error.stack ? `\n${error.stack.split('\n').slice(1).join('\n')}` : '';
+  const text = parts.join('\n') + stack;
+  return text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS)}…` : text;
+}
+
+/** Records failed attempts (retry later, or dead letter) in the claim transaction. */
+export async function recordFailures(
+  sql: postgres.Sql | postgres.ReservedSql,
+  table: string,
+  failures: { id: string; error: unknown; delayMs: number; dead: boolean }[],
+): Promise<void> {
+  if (failures.length === 0) return;
+  const rows = failures.map((f) => ({
+    id: f.id,
+    error: describeError(f.error),
+    delay_ms: f.delayMs,
+    dead: f.dead,
+  }));
+  await sql.unsafe(
+    `UPDATE ${table} AS n SET "attempts" = n."attempts" + 1, "last_error" = f.error,
+  "status" = CASE WHEN f.dead THEN 'failed' ELSE 'pending' END,
+  "failed_at" = CASE WHEN f.dead THEN clock_timestamp() END,
+  "run_at" = CASE WHEN f.dead THEN n."run_at" ELSE clock_timestamp() + f.delay_ms * interval '1 millisecond' END
+FROM jsonb_to_recordset($1::jsonb) AS f(id bigint, error text, delay_ms float8, dead boolean)
+WHERE n."id" = f.id`,
+    [JSON.stringify(rows)],
+    PREPARED,
+  );
+}

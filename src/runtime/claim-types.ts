@@ -1,0 +1,41 @@
+import type postgres from 'postgres';
+import type { AnyChannel } from '../channel.ts';
+import type { RowDecoder } from './decode.ts';
+import type { DrizzleParts } from './handler-tx.ts';
+
+/** One `.on(channel, handler)` registration, resolved for claiming. */
+export interface Registration {
+  channel: AnyChannel;
+  handler: (event: any, tx: any) => unknown;
+  decoder: RowDecoder | undefined;
+  maxAttempts: number;
+  backoff: (failedAttempt: number) => number;
+  timeoutMs: number | undefined;
+}
+
+/** A position in claim order: a row's `run_at` (epoch microseconds) and id, both decimal strings. */
+export interface ClaimCursor {
+  runAtUs: string;
+  id: string;
+}
+
+/** What one claim transaction did. */
+export interface ClaimOutcome {
+  claimed: number;
+  processed: { id: string; attempt: number; durationMs: number }[];
+  failed: { id: string; attempt: number; error: unknown; retryAt: Date | null; dead: boolean }[];
+  /** Claimed but left pending, untouched, because the transaction reached its subtransaction budget. */
+  released: number;
+  /** Savepoints the handlers opened (each may hold a subtransaction id until commit). */
+  subtransactions: number;
+}
+
+/** Context shared by every claim of one listener. */
+export interface ClaimContext {
+  sql: postgres.Sql;
+  parts: DrizzleParts;
+  table: string;
+  filter: string | null;
+  /** Aborted when the listener gives up waiting for in-flight handlers at stop(). */
+  hardStop: AbortSignal;
+}
