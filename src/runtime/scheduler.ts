@@ -2,21 +2,19 @@ import type postgres from 'postgres';
 import type { ListenerEvents } from '../events.ts';
 import { waitAtMost } from '../timeouts.ts';
 import { claimBatch } from './claim.ts';
-import { type ClaimWindow, MAX_SUBTRANSACTIONS, recordFailures } from './claim-sql.ts';
+import { type ClaimWindow, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
 import { isConnectionLost } from './connection-errors.ts';
 import type { IdleProtocol } from './idle.ts';
-
-/** A batch is sized so its handlers, one after another, take about this long (rows stay locked meanwhile). */
-const BATCH_TARGET_MS = 200;
-/** While claims overlap, one claim per this interval starts from the head again (stragglers, released rows). */
-const LEAD_INTERVAL_MS = 1000;
-
-/** True when cursor `a` comes after `b` in claim order. */
-function isAfter(a: ClaimCursor, b: ClaimCursor): boolean {
-  const runAt = BigInt(a.runAtUs) - BigInt(b.runAtUs);
-  return runAt > 0n || (runAt === 0n && BigInt(a.id) > BigInt(b.id));
-}
+import {
+  batchLimit,
+  type ChannelState,
+  errorBackoffMs,
+  isAfter,
+  isLead,
+  learn,
+  newChannelState,
+} from './pacing.ts';
 
 /** Settings the scheduler reads. */
 export interface SchedulerSettings {
@@ -34,36 +32,6 @@ export interface DrainSummary {
   /** Notifications that became dead letters. */
   dead: number;
   byChannel: Record<string, { processed: number; retried: number; dead: number }>;
-}
-
-interface ChannelState {
-  reg: Registration;
-  /** Work may be waiting: claim again. */
-  dirty: boolean;
-  /** Bumped by every hint, so a claim can tell whether a hint arrived while it ran. */
-  gen: number;
-  inflight: number;
-  /** Claims whose rows are not locked yet. */
-  selecting: number;
-  /** The last claim came back full: more claims may run side by side. */
-  full: boolean;
-  /** The last row locked by this process's in-flight claims: overlapping claims start after it. */
-  frontier: ClaimCursor | null;
-  /** When the last claim that starts from the head (a lead) was launched. */
-  leadAt: number;
-  /** A claim that started after the frontier came back short: the next one starts from the head. */
-  needLead: boolean;
-  /** Recent average handler duration (ms), to size batches. */
-  avgMs: number | undefined;
-  /** Handlers write: keep batches within the subtransaction budget. */
-  writeLimited: boolean;
-  /** Claims left to run one notification at a time, after a claim transaction failed. */
-  careful: number;
-  errors: number;
-  lastError: unknown;
-  notBefore: number;
-  timer: NodeJS.Timeout | undefined;
-  timerAt: number;
 }
 
 /**
@@ -88,25 +56,7 @@ export class Scheduler {
     registrations: Iterable<Registration>,
   ) {
     for (const reg of registrations) {
-      this.states.set(reg.channel.name, {
-        reg,
-        dirty: true,
-        gen: 0,
-        inflight: 0,
-        selecting: 0,
-        full: false,
-        frontier: null,
-        leadAt: 0,
-        needLead: false,
-        avgMs: undefined,
-        writeLimited: false,
-        careful: 0,
-        errors: 0,
-        lastError: undefined,
-        notBefore: 0,
-        timer: undefined,
-        timerAt: 0,
-      });
+      this.states.set(reg.channel.name, newChannelState(reg));
     }
   }
 
@@ -169,7 +119,7 @@ export class Scheduler {
     while (progress) {
       progress = false;
       for (const state of this.states.values()) {
-        const outcome = await this.claimOnce(state, { limit: this.limitOf(state) });
+        const outcome = await this.claimOnce(state, { limit: batchLimit(state, this.settings.batchSize) });
         if (!outcome) {
           if (state.errors > 3) throw state.lastError;
           progress = true;
@@ -224,30 +174,14 @@ export class Scheduler {
     }
   }
 
-  /** The batch size for the next claim of a channel. */
-  private limitOf(state: ChannelState): number {
-    if (state.careful > 0) return 1;
-    let limit = this.settings.batchSize;
-    if (state.writeLimited) limit = Math.min(limit, MAX_SUBTRANSACTIONS);
-    if (state.avgMs !== undefined && state.avgMs > 0) {
-      limit = Math.min(limit, Math.max(1, Math.floor(BATCH_TARGET_MS / state.avgMs)));
-    }
-    return limit;
-  }
-
   private launch(state: ChannelState): void {
     this.running++;
     state.inflight++;
     state.selecting++;
     const gen = state.gen;
     const now = Date.now();
-    const limit = this.limitOf(state);
-    const lead =
-      state.inflight === 1 ||
-      state.careful > 0 ||
-      state.needLead ||
-      state.frontier === null ||
-      now - state.leadAt >= LEAD_INTERVAL_MS;
+    const limit = batchLimit(state, this.settings.batchSize);
+    const lead = isLead(state, now);
     if (lead) {
       state.leadAt = now;
       state.needLead = false;
@@ -268,7 +202,7 @@ export class Scheduler {
         this.running--;
         state.inflight--;
         if (state.inflight === 0) state.frontier = null;
-        if (outcome) this.learn(state, outcome);
+        if (outcome) learn(state, outcome);
         else state.full = false;
         // A claim that found more than one notification claims again at once: work keeps coming, and
         // producers send no NOTIFY while the flag is clear. Otherwise a claim from the head that found
@@ -281,16 +215,6 @@ export class Scheduler {
         if (this.running === 0) this.settled?.();
       }),
     );
-  }
-
-  /** Adapts batch sizes to what the handlers did: their duration, and whether they write. */
-  private learn(state: ChannelState, outcome: ClaimOutcome): void {
-    state.writeLimited = outcome.released > 0 || outcome.subtransactions >= MAX_SUBTRANSACTIONS / 2;
-    if (outcome.processed.length === 0) return;
-    let total = 0;
-    for (const p of outcome.processed) total += p.durationMs;
-    const mean = total / outcome.processed.length;
-    state.avgMs = state.avgMs === undefined ? mean : state.avgMs * 0.7 + mean * 0.3;
   }
 
   /** Runs one claim; after a failed transaction, claims one at a time and isolates the culprit. */
@@ -317,7 +241,7 @@ export class Scheduler {
       this.events.emit('error', { error, during: `a claim transaction on "${state.reg.channel.name}"` });
       state.errors++;
       state.lastError = error;
-      state.notBefore = Date.now() + Math.min(30_000, 50 * 2 ** Math.min(state.errors, 10));
+      state.notBefore = Date.now() + errorBackoffMs(state.errors);
       this.scheduleAt(state, state.notBefore);
       if (!careful) {
         state.careful = this.settings.batchSize;
