@@ -1,12 +1,17 @@
-import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
+/**
+ * The admin API, driver-free (it takes any Drizzle PostgreSQL database): {@link status} and
+ * {@link healthProblems} here, the dead-letter functions in `./dead-letters.ts`.
+ *
+ * @module
+ */
+import { sql } from 'drizzle-orm';
 import type { PgDatabase } from 'drizzle-orm/pg-core';
-import { PgPubSubError } from './errors.ts';
 import { isUndefinedTable, tableMissing } from './storage/missing-table.ts';
-import { DEFAULT_SCHEMA, type notifications, notificationsTable } from './storage/notifications.ts';
+import { DEFAULT_SCHEMA, type notifications } from './storage/notifications.ts';
 import { notificationsRef, pendingAndDue, pendingScheduled, wakeupsRef } from './storage/sql-names.ts';
 
 /** Any Drizzle PostgreSQL database (postgres.js, node-postgres, …). */
-type AnyPgDb = PgDatabase<any, any, any>;
+export type AnyPgDb = PgDatabase<any, any, any>;
 
 /** Options shared by the admin functions. */
 export interface AdminOptions {
@@ -62,12 +67,14 @@ export type RetrySelector =
 /** A row of the notifications table, as Drizzle returns it. */
 export type NotificationRow = typeof notifications.$inferSelect;
 
-function rowsOf(result: unknown): Record<string, unknown>[] {
+/** The rows of a `db.execute()` result, whichever driver ran it. */
+export function rowsOf(result: unknown): Record<string, unknown>[] {
   if (Array.isArray(result)) return result as Record<string, unknown>[];
   return ((result as { rows?: unknown[] } | null)?.rows ?? []) as Record<string, unknown>[];
 }
 
-async function guard<T>(schema: string, run: () => Promise<T>): Promise<T> {
+/** Runs an admin query; PostgreSQL's `undefined_table` becomes the one TABLE_MISSING error. */
+export async function guard<T>(schema: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (error) {
@@ -76,7 +83,8 @@ async function guard<T>(schema: string, run: () => Promise<T>): Promise<T> {
   }
 }
 
-const num = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value));
+/** A count from a row (null: 0). */
+export const num = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value));
 
 /**
  * Per channel: due (`pending`), `scheduled` (retries in the future) and `failed` counts and the age of
@@ -181,174 +189,4 @@ export function healthProblems(report: StatusReport, options: HealthOptions = {}
     }
   }
   return problems;
-}
-
-/**
- * Failed notifications (dead letters), most recently failed first, with their `lastError`.
- *
- * @example
- * for (const n of await listFailed(db, { channel: 'email_requested' })) console.log(n.id, n.lastError);
- */
-export async function listFailed(
-  db: AnyPgDb,
-  options: AdminOptions & { channel?: string; limit?: number } = {},
-): Promise<NotificationRow[]> {
-  const schema = options.schema ?? DEFAULT_SCHEMA;
-  const limit = options.limit ?? 100;
-  if (!Number.isInteger(limit) || limit < 1) {
-    throw new PgPubSubError(
-      'INVALID_OPTIONS',
-      `listFailed: \`limit\` must be a positive integer, got ${limit}.`,
-    );
-  }
-  const t = notificationsTable(schema);
-  const where: SQL[] = [eq(t.status, 'failed')];
-  if (options.channel !== undefined) where.push(eq(t.channel, options.channel));
-  return guard(schema, () =>
-    db
-      .select()
-      .from(t)
-      .where(and(...where))
-      .orderBy(desc(t.failedAt), desc(t.id))
-      .limit(limit),
-  );
-}
-
-/** Counts failed notifications, optionally of one channel. */
-export async function countFailed(
-  db: AnyPgDb,
-  options: AdminOptions & { channel?: string } = {},
-): Promise<number> {
-  const schema = options.schema ?? DEFAULT_SCHEMA;
-  const t = notificationsTable(schema);
-  const where: SQL[] = [eq(t.status, 'failed')];
-  if (options.channel !== undefined) where.push(eq(t.channel, options.channel));
-  const [row] = await guard(schema, () =>
-    db
-      .select({ n: sql<number>`count(*)::int` })
-      .from(t)
-      .where(and(...where)),
-  );
-  return num(row?.n);
-}
-
-function parseIds(ids: readonly (string | number | bigint)[]): bigint[] {
-  return ids.map((id) => {
-    const text = String(id).trim();
-    if (!/^\d+$/.test(text)) {
-      throw new PgPubSubError(
-        'INVALID_OPTIONS',
-        `retryFailed: ids must be positive integers, got ${JSON.stringify(String(id))}.`,
-      );
-    }
-    return BigInt(text);
-  });
-}
-
-function selectorCondition(t: typeof notifications, selector: RetrySelector): SQL | undefined {
-  const s = selector as { ids?: unknown; channel?: unknown; all?: unknown };
-  const given = ['ids', 'channel', 'all'].filter((k) => (s as Record<string, unknown>)[k] !== undefined);
-  if (given.length !== 1 || (s.all !== undefined && s.all !== true)) {
-    throw new PgPubSubError(
-      'INVALID_OPTIONS',
-      'retryFailed: pass exactly one of { ids: [...] }, { channel: "name" } or { all: true }.',
-    );
-  }
-  if (s.ids !== undefined) {
-    if (!Array.isArray(s.ids))
-      throw new PgPubSubError('INVALID_OPTIONS', 'retryFailed: `ids` must be an array.');
-    const ids = parseIds(s.ids);
-    return ids.length === 0 ? undefined : inArray(t.id, ids);
-  }
-  if (s.channel !== undefined) {
-    if (typeof s.channel !== 'string' || s.channel === '') {
-      throw new PgPubSubError('INVALID_OPTIONS', 'retryFailed: `channel` must be a channel name.');
-    }
-    return eq(t.channel, s.channel);
-  }
-  return sql`true`;
-}
-
-/**
- * Like {@link retryFailed}, with the count per channel.
- * @internal used by the CLI
- */
-export async function retryFailedByChannel(
-  db: AnyPgDb,
-  selector: RetrySelector,
-  options: AdminOptions = {},
-): Promise<Record<string, number>> {
-  const schema = options.schema ?? DEFAULT_SCHEMA;
-  const t = notificationsTable(schema);
-  const condition = selectorCondition(t, selector);
-  if (condition === undefined) return {};
-  return guard(schema, () =>
-    db.transaction(async (tx) => {
-      const rows = await tx
-        .update(t)
-        .set({ status: 'pending', attempts: 0, runAt: sql`now()`, failedAt: null })
-        .where(and(eq(t.status, 'failed'), condition))
-        .returning({ channel: t.channel });
-      const byChannel: Record<string, number> = {};
-      for (const { channel } of rows) byChannel[channel] = (byChannel[channel] ?? 0) + 1;
-      // Delivered at commit: wakes listeners that sleep on these channels.
-      for (const channel of Object.keys(byChannel).sort())
-        await tx.execute(sql`SELECT pg_notify(${channel}, '')`);
-      return byChannel;
-    }),
-  );
-}
-
-/**
- * Re-queues failed notifications (dead letters): back to `pending` with `attempts` reset and due
- * now, then NOTIFYs their channels so running listeners pick them up at once. `last_error` is kept
- * until the next attempt. Returns how many were re-queued.
- *
- * @example
- * await retryFailed(db, { channel: 'email_requested' });
- * await retryFailed(db, { ids: ['42', '43'] });
- * await retryFailed(db, { all: true });
- */
-export async function retryFailed(
-  db: AnyPgDb,
-  selector: RetrySelector,
-  options: AdminOptions = {},
-): Promise<number> {
-  const byChannel = await retryFailedByChannel(db, selector, options);
-  return Object.values(byChannel).reduce((a, b) => a + b, 0);
-}
-
-/**
- * Deletes failed notifications (dead letters) that failed more than `olderThan` ms ago (`0`: all),
- * optionally of one channel. Returns how many were deleted.
- *
- * @example
- * await purgeFailed(db, { olderThan: 7 * 24 * 3600_000 });
- */
-export async function purgeFailed(
-  db: AnyPgDb,
-  options: AdminOptions & { olderThan: number; channel?: string },
-): Promise<number> {
-  const schema = options.schema ?? DEFAULT_SCHEMA;
-  const { olderThan } = options;
-  if (typeof olderThan !== 'number' || !Number.isFinite(olderThan) || olderThan < 0) {
-    throw new PgPubSubError(
-      'INVALID_OPTIONS',
-      `purgeFailed: \`olderThan\` must be a number of milliseconds ≥ 0, got ${String(olderThan)}.`,
-    );
-  }
-  const t = notificationsTable(schema);
-  const where: SQL[] = [
-    eq(t.status, 'failed'),
-    lt(t.failedAt, sql`now() - ${Math.round(olderThan)}::float8 * interval '1 millisecond'`),
-  ];
-  if (olderThan === 0) where.pop();
-  if (options.channel !== undefined) where.push(eq(t.channel, options.channel));
-  const rows = await guard(schema, () =>
-    db
-      .delete(t)
-      .where(and(...where))
-      .returning({ id: t.id }),
-  );
-  return rows.length;
 }

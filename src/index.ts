@@ -14,7 +14,8 @@ export type {
   RetrySelector,
   StatusReport,
 } from './admin.ts';
-export { countFailed, healthProblems, listFailed, purgeFailed, retryFailed, status } from './admin.ts';
+export { healthProblems, status } from './admin.ts';
+export { countFailed, listFailed, purgeFailed, retryFailed } from './dead-letters.ts';
 export type { ListenerEventMap } from './events.ts';
 export { ListenerEvents } from './events.ts';
 export type { SqlExecutor } from './notify.ts';

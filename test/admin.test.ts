@@ -1,8 +1,9 @@
 import { integer, pgTable, serial } from 'drizzle-orm/pg-core';
 import * as v from 'valibot';
 import { afterEach, describe, expect, it } from 'vitest';
-import { countFailed, healthProblems, listFailed, purgeFailed, retryFailed, status } from '../src/admin.ts';
+import { healthProblems, status } from '../src/admin.ts';
 import { channel } from '../src/channel.ts';
+import { countFailed, listFailed, purgeFailed, retryFailed } from '../src/dead-letters.ts';
 import { isPgPubSubError } from '../src/errors.ts';
 import { notify } from '../src/notify.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';

@@ -1,4 +1,4 @@
-import { countFailed, listFailed } from '../../admin.ts';
+import { countFailed, listFailed } from '../../dead-letters.ts';
 import { COMMON_HELP, databaseCommand } from '../database-command.ts';
 import { EXIT } from '../exit-codes.ts';
 import { firstLine, formatTable, plural } from '../format.ts';

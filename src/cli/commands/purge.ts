@@ -1,4 +1,4 @@
-import { purgeFailed } from '../../admin.ts';
+import { purgeFailed } from '../../dead-letters.ts';
 import { formatDuration } from '../../duration.ts';
 import { COMMON_HELP, databaseCommand } from '../database-command.ts';
 import { EXIT, usageError } from '../exit-codes.ts';

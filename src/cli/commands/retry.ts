@@ -1,4 +1,4 @@
-import { retryFailedByChannel } from '../../admin.ts';
+import { retryFailedByChannel } from '../../dead-letters.ts';
 import type { CommandValues } from '../command.ts';
 import { COMMON_HELP, databaseCommand } from '../database-command.ts';
 import { EXIT, usageError } from '../exit-codes.ts';
