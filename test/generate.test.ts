@@ -9,12 +9,8 @@ import { triggerChannel } from '../src/channel.ts';
 import { exitCodeFor } from '../src/cli/exit-codes.ts';
 import { isPgPubSubError, PgPubSubError, type PgPubSubErrorCode } from '../src/errors.ts';
 import { type GenerateOptions, type GenerateResult, generate } from '../src/generate/generate.ts';
-import {
-  planMigration,
-  readMigrationFolder,
-  STATEMENT_BREAKPOINT,
-  writeMigration,
-} from '../src/generate/migrations.ts';
+import { readMigrationFolder, STATEMENT_BREAKPOINT } from '../src/generate/migration-folder.ts';
+import { planMigration, writeMigration } from '../src/generate/migration-writer.ts';
 import { collectChannels, planGenerate } from '../src/generate/plan.ts';
 import { STORAGE_VERSION } from '../src/storage/notifications.ts';
 import { type TestDb, useTestDatabase } from './support/db.ts';

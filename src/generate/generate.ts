@@ -4,14 +4,8 @@ import { PgPubSubError } from '../errors.ts';
 import { byteLength, MAX_IDENTIFIER_BYTES } from '../identifiers.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { importSchemaFiles, type LoadedDrizzleConfig, loadDrizzleConfig } from './load-config.ts';
-import {
-  displayPath,
-  type MigrationFolder,
-  migrationSql,
-  planMigration,
-  readMigrationFolder,
-  writeMigration,
-} from './migrations.ts';
+import { displayPath, type MigrationFolder, readMigrationFolder } from './migration-folder.ts';
+import { migrationSql, planMigration, writeMigration } from './migration-writer.ts';
 import { collectChannels, type GeneratePlan, planGenerate, readRecordedState } from './plan.ts';
 
 /** Options of {@link generate}. */

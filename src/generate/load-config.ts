@@ -4,7 +4,7 @@ import type { Casing } from 'drizzle-orm';
 import { createJiti } from 'jiti';
 import { globSync } from 'tinyglobby';
 import { PgPubSubError, pgPubSubErrorCode } from '../errors.ts';
-import { displayPath, MIGRATION_PREFIXES, type MigrationPrefix } from './migrations.ts';
+import { displayPath, MIGRATION_PREFIXES, type MigrationPrefix } from './migration-folder.ts';
 import type { LoadedModule } from './plan.ts';
 
 /** Config file names looked up in the working directory, in drizzle-kit's order. */

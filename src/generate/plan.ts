@@ -11,7 +11,7 @@ import {
   resolveTriggerSpec,
   type TriggerSpec,
 } from '../storage/trigger-sql.ts';
-import type { ExistingMigration } from './migrations.ts';
+import type { ExistingMigration } from './migration-folder.ts';
 
 /** Every marker line starts with this; markers live only in the leading comment block of a migration. */
 export const MARKER = '-- drizzle-pgpubsub:';
