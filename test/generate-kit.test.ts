@@ -1,0 +1,192 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  CONFIG,
+  clearNotifications,
+  expectError,
+  expectPreserved,
+  kit,
+  makeApp,
+  migrationCount,
+  notifications,
+  readTree,
+  run,
+  triggersOn,
+  useScratchApps,
+  writeFiles,
+} from './fixtures/generate-app.ts';
+import { useTestDatabase } from './support/db.ts';
+
+useScratchApps({ cli: true });
+
+const KIT_CONFIG = `import { defineConfig } from 'drizzle-kit';
+export default defineConfig({
+  dialect: 'postgresql',
+  schema: './src/schema.ts',
+  out: './migrations',
+  casing: 'snake_case',
+  dbCredentials: { url: process.env.DATABASE_URL ?? '' },
+});
+`;
+
+const KIT_SCHEMA = (
+  extraColumns: string,
+  triggers: boolean,
+) => `import { integer, pgTable, serial, text, timestamp } from 'drizzle-orm/pg-core';
+import * as v from 'valibot';
+import { channel, triggerChannel } from 'drizzle-pgpubsub';
+
+export const posts = pgTable('blog Posts', {
+  id: serial().primaryKey(),
+  authorId: integer().notNull(),
+  bodyText: text().notNull(),${extraColumns}
+});
+export const published = channel('post_published', v.object({ id: v.number() }));
+${triggers ? "export const postEvents = triggerChannel(posts, { on: ['insert', 'update'], columns: ['authorId'] });" : ''}
+`;
+
+describe('generate: next to drizzle-kit generate, migrate and push', () => {
+  const t = useTestDatabase();
+
+  it('keeps drizzle-kit working before and after its migrations (casing: snake_case)', async () => {
+    const env = { DATABASE_URL: t.url };
+    const dir = makeApp({ 'drizzle.config.ts': KIT_CONFIG, 'src/schema.ts': KIT_SCHEMA('', false) });
+    // 1. Empty folder, custom channel only: the storage migration, journal and snapshot are created.
+    const first = await run(dir);
+    expect(first.plan).toMatchObject({ storage: 'create', added: [], channels: 1 });
+    expect(readdirSync(join(dir, 'migrations/meta')).sort()).toEqual(['0000_snapshot.json', '_journal.json']);
+
+    // 2. drizzle-kit accepts our snapshot as its diff base and creates the table.
+    const tables = await kit(dir, env, 'generate', '--name', 'posts');
+    expect(tables.code, tables.stdout + tables.stderr).toBe(0);
+    expect(readFileSync(join(dir, 'migrations/0001_posts.sql'), 'utf8')).toContain(
+      '"author_id" integer NOT NULL',
+    );
+
+    // 3. A trigger channel: its update filter uses the snake_case column name.
+    writeFiles(dir, { 'src/schema.ts': KIT_SCHEMA('', true) });
+    const second = await run(dir);
+    expect(second.plan).toMatchObject({ storage: null, added: ['blog Posts'] });
+    expect(second.warned).toEqual([]);
+    expect(readFileSync(join(dir, 'migrations/0002_pgpubsub.sql'), 'utf8')).toContain(
+      'AFTER UPDATE OF "author_id"',
+    );
+
+    // 4. An unrelated schema change: drizzle-kit generates only that, based on our snapshot copy.
+    writeFiles(dir, { 'src/schema.ts': KIT_SCHEMA('\n  publishedAt: timestamp(),', true) });
+    const before = readTree(dir);
+    const change = await kit(dir, env, 'generate', '--name', 'published_at');
+    expect(change.code, change.stdout + change.stderr).toBe(0);
+    expectPreserved(before, readTree(dir));
+    expect(readFileSync(join(dir, 'migrations/0003_published_at.sql'), 'utf8')).toBe(
+      'ALTER TABLE "blog Posts" ADD COLUMN "published_at" timestamp;',
+    );
+    const journal = JSON.parse(readFileSync(join(dir, 'migrations/meta/_journal.json'), 'utf8'));
+    expect(journal.entries.map((e: { tag: string }) => e.tag)).toEqual([
+      '0000_pgpubsub',
+      '0001_posts',
+      '0002_pgpubsub',
+      '0003_published_at',
+    ]);
+    const ids = [0, 1, 2, 3].map(
+      (i) =>
+        JSON.parse(readFileSync(join(dir, `migrations/meta/000${i}_snapshot.json`), 'utf8')) as {
+          id: string;
+          prevId: string;
+        },
+    );
+    for (let i = 1; i < 4; i++) expect(ids[i]!.prevId).toBe(ids[i - 1]!.id);
+
+    // 5. drizzle-kit migrate applies everything; the trigger sees snake_case columns.
+    const migrated = await kit(dir, env, 'migrate');
+    expect(migrated.code, migrated.stdout + migrated.stderr).toBe(0);
+    expect(await migrationCount(t)).toBe(4);
+    await t.sql`INSERT INTO "blog Posts" (author_id, body_text) VALUES (7, 'hello')`;
+    await t.sql`UPDATE "blog Posts" SET body_text = 'edited'`;
+    await t.sql`UPDATE "blog Posts" SET author_id = 8`;
+    expect(await notifications(t)).toEqual([
+      {
+        channel: 'blog Posts',
+        op: 'insert',
+        old: null,
+        new: { id: 1, author_id: 7, body_text: 'hello', published_at: null },
+      },
+      {
+        channel: 'blog Posts',
+        op: 'update',
+        old: { id: 1, author_id: 7, body_text: 'edited', published_at: null },
+        new: { id: 1, author_id: 8, body_text: 'edited', published_at: null },
+      },
+    ]);
+    await clearNotifications(t);
+
+    // 6. Still up to date after drizzle-kit's own migration.
+    expect((await run(dir)).out).toEqual(['No changes: 2 channels up to date.']);
+
+    // 7. drizzle-kit push (default schemaFilter: public) changes the table and leaves pgpubsub alone.
+    writeFiles(dir, {
+      'src/schema.ts': KIT_SCHEMA('\n  publishedAt: timestamp(),\n  views: integer(),', true),
+    });
+    const pushed = await kit(dir, env, 'push', '--force');
+    expect(pushed.code, pushed.stdout + pushed.stderr).toBe(0);
+    const columns =
+      await t.sql`SELECT column_name FROM information_schema.columns WHERE table_name = 'blog Posts' ORDER BY ordinal_position`;
+    expect(columns.map((c) => c.column_name)).toEqual([
+      'id',
+      'author_id',
+      'body_text',
+      'published_at',
+      'views',
+    ]);
+    const storage = await t.sql`SELECT tablename FROM pg_tables WHERE schemaname = 'pgpubsub' ORDER BY 1`;
+    expect(storage.map((r) => r.tablename)).toEqual(['notifications', 'wakeups']);
+    expect(await triggersOn(t, '"blog Posts"')).toEqual([
+      'pgpubsub_blog Posts_ins',
+      'pgpubsub_blog Posts_upd',
+      'pgpubsub_blog Posts_wake',
+    ]);
+    await t.sql`INSERT INTO "blog Posts" (author_id, body_text, views) VALUES (9, 'after push', 3)`;
+    expect((await notifications(t)).map((n) => n.new.views)).toEqual([3]);
+  });
+});
+
+describe('generate: drizzle-kit 1.0 folder layout', () => {
+  const t = useTestDatabase();
+
+  it('writes <timestamp>_pgpubsub/migration.sql after the newest folder, without a journal', async () => {
+    const dir = makeApp({
+      'drizzle.config.ts': CONFIG,
+      'src/db/schema.ts': `import { pgTable, serial, text } from 'drizzle-orm/pg-core';
+import { triggerChannel } from 'drizzle-pgpubsub';
+export const items = pgTable('v1_items', { id: serial().primaryKey(), label: text().notNull() });
+export const itemEvents = triggerChannel(items, { on: ['insert'], name: 'v1 items' });
+`,
+      'drizzle/20250101000000_init/migration.sql':
+        'CREATE TABLE "v1_items" ("id" serial PRIMARY KEY, "label" text NOT NULL);',
+      'drizzle/20250101000000_init/snapshot.json': '{"version":"9","dialect":"postgres","prevIds":[]}',
+      // A folder dated in the future: ours must still sort after it.
+      'drizzle/29990101235959_future/migration.sql': 'SELECT 1;',
+    });
+    const before = readTree(dir);
+    const result = await run(dir, { schema: 'pgpubsub_v1' });
+    expect(result.written).toEqual([join(dir, 'drizzle/29990102000000_pgpubsub/migration.sql')]);
+    expect(result.out).toContain('Wrote drizzle/29990102000000_pgpubsub/migration.sql');
+    expect(existsSync(join(dir, 'drizzle/meta'))).toBe(false);
+    expectPreserved(before, readTree(dir));
+
+    // drizzle-orm 0.45 has no v1 migrator: apply the folders in name order as it would.
+    for (const name of readdirSync(join(dir, 'drizzle')).sort()) {
+      const sql = readFileSync(join(dir, 'drizzle', name, 'migration.sql'), 'utf8');
+      for (const chunk of sql.split('--> statement-breakpoint')) await t.sql.unsafe(chunk);
+    }
+    await t.sql`INSERT INTO v1_items (label) VALUES ('one')`;
+    expect([...(await t.sql`SELECT channel, new FROM pgpubsub_v1.notifications`)]).toEqual([
+      { channel: 'v1 items', new: { id: 1, label: 'one' } },
+    ]);
+
+    // The state is read back from the folders; the recorded schema is the default from now on.
+    expect((await run(dir)).out).toEqual(['No changes: 1 channel up to date.']);
+    await expectError(run(dir, { schema: 'other' }), 'INVALID_OPTIONS', 'lives in schema "pgpubsub_v1"');
+  });
+});
