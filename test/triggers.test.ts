@@ -11,6 +11,8 @@ const items = pgTable('items', {
   name: text().notNull(),
   qty: integer().notNull(),
 });
+const contextItems = pgTable('context_items', { id: serial().primaryKey(), name: text().notNull() });
+const bigItems = pgTable('big_items', { id: serial().primaryKey(), name: text().notNull() });
 const weird = app.table('We"ird Table', {
   id: serial('Id').primaryKey(),
   label: text('Label "quoted"').notNull(),
@@ -19,6 +21,8 @@ const weird = app.table('We"ird Table', {
 
 const t = useTestDatabase([
   'CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, qty integer NOT NULL)',
+  'CREATE TABLE context_items (id serial PRIMARY KEY, name text NOT NULL)',
+  'CREATE TABLE big_items (id serial PRIMARY KEY, name text NOT NULL)',
   'CREATE SCHEMA "Odd Schema"',
   'CREATE TABLE "Odd Schema"."We""ird Table" ("Id" serial PRIMARY KEY, "Label ""quoted""" text NOT NULL, status text NOT NULL)',
 ]);
@@ -26,23 +30,35 @@ const t = useTestDatabase([
 async function install(sqls: string[]) {
   for (const s of sqls) await t.sql.unsafe(s);
 }
+/** Installs the channel's trigger, runs `body`, and drops the trigger again. */
+async function withTrigger(ch: Parameters<typeof resolveTriggerSpec>[0], body: () => Promise<void>) {
+  const spec = resolveTriggerSpec(ch);
+  await install(createTriggerSql(spec));
+  try {
+    await body();
+  } finally {
+    await install(dropTriggerSql(spec));
+  }
+}
 const rows = (channel: string) =>
   t.sql`SELECT op, old, new, context FROM pgpubsub.notifications WHERE channel = ${channel} ORDER BY id`;
 
+// Each test has its own table and channel and drops its trigger: no test depends on another.
 describe('trigger SQL', () => {
   it('records insert, update and delete row images', async () => {
     const ch = triggerChannel(items, { on: ['insert', 'update', 'delete'] });
-    await install(createTriggerSql(resolveTriggerSpec(ch)));
-    await t.sql`INSERT INTO items (name, qty) VALUES ('a', 1), ('b', 2)`;
-    await t.sql`UPDATE items SET qty = qty + 10 WHERE name = 'a'`;
-    await t.sql`DELETE FROM items WHERE name = 'b'`;
+    await withTrigger(ch, async () => {
+      await t.sql`INSERT INTO items (name, qty) VALUES ('a', 1), ('b', 2)`;
+      await t.sql`UPDATE items SET qty = qty + 10 WHERE name = 'a'`;
+      await t.sql`DELETE FROM items WHERE name = 'b'`;
+    });
     expect(await rows('items')).toEqual([
       { op: 'insert', old: null, new: { id: 1, name: 'a', qty: 1 }, context: {} },
       { op: 'insert', old: null, new: { id: 2, name: 'b', qty: 2 }, context: {} },
       { op: 'update', old: { id: 1, name: 'a', qty: 1 }, new: { id: 1, name: 'a', qty: 11 }, context: {} },
       { op: 'delete', old: { id: 2, name: 'b', qty: 2 }, new: null, context: {} },
     ]);
-    await install(dropTriggerSql(resolveTriggerSpec(ch)));
+    // The trigger is dropped: writes record nothing any more.
     await t.sql`INSERT INTO items (name, qty) VALUES ('c', 3)`;
     expect(await rows('items')).toHaveLength(4);
   });
@@ -54,10 +70,11 @@ describe('trigger SQL', () => {
       columns: ['status'],
       when: `NEW.status <> 'hidden'`,
     });
-    await install(createTriggerSql(resolveTriggerSpec(ch)));
-    await t.sql`INSERT INTO "Odd Schema"."We""ird Table" ("Label ""quoted""", status) VALUES ('x', 'new'), ('y', 'hidden')`;
-    await t.sql`UPDATE "Odd Schema"."We""ird Table" SET "Label ""quoted""" = 'x2'`;
-    await t.sql`UPDATE "Odd Schema"."We""ird Table" SET status = 'done' WHERE "Id" = 1`;
+    await withTrigger(ch, async () => {
+      await t.sql`INSERT INTO "Odd Schema"."We""ird Table" ("Label ""quoted""", status) VALUES ('x', 'new'), ('y', 'hidden')`;
+      await t.sql`UPDATE "Odd Schema"."We""ird Table" SET "Label ""quoted""" = 'x2'`;
+      await t.sql`UPDATE "Odd Schema"."We""ird Table" SET status = 'done' WHERE "Id" = 1`;
+    });
     const got = await rows('weird events');
     expect(got.map((r) => [r.op, r.new?.status])).toEqual([
       ['insert', 'new'],
@@ -67,39 +84,32 @@ describe('trigger SQL', () => {
   });
 
   it('stores the transaction context and nothing for rolled-back writes', async () => {
-    await t.sql.begin(async (tx) => {
-      await tx`SELECT set_config('pgpubsub.context', ${JSON.stringify({ tenant: 't1' })}, true)`;
-      await tx`INSERT INTO items (name, qty) VALUES ('ctx', 1)`;
+    const ch = triggerChannel(contextItems, { on: ['insert'], name: 'context items' });
+    await withTrigger(ch, async () => {
+      await t.sql.begin(async (tx) => {
+        await tx`SELECT set_config('pgpubsub.context', ${JSON.stringify({ tenant: 't1' })}, true)`;
+        await tx`INSERT INTO context_items (name) VALUES ('ctx')`;
+      });
+      await t.sql
+        .begin(async (tx) => {
+          await tx`INSERT INTO context_items (name) VALUES ('rolled back')`;
+          throw new Error('rollback');
+        })
+        .catch(() => {});
     });
-    await t.sql
-      .begin(async (tx) => {
-        await tx`INSERT INTO items (name, qty) VALUES ('rolled back', 1)`;
-        throw new Error('rollback');
-      })
-      .catch(() => {});
-    // The trigger from the first test was dropped: install an insert-only one.
-    const ch = triggerChannel(items, { on: ['insert'], name: 'items2' });
-    await install(createTriggerSql(resolveTriggerSpec(ch)));
-    await t.sql.begin(async (tx) => {
-      await tx`SELECT set_config('pgpubsub.context', ${JSON.stringify({ tenant: 't1' })}, true)`;
-      await tx`INSERT INTO items (name, qty) VALUES ('ctx', 1)`;
-    });
-    await t.sql
-      .begin(async (tx) => {
-        await tx`INSERT INTO items (name, qty) VALUES ('rolled back', 1)`;
-        throw new Error('rollback');
-      })
-      .catch(() => {});
-    const got = await rows('items2');
+    const got = await rows('context items');
     expect(got.map((r) => [r.new.name, r.context])).toEqual([['ctx', { tenant: 't1' }]]);
   });
 
   it('stores a 1 MB row image without touching the NOTIFY limit', async () => {
-    await t.sql`INSERT INTO pgpubsub.wakeups (channel, idle) VALUES ('items2', true)`;
+    const ch = triggerChannel(bigItems, { on: ['insert'], name: 'big items' });
+    await t.sql`INSERT INTO pgpubsub.wakeups (channel, idle) VALUES ('big items', true)`;
     const big = 'x'.repeat(1_000_000);
-    await t.sql`INSERT INTO items (name, qty) VALUES (${big}, 1)`;
+    await withTrigger(ch, async () => {
+      await t.sql`INSERT INTO big_items (name) VALUES (${big})`;
+    });
     const [row] =
-      await t.sql`SELECT length(new->>'name') AS len FROM pgpubsub.notifications WHERE channel = 'items2' ORDER BY id DESC LIMIT 1`;
+      await t.sql`SELECT length(new->>'name') AS len FROM pgpubsub.notifications WHERE channel = 'big items'`;
     expect(row!.len).toBe(1_000_000);
   });
 
