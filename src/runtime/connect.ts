@@ -102,10 +102,31 @@ export async function connectWithRetry(
   }
 }
 
-/** Throws `TABLE_MISSING` unless `schema`.notifications exists. */
+/**
+ * The one storage check (listener start, CLI admin commands): throws `TABLE_MISSING` unless
+ * `schema`.notifications exists and this role may use it, `DATABASE_UNREACHABLE` when the check
+ * itself fails.
+ */
 export async function assertNotificationsTable(sql: postgres.Sql, schema: string): Promise<void> {
-  const [row] = await sql.unsafe(TABLE_EXISTS_SQL, [notificationsRef(schema)]);
-  if (!(row as unknown as { ok: boolean }).ok) throw tableMissing(schema);
+  const table = notificationsRef(schema);
+  let found: { ok: boolean } | undefined;
+  try {
+    [found] = (await sql.unsafe(TABLE_EXISTS_SQL, [table])) as unknown as { ok: boolean }[];
+  } catch (error) {
+    if ((error as { code?: string }).code === '42501') {
+      throw new PgPubSubError(
+        'TABLE_MISSING',
+        `This database role may not use ${table}: ${(error as Error).message}. Grant it the listener privileges listed in docs/security.md.`,
+        { cause: error },
+      );
+    }
+    throw new PgPubSubError(
+      'DATABASE_UNREACHABLE',
+      `Cannot reach the database: ${(error as Error).message}. Check DATABASE_URL and that PostgreSQL is running.`,
+      { cause: error },
+    );
+  }
+  if (!found?.ok) throw tableMissing(schema);
 }
 
 /** An open admin connection: postgres.js client and Drizzle database on it. */

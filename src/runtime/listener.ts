@@ -1,69 +1,27 @@
-import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+/**
+ * Why this file is a little over 300 lines: the Listener facade is one class (registry, options,
+ * start/stop, LISTEN and broadcast dispatch); its types are in listener-options.ts, claiming in
+ * scheduler.ts and claim.ts.
+ */
 import postgres from 'postgres';
-import type { AnyChannel, CustomChannel, TriggerChannel, TriggerOp } from '../channel.ts';
+import type { AnyChannel } from '../channel.ts';
 import { isChannel } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
-import { type BroadcastEvent, ListenerEvents, type PayloadEvent, type TriggerEvent } from '../events.ts';
-import type { StandardSchemaV1 } from '../standard-schema.ts';
-import { TABLE_EXISTS_SQL, tableMissing } from '../storage/missing-table.ts';
+import { ListenerEvents } from '../events.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 import { waitAtMost } from '../timeouts.ts';
-import { type Backoff, DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
+import { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
 import type { Registration } from './claim-types.ts';
+import { assertNotificationsTable } from './connect.ts';
 import { rowDecoder } from './decode.ts';
 import { drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
+import type { AnyDb, HandlerOf, ListenerOptions, RetryOptions } from './listener-options.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
+export type { HandlerOf, ListenerOptions, RetryOptions, TxOf } from './listener-options.ts';
 export type { DrainSummary } from './scheduler.ts';
-
-type AnyDb = PostgresJsDatabase<any>;
-/** The transaction type handed to handlers: the same as `db.transaction()` gives. */
-export type TxOf<TDb extends AnyDb> = Parameters<Parameters<TDb['transaction']>[0]>[0];
-
-/** The handler type of a channel. */
-export type HandlerOf<TChannel, TDb extends AnyDb> =
-  TChannel extends TriggerChannel<infer TTable, infer TOp extends TriggerOp>
-    ? (event: TriggerEvent<TTable, TOp>, tx: TxOf<TDb>) => unknown
-    : TChannel extends CustomChannel<infer TSchema, true>
-      ? (event: BroadcastEvent<StandardSchemaV1.InferOutput<TSchema>>, db: TDb) => unknown
-      : TChannel extends CustomChannel<infer TSchema, boolean>
-        ? (event: PayloadEvent<StandardSchemaV1.InferOutput<TSchema>>, tx: TxOf<TDb>) => unknown
-        : never;
-
-/** Retry and timeout settings, per listener or per handler. */
-export interface RetryOptions {
-  /** Attempts before a notification is dead-lettered (`status = 'failed'`). Default 10. */
-  maxAttempts?: number;
-  /** Delay before the next attempt. Default: exponential from 1 s, ×2, ±20% jitter, at most 1 h. */
-  backoff?: Backoff;
-  /** Abort a handler that runs longer (its transaction work is rolled back; counts as a failed attempt). */
-  timeoutMs?: number;
-}
-
-/** Options of {@link createListener}. */
-export interface ListenerOptions extends RetryOptions {
-  /** Claim transactions that run at once (each holds one pooled connection). Default 4. */
-  concurrency?: number;
-  /**
-   * The most notifications one claim transaction takes. Default 100. Claims take fewer when handlers
-   * write through `tx` (at most 60 savepoints per transaction) or are slow (a batch lasts ~200 ms).
-   */
-  batchSize?: number;
-  /** Handle only these channel names (of those registered with `.on`). Default: all. */
-  channels?: readonly string[];
-  /** Process only notifications whose context contains this JSON (`context @> filter`), e.g. `{ tenant: 't1' }`. */
-  filter?: Record<string, unknown>;
-  /** Safety sweep interval in ms, or `false` to disable. Default 15000. */
-  pollIntervalMs?: number | false;
-  /** pg schema of the notifications table. Default `pgpubsub`. */
-  schema?: string;
-  /** A separate URL for the LISTEN connection, e.g. direct to PostgreSQL when `db` goes through PgBouncer. */
-  listenUrl?: string;
-  /** How long to wait for in-flight producer transactions when going idle. Default 1000. */
-  idleWaitMs?: number;
-}
 
 interface HandlerEntry {
   channel: AnyChannel;
@@ -229,31 +187,6 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     return this.scheduler;
   }
 
-  private async assertStorage(): Promise<void> {
-    let found: { ok: boolean } | undefined;
-    try {
-      [found] = (await this.sql.unsafe(TABLE_EXISTS_SQL, [this.table])) as unknown as {
-        ok: boolean;
-      }[];
-    } catch (error) {
-      if ((error as { code?: string }).code === '42501') {
-        throw new PgPubSubError(
-          'TABLE_MISSING',
-          `This database role may not use ${this.table}: ${(error as Error).message}. Grant it the listener privileges listed in docs/security.md.`,
-          { cause: error },
-        );
-      }
-      throw new PgPubSubError(
-        'DATABASE_UNREACHABLE',
-        `Cannot reach the database: ${(error as Error).message}. Check DATABASE_URL and that PostgreSQL is running.`,
-        { cause: error },
-      );
-    }
-    if (!found?.ok) {
-      throw tableMissing(this.options.schema ?? DEFAULT_SCHEMA);
-    }
-  }
-
   /**
    * Starts listening: LISTEN on one dedicated connection, then claims everything pending. After every
    * reconnect of that connection, pending work is swept again, so nothing committed while the
@@ -291,7 +224,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   }
 
   private async listen(active: HandlerEntry[]): Promise<void> {
-    await this.assertStorage();
+    await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
     const scheduler = this.prepare();
     this.listenSql = this.options.listenUrl
       ? postgres(this.options.listenUrl, { max: 1, onnotice: () => {} })
@@ -372,7 +305,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (this.phase !== 'new') {
       throw new PgPubSubError('LISTENER_STATE', 'drain() is for a listener that is not started.');
     }
-    await this.assertStorage();
+    await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
     return this.prepare().drain();
   }
 }

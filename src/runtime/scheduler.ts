@@ -1,3 +1,8 @@
+/**
+ * Why this file is over 300 lines: the Scheduler is one state machine (launch, claim, learn, go idle,
+ * sweep) whose methods share its counters; its pure rules live in pacing.ts and the idle protocol in
+ * idle.ts, and splitting the rest would spread one invariant (`running`/`inflight` bookkeeping) over files.
+ */
 import type postgres from 'postgres';
 import type { ListenerEvents } from '../events.ts';
 import { waitAtMost } from '../timeouts.ts';
