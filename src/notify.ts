@@ -3,9 +3,10 @@ import { PgTransaction } from 'drizzle-orm/pg-core';
 import type { CustomChannel } from './channel.ts';
 import { isChannel } from './channel.ts';
 import { PgPubSubError } from './errors.ts';
-import { byteLength, quoteIdent } from './identifiers.ts';
+import { byteLength } from './identifiers.ts';
 import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
 import { DEFAULT_SCHEMA } from './storage/notifications.ts';
+import { notifyFunctionRef } from './storage/sql-names.ts';
 
 /** Anything Drizzle can run SQL on: a database or a transaction (any pg driver). */
 export interface SqlExecutor {
@@ -100,7 +101,7 @@ export async function notify<TSchema extends StandardSchemaV1>(
     await tx.execute(sql`SELECT pg_notify(${ch.name}, ${json})`);
     return;
   }
-  const fn = sql.raw(`${quoteIdent(options.schema ?? DEFAULT_SCHEMA)}."notify"`);
+  const fn = sql.raw(notifyFunctionRef(options.schema ?? DEFAULT_SCHEMA));
   await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::jsonb)`);
 }
 

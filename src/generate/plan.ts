@@ -5,6 +5,7 @@ import { getTableConfig, PgTable } from 'drizzle-orm/pg-core';
 import { type AnyChannel, assertChannelName, isChannel, isTriggerChannel } from '../channel.ts';
 import { PgPubSubError, pgPubSubErrorCode } from '../errors.ts';
 import { DEFAULT_SCHEMA, STORAGE_VERSION, storageMigrationSql } from '../storage/notifications.ts';
+import { NOTIFICATIONS_TABLE, WAKEUPS_TABLE } from '../storage/sql-names.ts';
 import {
   createTriggerSql,
   dropTriggerSql,
@@ -89,7 +90,7 @@ export function collectChannels(modules: readonly LoadedModule[], schema = DEFAU
         const config = getTableConfig(value as PgTable);
         if (
           (config.schema === schema || config.schema === DEFAULT_SCHEMA) &&
-          (config.name === 'notifications' || config.name === 'wakeups')
+          (config.name === NOTIFICATIONS_TABLE || config.name === WAKEUPS_TABLE)
         ) {
           throw new PgPubSubError(
             'CONFIG_INVALID',

@@ -1,7 +1,13 @@
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgSchema, text, timestamp } from 'drizzle-orm/pg-core';
 import { dollarQuote, quoteIdent } from '../identifiers.ts';
-import { NOTIFICATIONS_TABLE, notificationsRef, WAKEUPS_TABLE, wakeupsRef } from './sql-names.ts';
+import {
+  NOTIFICATIONS_TABLE,
+  notificationsRef,
+  notifyFunctionRef,
+  WAKEUPS_TABLE,
+  wakeupsRef,
+} from './sql-names.ts';
 
 /** The pg schema that holds the notifications table unless configured otherwise. */
 export const DEFAULT_SCHEMA = 'pgpubsub';
@@ -99,7 +105,7 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
     // One flag per channel: true while some listener sleeps and needs a NOTIFY. Producers only read it,
     // so busy listeners cost the write path no NOTIFY (NOTIFY serializes commits on a global lock).
     `CREATE UNLOGGED TABLE IF NOT EXISTS ${wakeupsRef(schemaName)} ("channel" text PRIMARY KEY, "idle" boolean NOT NULL)`,
-    `CREATE OR REPLACE FUNCTION ${s}."notify"("p_channel" text, "p_payload" jsonb) RETURNS bigint
+    `CREATE OR REPLACE FUNCTION ${notifyFunctionRef(schemaName)}("p_channel" text, "p_payload" jsonb) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ${dollarQuote(`DECLARE
   v_id bigint;
 BEGIN

@@ -11,6 +11,14 @@ export const NOTIFICATIONS_TABLE = 'notifications';
 /** Name of the unlogged table of per-channel idle flags (the wake-up protocol). */
 export const WAKEUPS_TABLE = 'wakeups';
 
+/** Name of the SQL function `notify(channel, payload)` that producers without Drizzle call. */
+export const NOTIFY_FUNCTION = 'notify';
+
+/** Quoted `"schema"."notify"`. */
+export function notifyFunctionRef(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(NOTIFY_FUNCTION)}`;
+}
+
 /** Quoted `"schema"."notifications"`. */
 export function notificationsRef(schema: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(NOTIFICATIONS_TABLE)}`;
