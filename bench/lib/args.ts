@@ -1,3 +1,4 @@
+import { parseArgs as nodeParseArgs } from 'node:util';
 import { type BenchOptions, WORKLOADS, type WorkloadId } from './context.ts';
 
 export interface CliOptions extends BenchOptions {
@@ -19,69 +20,66 @@ const USAGE = `npm run bench -- [--only W1,W2,...] [--reps N] [--quick] [--docs]
   --report FILE  print the tables of a saved results JSON (with --docs: rewrite the docs from it); runs nothing
 Environment: DATABASE_URL=postgres://… runs against that server instead of an embedded PostgreSQL 18.`;
 
+/** Parses the benchmark's arguments with `node:util` `parseArgs`; a bad one throws with the usage. */
 export function parseArgs(argv: string[]): CliOptions {
+  let parsed: ReturnType<typeof parseArgv>;
+  try {
+    parsed = parseArgv(argv);
+  } catch (error) {
+    throw new Error(`${(error as Error).message}\n\n${USAGE}`);
+  }
+  const { values, tokens } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   const options: CliOptions = {
     only: [...WORKLOADS],
     reps: 3,
-    quick: false,
-    docs: false,
+    quick: values.quick ?? false,
+    docs: values.docs ?? false,
     save: true,
-    report: undefined,
+    report: values.report,
   };
-  let save: boolean | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [flag, inline] = arg.includes('=')
-      ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
-      : [arg, undefined];
-    const value = () => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value.\n\n${USAGE}`);
-      return v;
-    };
-    switch (flag) {
-      case '--only': {
-        const ids = value()
-          .split(',')
-          .map((s) => s.trim().toUpperCase())
-          .filter(Boolean);
-        for (const id of ids) {
-          if (!WORKLOADS.includes(id as WorkloadId)) throw new Error(`Unknown workload ${id}.\n\n${USAGE}`);
-        }
-        options.only = ids as WorkloadId[];
-        break;
-      }
-      case '--reps': {
-        const reps = Number(value());
-        if (!Number.isInteger(reps) || reps < 1)
-          throw new Error(`--reps must be a positive integer.\n\n${USAGE}`);
-        options.reps = reps;
-        break;
-      }
-      case '--quick':
-        options.quick = true;
-        break;
-      case '--docs':
-        options.docs = true;
-        break;
-      case '--no-save':
-        save = false;
-        break;
-      case '--save':
-        save = true;
-        break;
-      case '--report':
-        options.report = value();
-        break;
-      case '--help':
-      case '-h':
-        console.log(USAGE);
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`Unknown option ${arg}.\n\n${USAGE}`);
+  if (values.only !== undefined) {
+    const ids = values.only
+      .split(',')
+      .map((s) => s.trim().toUpperCase())
+      .filter(Boolean);
+    for (const id of ids) {
+      if (!WORKLOADS.includes(id as WorkloadId)) throw new Error(`Unknown workload ${id}.\n\n${USAGE}`);
     }
+    options.only = ids as WorkloadId[];
   }
-  options.save = save ?? !options.quick;
+  if (values.reps !== undefined) {
+    const reps = Number(values.reps);
+    if (!Number.isInteger(reps) || reps < 1)
+      throw new Error(`--reps must be a positive integer.\n\n${USAGE}`);
+    options.reps = reps;
+  }
+  // The last of --save / --no-save wins; neither: save unless --quick.
+  const last = tokens
+    .filter((t) => t.kind === 'option' && (t.name === 'save' || t.name === 'no-save'))
+    .at(-1);
+  options.save = last === undefined ? !options.quick : last.kind === 'option' && last.name === 'save';
   return options;
+}
+
+function parseArgv(argv: string[]) {
+  return nodeParseArgs({
+    args: argv,
+    options: {
+      only: { type: 'string' },
+      reps: { type: 'string' },
+      quick: { type: 'boolean' },
+      docs: { type: 'boolean' },
+      save: { type: 'boolean' },
+      'no-save': { type: 'boolean' },
+      report: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+    allowPositionals: false,
+    tokens: true,
+  });
 }
