@@ -10,9 +10,8 @@
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { withDatabase } from '../tools/embedded-pg.ts';
+import { startPg, withDatabase } from '../tools/embedded-pg.ts';
 import { verifyDelivery, Workers } from './chaos.ts';
-import { startChaosPg } from './pg.ts';
 import { createRng } from './prng.ts';
 import { adminPool, emptyLedger, type Pace, Producer } from './producer.ts';
 import { chaosSetupSql } from './schema.ts';
@@ -50,7 +49,8 @@ const mb = (bytes: number) => bytes / 1024 / 1024;
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const server = await startChaosPg(process.env.SOAK_DATABASE_URL || undefined, {
+const server = await startPg(process.env.SOAK_DATABASE_URL || undefined, {
+  max_connections: '200',
   // Log autovacuum runs of the table, for the curious (embedded server log).
   log_autovacuum_min_duration: '0',
 });

@@ -16,7 +16,7 @@ import { channel } from '../../src/channel.ts';
 import { createListener } from '../../src/listener.ts';
 import { storageMigrationSql } from '../../src/notifications.ts';
 import { notify } from '../../src/notify.ts';
-import { startChaosPg } from '../pg.ts';
+import { startPg } from '../../tools/embedded-pg.ts';
 import { ChaosProxy } from '../proxy.ts';
 
 // The same defect sometimes crashes instead (porsager/postgres#1154): count it and carry on.
@@ -26,7 +26,7 @@ process.on('uncaughtException', (error) => {
   console.log(`uncaught (postgres.js): ${error.message}`);
 });
 
-const server = await startChaosPg(undefined);
+const server = await startPg(undefined, { max_connections: '200' });
 const direct = postgres(server.url, { onnotice: () => {} });
 const proxy = await ChaosProxy.start('127.0.0.1', server.port);
 const viaProxy = postgres(`postgres://postgres:postgres@127.0.0.1:${proxy.port}/postgres`, {

@@ -8,7 +8,7 @@
  *   SECS=40 node --import jiti/register chaos/repro/postgres-js-reset-stress.ts
  */
 import postgres from 'postgres';
-import { startChaosPg } from '../pg.ts';
+import { startPg } from '../../tools/embedded-pg.ts';
 import { ChaosProxy } from '../proxy.ts';
 
 process.on('unhandledRejection', (e) => console.log('UNHANDLED', (e as Error).message));
@@ -17,7 +17,7 @@ process.on('uncaughtException', (e) => {
   crashes++;
   if (crashes < 3) console.log('UNCAUGHT', e.message);
 });
-const server = await startChaosPg(undefined);
+const server = await startPg(undefined, { max_connections: '200' });
 const proxy = await ChaosProxy.start('127.0.0.1', server.port);
 const sql = postgres(`postgres://postgres:postgres@127.0.0.1:${proxy.port}/postgres`, {
   max: 4,
