@@ -106,7 +106,7 @@ function carefulImage(target: string, ref: string): string {
         END LOOP;
       EXCEPTION WHEN OTHERS THEN
         ${target} := NULL;
-        v_error := 'drizzle-pgpubsub: the row image cannot be stored (too large or not representable as jsonb): ' || SQLERRM;
+        v_error := 'drizzle-pgpubsub could not store the row image (too large or not representable as jsonb): ' || SQLERRM;
       END;
     END;`;
 }
@@ -183,7 +183,7 @@ function functionSql(spec: TriggerSpec, schema: string): string {
   // Names, not a regclass constant: resolved per call, so nothing breaks after a dump and restore.
   const check = `IF TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)} THEN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a WHERE a.relid = pg_catalog.to_regclass(${quoteLiteral(table)})) THEN
-      RAISE EXCEPTION ${quoteLiteral(`drizzle-pgpubsub: the trigger function of channel "${spec.channel}" was generated for table ${table}`.replace(/%/g, '%%') + ' and may not fire for "%"."%"')}, TG_TABLE_SCHEMA, TG_TABLE_NAME
+      RAISE EXCEPTION ${quoteLiteral(`The drizzle-pgpubsub trigger function of channel "${spec.channel}" was generated for table ${table}`.replace(/%/g, '%%') + ' and may not fire for "%"."%"')}, TG_TABLE_SCHEMA, TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege', HINT = 'Renamed the table? Run drizzle-pgpubsub generate and apply its migration.';
     END IF;
   END IF;`;

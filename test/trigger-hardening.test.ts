@@ -9,6 +9,8 @@ import { doublePrecision, integer, interval, json, pgTable, point, text } from '
 import { afterAll, describe, expect, it } from 'vitest';
 import { triggerChannel } from '../src/channel.ts';
 import { expandImageSql, mapRow, populateSql, rowDecoder } from '../src/decode.ts';
+import { planGenerate } from '../src/generate.ts';
+import { STORAGE_VERSION } from '../src/notifications.ts';
 import { createTriggerSql, resolveTriggerSpec } from '../src/trigger-sql.ts';
 import { useTestDatabase } from './support/db.ts';
 
@@ -192,5 +194,34 @@ describe('forged events (issue 14 item 1)', () => {
     // The real table still records.
     await t.sql`INSERT INTO secret VALUES (1, 'real')`;
     expect((await images('secret')).map((r) => r.new)).toEqual([{ id: 1, v: 'real' }]);
+  });
+});
+
+describe('upgrading installs (issue 14 item 1)', () => {
+  it('a channel installed by an older version is replaced: new function, EXECUTE revoked from PUBLIC', () => {
+    const ch = triggerChannel(secret, { on: ['insert'] });
+    const plan = planGenerate({
+      channels: [{ channel: ch, file: 'schema.ts', exportName: 'secretEvents' }],
+      state: {
+        storage: { version: STORAGE_VERSION, schema: 'pgpubsub', migration: '0001_pgpubsub' },
+        // The hash an older version recorded for the SQL it wrote.
+        channels: new Map([
+          [
+            'secret',
+            {
+              name: 'secret',
+              hash: '0123456789abcdef',
+              tableSchema: 'public',
+              table: 'secret',
+              migration: '0001_pgpubsub',
+            },
+          ],
+        ]),
+      },
+    });
+    expect(plan).toMatchObject({ storage: null, added: [], changed: ['secret'], removed: [] });
+    expect(plan.statements.join('\n')).toContain(
+      'REVOKE ALL ON FUNCTION "pgpubsub"."ch_secret"() FROM PUBLIC',
+    );
   });
 });
