@@ -111,6 +111,9 @@ function carefulImage(target: string, ref: string): string {
     END;`;
 }
 
+const INHERITANCE =
+  'Table {table} has inheritance children: drizzle-pgpubsub does not watch tables with inheritance (rows stored in a child fire no trigger of the parent). Use declarative partitioning, or watch each table itself.';
+
 const STATUS = `CASE WHEN v_error IS NULL THEN 'pending' ELSE 'failed' END, v_error, CASE WHEN v_error IS NULL THEN NULL ELSE now() END`;
 
 function functionSql(spec: TriggerSpec, schema: string): string {
@@ -160,24 +163,55 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     branches.push(`IF TG_OP = 'INSERT' THEN\n    ${rowsOf('insert')}\n  END IF;`);
   if (spec.ops.includes('delete'))
     branches.push(`IF TG_OP = 'DELETE' THEN\n    ${rowsOf('delete')}\n  END IF;`);
-  const rowLevel = spec.ops.includes('update')
-    ? `
+  const rowImage = (side: 'OLD' | 'NEW', target: string) => `BEGIN
+        ${target} := to_jsonb(${side});
+      EXCEPTION WHEN OTHERS THEN
+        ${carefulImage(target, side)}
+      END;`;
+  // Row-level INSERT and DELETE triggers exist only on partitioned tables (createTriggerSql): they
+  // are cloned to every partition, present and future, so writes addressed to a partition and rows
+  // an UPDATE moves (a DELETE then an INSERT for PostgreSQL) are recorded too.
+  const rowOps: string[] = [];
+  if (spec.ops.includes('update'))
+    rowOps.push(`IF TG_OP = 'UPDATE' THEN
+      ${changed ? `IF ${changed} THEN RETURN NULL; END IF;\n      ` : ''}${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}BEGIN
+        v_image := to_jsonb(OLD);
+        v_image2 := to_jsonb(NEW);
+      EXCEPTION WHEN OTHERS THEN
+        ${carefulImage('v_image', 'OLD')}
+        ${carefulImage('v_image2', 'NEW')}
+      END;
+    END IF;`);
+  if (spec.ops.includes('insert'))
+    rowOps.push(`IF TG_OP = 'INSERT' THEN
+      ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('NEW', 'v_image2')}
+    END IF;`);
+  if (spec.ops.includes('delete'))
+    rowOps.push(`IF TG_OP = 'DELETE' THEN
+      ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('OLD', 'v_image')}
+    END IF;`);
+  const rowLevel = `
   IF TG_LEVEL = 'ROW' THEN
-    ${changed ? `IF ${changed} THEN RETURN NULL; END IF;\n    ` : ''}${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n    ` : ''}BEGIN
-      v_image := to_jsonb(OLD);
-      v_image2 := to_jsonb(NEW);
-    EXCEPTION WHEN OTHERS THEN
-      ${carefulImage('v_image', 'OLD')}
-      ${carefulImage('v_image2', 'NEW')}
-    END;
+    ${rowOps.join('\n    ')}
     INSERT INTO ${s}."notifications" ${cols}
-    VALUES (${ch}, 'update', v_image, v_image2, ${CONTEXT}, ${STATUS});
+    VALUES (${ch}, lower(TG_OP), v_image, v_image2, ${CONTEXT}, ${STATUS});
+    -- Fired on a partition: no statement-level trigger of the parent sends the wake-up.
+    IF (TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)}) AND ${wakeCondition(ch, s)} THEN
+      PERFORM pg_notify(${ch}, '');
+    END IF;
     RETURN NULL;
   END IF;
+  IF TG_OP <> 'INSERT' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhparent WHERE i.inhparent = TG_RELID AND c.relkind = 'r') THEN
+    RAISE EXCEPTION ${quoteLiteral(INHERITANCE.replace(/%/g, '%%').replace('{table}', table.replace(/%/g, '%%')))}
+      USING ERRCODE = 'feature_not_supported';
+  END IF;${
+    spec.ops.includes('update')
+      ? `
   IF TG_OP = 'UPDATE' THEN
     v_count := 1;
   END IF;`
-    : '';
+      : ''
+  }`;
   // Only the table it was generated for (or one of its partitions) may fire it: with EXECUTE revoked
   // from PUBLIC nobody else can attach it, and this check holds even if EXECUTE is granted by mistake.
   // Names, not a regclass constant: resolved per call, so nothing breaks after a dump and restore.
@@ -221,21 +255,40 @@ function dropTriggersSql(spec: Pick<TriggerSpec, 'channel' | 'tableSchema' | 'ta
  * Statements that install (or replace) a channel's function and triggers. INSERT and DELETE use
  * statement-level triggers with transition tables (one trigger call per statement, cheap for bulk
  * writes); UPDATE uses a row-level trigger, which pairs old and new rows even when the key changes,
- * plus a statement-level one that sends the wake-up hint once per statement.
+ * plus a statement-level one that sends the wake-up hint once per statement. On a partitioned table
+ * INSERT and DELETE use row-level triggers (cloned to every partition); a table with inheritance
+ * children is refused. EXECUTE on the function is revoked from PUBLIC.
  */
 export function createTriggerSql(spec: TriggerSpec, schema: string = DEFAULT_SCHEMA): string[] {
   const table = qualify(spec.tableSchema, spec.table);
   const fn = `${quoteIdent(schema)}.${quoteIdent(functionName(spec.channel))}()`;
   const of = spec.columns.length ? ` OF ${spec.columns.map(quoteIdent).join(', ')}` : '';
+  // Inheritance is refused; a partitioned table gets row-level INSERT/DELETE triggers (see
+  // functionSql). Decided when the migration runs: Drizzle does not describe either.
+  const rowOrStatement = (name: string, event: 'INSERT' | 'DELETE', transition: string) =>
+    `IF v_relkind = 'p' THEN
+    EXECUTE ${quoteLiteral(`CREATE TRIGGER ${name} AFTER ${event} ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn}`)};
+  ELSE
+    EXECUTE ${quoteLiteral(`CREATE TRIGGER ${name} AFTER ${event} ON ${table} REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}`)};
+  END IF;`;
   const create: string[] = [];
+  const perKind: string[] = [];
   for (const op of spec.ops) {
     if (op === 'insert') {
-      create.push(
-        `CREATE TRIGGER ${quoteIdent(triggerName(spec.channel, 'insert'))} AFTER INSERT ON ${table} REFERENCING NEW TABLE AS "pgpubsub_new" FOR EACH STATEMENT EXECUTE FUNCTION ${fn}`,
+      perKind.push(
+        rowOrStatement(
+          quoteIdent(triggerName(spec.channel, 'insert')),
+          'INSERT',
+          'NEW TABLE AS "pgpubsub_new"',
+        ),
       );
     } else if (op === 'delete') {
-      create.push(
-        `CREATE TRIGGER ${quoteIdent(triggerName(spec.channel, 'delete'))} AFTER DELETE ON ${table} REFERENCING OLD TABLE AS "pgpubsub_old" FOR EACH STATEMENT EXECUTE FUNCTION ${fn}`,
+      perKind.push(
+        rowOrStatement(
+          quoteIdent(triggerName(spec.channel, 'delete')),
+          'DELETE',
+          'OLD TABLE AS "pgpubsub_old"',
+        ),
       );
     } else {
       create.push(
@@ -244,12 +297,21 @@ export function createTriggerSql(spec: TriggerSpec, schema: string = DEFAULT_SCH
       );
     }
   }
+  const relkind = `DO ${dollarQuote(`DECLARE
+  v_relkind "char" := (SELECT relkind FROM pg_catalog.pg_class WHERE oid = ${quoteLiteral(table)}::regclass);
+BEGIN
+  IF v_relkind = 'r' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = ${quoteLiteral(table)}::regclass) THEN
+    RAISE EXCEPTION ${quoteLiteral(INHERITANCE.replace(/%/g, '%%').replace('{table}', table.replace(/%/g, '%%')))} USING ERRCODE = 'feature_not_supported';
+  END IF;
+  ${perKind.join('\n  ')}
+END`)}`;
   return [
     functionSql(spec, schema),
     // New functions are executable by PUBLIC, and CREATE TRIGGER needs only EXECUTE: without this, any
     // role could attach the function to a table of its own and forge the channel's events.
     `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
     ...dropTriggersSql(spec),
+    relkind,
     ...create,
   ];
 }
