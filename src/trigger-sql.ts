@@ -196,14 +196,19 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     INSERT INTO ${s}."notifications" ${cols}
     VALUES (${ch}, lower(TG_OP), v_image, v_image2, ${CONTEXT}, ${STATUS});
     -- Fired on a partition: no statement-level trigger of the parent sends the wake-up.
-    IF (TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)}) AND ${wakeCondition(ch, s)} THEN
-      PERFORM pg_notify(${ch}, '');
+    IF TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)} THEN
+      IF ${wakeCondition(ch, s)} THEN
+        PERFORM pg_notify(${ch}, '');
+      END IF;
     END IF;
     RETURN NULL;
   END IF;
-  IF TG_OP <> 'INSERT' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhparent WHERE i.inhparent = TG_RELID AND c.relkind = 'r') THEN
-    RAISE EXCEPTION ${quoteLiteral(INHERITANCE.replace(/%/g, '%%').replace('{table}', table.replace(/%/g, '%%')))}
-      USING ERRCODE = 'feature_not_supported';
+  -- Nested IFs: a condition holding a subquery leaves plpgsql's fast path for simple expressions.
+  IF TG_OP <> 'INSERT' THEN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhparent WHERE i.inhparent = TG_RELID AND c.relkind = 'r') THEN
+      RAISE EXCEPTION ${quoteLiteral(INHERITANCE.replace(/%/g, '%%').replace('{table}', table.replace(/%/g, '%%')))}
+        USING ERRCODE = 'feature_not_supported';
+    END IF;
   END IF;${
     spec.ops.includes('update')
       ? `
@@ -235,8 +240,10 @@ DECLARE
 BEGIN
   ${check}${rowLevel}
   ${branches.join('\n  ')}
-  IF v_count > 0 AND ${wakeCondition(ch, s)} THEN
-    PERFORM pg_notify(${ch}, '');
+  IF v_count > 0 THEN
+    IF ${wakeCondition(ch, s)} THEN
+      PERFORM pg_notify(${ch}, '');
+    END IF;
   END IF;
   RETURN NULL;
 END`;
