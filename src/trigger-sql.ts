@@ -220,8 +220,12 @@ function functionSql(spec: TriggerSpec, schema: string): string {
   // Only the table it was generated for (or one of its partitions) may fire it: with EXECUTE revoked
   // from PUBLIC nobody else can attach it, and this check holds even if EXECUTE is granted by mistake.
   // Names, not a regclass constant: resolved per call, so nothing breaks after a dump and restore.
+  // A table renamed (or moved to another schema) after the migration keeps its triggers and firing:
+  // a permanent table owned by a role the function's owner belongs to is the owner's own table, not
+  // a forgery (an attacker's table is temporary or owned by the attacker).
   const check = `IF TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)} THEN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a WHERE a.relid = pg_catalog.to_regclass(${quoteLiteral(table)})) THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a WHERE a.relid = pg_catalog.to_regclass(${quoteLiteral(table)}))
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = TG_RELID AND c.relpersistence = 'p' AND pg_catalog.pg_has_role(c.relowner, 'USAGE')) THEN
       RAISE EXCEPTION ${quoteLiteral(`The drizzle-pgpubsub trigger function of channel "${spec.channel}" was generated for table ${table}`.replace(/%/g, '%%') + ' and may not fire for "%"."%"')}, TG_TABLE_SCHEMA, TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege', HINT = 'Renamed the table? Run drizzle-pgpubsub generate and apply its migration.';
     END IF;

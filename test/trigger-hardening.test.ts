@@ -197,6 +197,25 @@ describe('forged events (issue 14 item 1)', () => {
   });
 });
 
+describe('renamed tables keep their events (issue 14 item 1, docs/channels.md)', () => {
+  it('a watched table renamed or moved to another schema still records, with no migration in between', async () => {
+    await t.sql.unsafe(`CREATE TABLE renamed_src (id int PRIMARY KEY, v text)`);
+    const src = pgTable('renamed_src', { id: integer().primaryKey(), v: text() });
+    await install(
+      createTriggerSql(resolveTriggerSpec(triggerChannel(src, { on: ['insert'], name: 'renamed' }))),
+    );
+    await t.sql.unsafe(`ALTER TABLE renamed_src RENAME TO renamed_dst`);
+    await t.sql.unsafe(`INSERT INTO renamed_dst VALUES (1, 'after rename')`);
+    await t.sql.unsafe(`CREATE SCHEMA IF NOT EXISTS moved`);
+    await t.sql.unsafe(`ALTER TABLE renamed_dst SET SCHEMA moved`);
+    await t.sql.unsafe(`INSERT INTO moved.renamed_dst VALUES (2, 'after move')`);
+    expect((await images('renamed')).map((r) => r.new)).toEqual([
+      { id: 1, v: 'after rename' },
+      { id: 2, v: 'after move' },
+    ]);
+  });
+});
+
 describe('upgrading installs (issue 14 item 1)', () => {
   it('a channel installed by an older version is replaced: new function, EXECUTE revoked from PUBLIC', () => {
     const ch = triggerChannel(secret, { on: ['insert'] });
