@@ -23,7 +23,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
 /** The fenced block that follows `<!-- quickstart:<marker> -->`. */
-export function markedBlock(markdown: string, marker: string): string {
+function markedBlock(markdown: string, marker: string): string {
   const at = markdown.indexOf(`<!-- quickstart:${marker} -->`);
   if (at < 0) throw new Error(`README has no <!-- quickstart:${marker} --> block`);
   const match = /```[a-z]*\n([\s\S]*?)```/.exec(markdown.slice(at));
@@ -32,7 +32,7 @@ export function markedBlock(markdown: string, marker: string): string {
 }
 
 /** Every `<!-- quickstart:file PATH -->` block as [path, contents]. */
-export function markedFiles(markdown: string): [string, string][] {
+function markedFiles(markdown: string): [string, string][] {
   const paths = [...markdown.matchAll(/<!-- quickstart:file (\S+) -->/g)].map((m) => m[1] as string);
   return paths.map((path) => [path, markedBlock(markdown, `file ${path}`)]);
 }
