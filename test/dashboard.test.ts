@@ -6,6 +6,7 @@ import { channel } from '../src/channel.ts';
 import { isPgPubSubError } from '../src/errors.ts';
 import { createDashboard, type DashboardStatus, toNodeHandler } from '../src/index.ts';
 import { createListener, type Listener } from '../src/listener.ts';
+import { runCli, startCli } from './fixtures/cli-run.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
 
@@ -354,5 +355,41 @@ describe('toNodeHandler', () => {
       body: 'x'.repeat(70_000),
     });
     expect(big.status).toBe(413);
+  });
+});
+
+describe('drizzle-pgpubsub dashboard (CLI)', () => {
+  it('refuses a non-loopback host without a token, and --allow-writes without a token', async () => {
+    const env = { DATABASE_URL: t.url };
+    const open = await runCli(['dashboard', '--host', '0.0.0.0', '--port', '0'], env);
+    expect(open.code).toBe(2);
+    expect(open.stderr).toMatch(/--host 0\.0\.0\.0 is reachable from other machines: set an access token/);
+    const writes = await runCli(['dashboard', '--allow-writes', '--port', '0'], env);
+    expect(writes.code).toBe(2);
+    expect(writes.stderr).toMatch(/--allow-writes requires an access token/);
+    const short = await runCli(['dashboard', '--port', '0'], { ...env, PGPUBSUB_DASHBOARD_TOKEN: 'short' });
+    expect(short.code).toBe(2);
+  });
+
+  it('serves the dashboard until SIGTERM, then exits 0; the token comes from the environment', async () => {
+    const run = startCli(['dashboard', '--port', '0', '--allow-writes', '--base-path', '/q'], {
+      DATABASE_URL: t.url,
+      PGPUBSUB_DASHBOARD_TOKEN: TOKEN,
+    });
+    try {
+      const line = await waitFor(() => run.stdout.find((l) => l.startsWith('dashboard at ')), {
+        timeoutMs: 30_000,
+        what: 'the dashboard to listen',
+      });
+      expect(line).toMatch(/writes enabled, token required/);
+      const url = /^dashboard at (\S+)/.exec(line)![1]!;
+      expect((await fetch(`${url.replace(/\/q$/, '')}/q/api/status`)).status).toBe(401);
+      const ok = await fetch(`${url}/api/status`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(ok.status).toBe(200);
+      expect(((await ok.json()) as DashboardStatus).writes).toBe(true);
+    } finally {
+      run.child.kill('SIGTERM');
+    }
+    expect((await run.exited).code).toBe(0);
   });
 });
