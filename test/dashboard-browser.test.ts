@@ -86,10 +86,10 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
   });
 
   const text = (id: string) => page.locator(`#${id}`).textContent();
-  const shot = async (name: string) => {
+  const shot = async (name: string, fullPage = true) => {
     if (!SCREENSHOTS) return;
     mkdirSync('docs/images', { recursive: true });
-    await page.screenshot({ path: `docs/images/${name}.png`, fullPage: true });
+    await page.screenshot({ path: `docs/images/${name}.png`, fullPage });
   };
 
   it('logs in, watches counts change, opens a failure, retries it, and a listener handles it', async () => {
@@ -145,4 +145,57 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     await expect.poll(() => page.locator('#failed tbody tr').count()).toBe(0);
     expect(alerts).toEqual([]);
   }, 120_000);
+
+  it.runIf(SCREENSHOTS)(
+    'docs screenshots: a few channels under load',
+    async () => {
+      await Promise.all(listeners.splice(0).map((l) => l.stop({ timeoutMs: 5000 })));
+      await t.sql`TRUNCATE pgpubsub.notifications`;
+      const webhooks = channel('webhook_delivery', v.object({ url: v.string(), event: v.string() }));
+      const refused = (message: string, at: string) => {
+        const error = new Error(message);
+        error.stack = `Error: ${message}\n    at deliver (src/webhooks.ts:${at})\n    at handler (src/listeners.ts:31:5)`;
+        return error;
+      };
+      let b = 0;
+      const listener = createListener(t.db, { pollIntervalMs: 1000 })
+        .on(orders, () => {})
+        .on(emails, () => new Promise<void>((resolve) => setTimeout(resolve, 600)))
+        .on(
+          webhooks,
+          ({ payload }) => {
+            if (payload.url.endsWith('/0')) {
+              throw refused(`POST ${payload.url} responded 503 Service Unavailable`, '58:13');
+            }
+          },
+          { maxAttempts: 2, backoff: () => (b++ % 2 ? 120_000 : 500) },
+        );
+      listeners.push(listener);
+      await listener.start();
+      await page.goto(`${base}/`);
+      let producing = true;
+      const producer = (async () => {
+        for (let k = 0; producing; k++) {
+          await t.db.transaction(async (tx) => {
+            for (let n = 0; n < 8; n++) await notify(tx, orders, { n: k * 8 + n });
+            for (let n = 0; n < 3; n++) await notify(tx, emails, { to: `user${k}.${n}@example.com` });
+            for (let n = 0; n < 2; n++) {
+              await notify(tx, webhooks, { url: `https://hooks.example.com/${k % 3}`, event: 'order.paid' });
+            }
+          });
+          await new Promise((resolve) => setTimeout(resolve, 150)); // the workload's pace
+        }
+      })();
+      // Let the sparklines fill while the workload runs (a picture for the docs, not a wait for work).
+      await new Promise((resolve) => setTimeout(resolve, 15_000));
+      await expect.poll(() => text('t-failed'), { timeout: 30_000 }).not.toBe('0');
+      await shot('dashboard', false);
+      producing = false;
+      await producer;
+      await page.locator('#failed tbody a').first().click();
+      await page.waitForURL(/\/failed\/\d+$/);
+      await shot('dashboard-failure');
+    },
+    120_000,
+  );
 });

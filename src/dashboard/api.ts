@@ -20,7 +20,7 @@ export interface FailedSummary {
   attempts: number;
   createdAt: string;
   failedAt: string | null;
-  /** First 300 characters of the last error. */
+  /** First line of the last error, at most 300 characters. */
   error: string;
 }
 
@@ -69,7 +69,7 @@ function rowsOf(result: unknown): Record<string, unknown>[] {
 const iso = (d: Date | null | undefined): string | null => (d ? d.toISOString() : null);
 
 function summary(r: NotificationRow): FailedSummary {
-  const error = r.lastError ?? '';
+  const error = (r.lastError ?? '').split('\n')[0] ?? '';
   return {
     id: String(r.id),
     channel: r.channel,
