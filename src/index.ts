@@ -19,6 +19,8 @@ export type {
   TriggerOp,
 } from './channel.ts';
 export { assertChannelName, channel, isChannel, isTriggerChannel, triggerChannel } from './channel.ts';
+export type { DashboardHandler, DashboardOptions, DashboardStatus } from './dashboard/index.ts';
+export { createDashboard, toNodeHandler } from './dashboard/index.ts';
 export type { PgPubSubErrorCode } from './errors.ts';
 export { isPgPubSubError, PgPubSubError } from './errors.ts';
 export type { BroadcastEvent, EventMeta, ListenerEventMap, PayloadEvent, TriggerEvent } from './events.ts';

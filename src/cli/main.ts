@@ -39,6 +39,10 @@ export const commands: Record<string, { summary: string; load: () => Promise<Cli
     summary: 'delete failed notifications older than --older-than',
     load: () => import('./admin-commands.ts').then((m) => m.purge),
   },
+  dashboard: {
+    summary: 'web dashboard: channels, listeners, failures (--allow-writes: retry, purge)',
+    load: () => import('../dashboard/cli.ts'),
+  },
 };
 
 /** Top-level help text. */
