@@ -64,8 +64,11 @@ async function main(): Promise<void> {
     if (options.docs) await writeDocs(results, relative(process.cwd(), options.report));
     return;
   }
+  if (options.only.length === 0) throw new Error('No workload selected (--only): nothing to measure.');
   const results = await runBench(options);
   print(results);
+  const empty = options.only.filter((id) => !results.workloads[id]?.rows.length);
+  if (empty.length > 0) throw new Error(`Measured nothing for ${empty.join(', ')}: the run failed.`);
   const jsonPath = `bench/results/${resultsName(results)}`;
   if (options.save) {
     await mkdir(new URL('./results/', import.meta.url), { recursive: true });

@@ -1,8 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { withDatabase } from '../tools/embedded-pg.ts';
-import { type ChaosPg, startChaosPg } from './pg.ts';
+import { type PgServer, startPg, withDatabase } from '../tools/embedded-pg.ts';
 import { createRng, type Rng } from './prng.ts';
 import { type Admin, adminPool, emptyLedger, type Pace, Producer, type ProducerLedger } from './producer.ts';
 import { ChaosProxy } from './proxy.ts';
@@ -311,7 +310,7 @@ async function retry<T>(what: () => Promise<T>, timeoutMs = 60_000): Promise<T> 
 export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<ChaosReport> {
   const options: ChaosOptions = { ...DEFAULT_OPTIONS, ...partial };
   const started = performance.now();
-  const server: ChaosPg = await startChaosPg(options.databaseUrl);
+  const server: PgServer = await startPg(options.databaseUrl, { max_connections: '200' });
   const workers = new Workers(options.workers);
   // Ctrl-C or a timeout: leave no worker, server or data directory behind.
   const interrupt = (signal: NodeJS.Signals) => {
@@ -330,7 +329,7 @@ export async function runChaos(partial: Partial<ChaosOptions> = {}): Promise<Cha
 }
 
 async function chaosOn(
-  server: ChaosPg,
+  server: PgServer,
   workers: Workers,
   options: ChaosOptions,
   started: number,

@@ -10,9 +10,8 @@
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { withDatabase } from '../tools/embedded-pg.ts';
+import { startPg, withDatabase } from '../tools/embedded-pg.ts';
 import { verifyDelivery, Workers } from './chaos.ts';
-import { startChaosPg } from './pg.ts';
 import { createRng } from './prng.ts';
 import { adminPool, emptyLedger, type Pace, Producer } from './producer.ts';
 import { chaosSetupSql } from './schema.ts';
@@ -26,10 +25,20 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '2' },
   },
 });
-const minutes = Number(values.minutes);
-const rate = Number(values.rate);
-const sampleMs = Number(values.sample) * 1000;
+/** A positive number argument, or exit 2 with a usage error. */
+const positive = (name: 'minutes' | 'rate' | 'sample' | 'workers') => {
+  const value = Number(values[name]);
+  if (!Number.isFinite(value) || value <= 0) {
+    console.error(`soak: --${name} must be a positive number, got ${JSON.stringify(values[name])}`);
+    process.exit(2);
+  }
+  return value;
+};
+const minutes = positive('minutes');
+const rate = positive('rate');
+const sampleMs = positive('sample') * 1000;
 const seed = Number(values.seed);
+positive('workers');
 const durationMs = minutes * 60_000;
 
 interface Sample {
@@ -50,7 +59,8 @@ const mb = (bytes: number) => bytes / 1024 / 1024;
 const fmt = (n: number, digits = 1) => n.toFixed(digits);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const server = await startChaosPg(process.env.SOAK_DATABASE_URL || undefined, {
+const server = await startPg(process.env.SOAK_DATABASE_URL || undefined, {
+  max_connections: '200',
   // Log autovacuum runs of the table, for the curious (embedded server log).
   log_autovacuum_min_duration: '0',
 });
@@ -220,6 +230,9 @@ try {
   );
   for (const v of violations) console.log(`  ✗ ${v}`);
   exitCode = violations.length === 0 ? 0 : 1;
+} catch (error) {
+  console.error(`soak: the run failed: ${error instanceof Error ? (error.stack ?? error.message) : error}`);
+  exitCode = 1;
 } finally {
   workers.killAll();
   await server.stop();

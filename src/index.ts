@@ -15,6 +15,8 @@ export type {
   StatusReport,
 } from './admin.ts';
 export { healthProblems, status } from './admin.ts';
+export type { DashboardHandler, DashboardOptions, DashboardStatus } from './dashboard/index.ts';
+export { createDashboard, toNodeHandler } from './dashboard/index.ts';
 export { countFailed, listFailed, purgeFailed, retryFailed } from './dead-letters.ts';
 export type { ListenerEventMap } from './events.ts';
 export { ListenerEvents } from './events.ts';

@@ -24,6 +24,11 @@ async function proxied(options: Record<string, unknown> = {}) {
   return { proxy, client, db: drizzle(client) };
 }
 
+// Deadlines fit a loaded 2-core machine (test processes, embedded servers and jiti start-ups compete
+// for the CPUs): every wait is on a condition, so a generous deadline costs nothing when things are
+// fast, and only a real hang reaches it. START: a server or a listener process starting.
+const START = 60_000;
+
 describe('chaos', () => {
   // A short `npm run chaos`: its own embedded PostgreSQL (so it can restart it), 4 listener processes,
   // faults every second. The full run is `npm run chaos` (20,000 notifications).
@@ -32,8 +37,8 @@ describe('chaos', () => {
       notifications: 1200,
       durationMs: 10_000,
       seed: 424242,
-      drainTimeoutMs: 30_000,
-      stopTimeoutMs: 5000,
+      drainTimeoutMs: 45_000,
+      stopTimeoutMs: 10_000,
       log: () => {},
     });
     console.log(formatReport(report));
@@ -43,7 +48,8 @@ describe('chaos', () => {
     expect(report.faults.kill).toBeGreaterThanOrEqual(8);
     expect(report.faults.restart).toBe(1);
     expect(report.faults['blackhole-heal'] + report.faults['blackhole-sever']).toBe(2);
-  }, 60_000);
+    // 10 s of faults, ≤ 45 s of drain, ≤ 2 × 10 s of stops, and the start of a server and 4 workers.
+  }, 180_000);
 
   it('hands the notifications of a listener cut off mid-claim to another listener after idle_in_transaction_session_timeout', async () => {
     // A half-open connection: the server keeps the cut-off claim transaction, and its row locks, until
@@ -70,17 +76,20 @@ describe('chaos', () => {
     });
     let hole: Promise<number> | undefined;
     try {
-      await waitFor(() => messages.includes('ready'), { timeoutMs: 15_000, what: 'listener A to start' });
+      await waitFor(() => messages.includes('ready'), { timeoutMs: START, what: 'listener A to start' });
       await t.db.transaction(async (tx) => {
         for (const n of [1, 2, 3]) await notify(tx, ch, { n });
       });
-      await waitFor(() => messages.includes('claimed'), { what: 'listener A to claim the batch' });
+      await waitFor(() => messages.includes('claimed'), {
+        timeoutMs: 30_000,
+        what: 'listener A to claim the batch',
+      });
       hole = proxy.blackhole(4000, 'heal');
       child.send('go');
       const started = performance.now();
       await listenerB.start();
       await waitFor(async () => (await countNotifications(t.sql, ch.name)).pending === 0, {
-        timeoutMs: 5000,
+        timeoutMs: 30_000,
         what: 'listener B to take over the batch',
       });
       // B waited for the server to end A's transaction, then took all three.
@@ -103,7 +112,7 @@ describe('chaos', () => {
       await proxy.close();
     }
     expect(await t.sql`SELECT count(*)::int AS n FROM done WHERE by = 'a'`).toEqual([{ n: 0 }]);
-  }, 30_000);
+  }, 150_000);
 
   it('claims a channel again after the connection of its claim was cut mid-handler', async () => {
     // Regression (fixed in 66bfb5c): the claim's next query on the cut, reserved connection was
@@ -126,12 +135,12 @@ describe('chaos', () => {
     await listener.start();
     try {
       await notify(t.db, ch, { n: 1 });
-      await waitFor(() => waiting, { what: 'the handler to wait' });
+      await waitFor(() => waiting, { timeoutMs: 30_000, what: 'the handler to wait' });
       expect(proxy.resetAll()).toBeGreaterThan(0);
       release();
       for (const n of [2, 3, 4]) await notify(t.db, ch, { n });
       await waitFor(async () => (await countNotifications(t.sql, ch.name)).pending === 0, {
-        timeoutMs: 10_000,
+        timeoutMs: 30_000,
         what: 'the same listener to claim the channel again',
       });
       expect(await t.sql`SELECT n FROM done WHERE by = 'cut' ORDER BY n`).toEqual([
@@ -145,7 +154,7 @@ describe('chaos', () => {
       await client.end({ timeout: 1 });
       await proxy.close();
     }
-  });
+  }, 90_000);
 
   it('works on a postgres.js client with fetch_types: false (array parameters)', async () => {
     // Regression (fixed in f8eb996): arrays bound to `$1::bigint[]` went out as scalars without the
@@ -180,7 +189,7 @@ describe('chaos', () => {
     });
     await listener.start();
     await notify(t.db, ch, { n: 1 });
-    await waitFor(() => started, { what: 'the handler to start' });
+    await waitFor(() => started, { timeoutMs: 30_000, what: 'the handler to start' });
     const hole = proxy.blackhole(5000, 'heal');
     release();
     const t0 = performance.now();
@@ -190,5 +199,5 @@ describe('chaos', () => {
     await client.end({ timeout: 1 });
     await proxy.close();
     expect(elapsed).toBeLessThan(3000);
-  });
+  }, 60_000);
 });

@@ -174,7 +174,7 @@ ${schema}
     ]);
     expect(help).toMatchObject({ code: 0, stderr: '' });
     expect(help.stdout).toContain('Usage: drizzle-pgpubsub <command>');
-    expect(help.stdout).toMatch(/generate {2}write trigger migrations/);
+    expect(help.stdout).toMatch(/generate +write trigger migrations/);
     expect(none).toMatchObject({ code: 2, stdout: '' });
     expect(none.stderr).toContain('Usage: drizzle-pgpubsub <command>');
     expect(unknown).toMatchObject({ code: 2, stdout: '' });

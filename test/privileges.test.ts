@@ -123,8 +123,20 @@ describe('least privilege', () => {
     expect(functions.map((f) => f.proname)).toEqual(['ch_orders', 'notify']);
     for (const f of functions) {
       expect(f).toMatchObject({ owner: ROLES.migration, prosecdef: true });
-      expect(f.proconfig).toEqual(['search_path=pg_catalog, pg_temp']);
+      expect(f.proconfig[0]).toBe('search_path=pg_catalog, pg_temp');
     }
+    // Trigger functions also pin the settings row images depend on (issue 14, item 17), and nobody
+    // but their owner may attach them to a table (item 1: EXECUTE revoked from PUBLIC).
+    expect(functions[0]!.proconfig).toEqual([
+      'search_path=pg_catalog, pg_temp',
+      'DateStyle=ISO, MDY',
+      'IntervalStyle=postgres',
+      'extra_float_digits=1',
+      'TimeZone=UTC',
+      'bytea_output=hex',
+    ]);
+    const [acl] = await t.sql`SELECT proacl::text[] AS acl FROM pg_proc WHERE proname = 'ch_orders'`;
+    expect(acl!.acl).toEqual([`${ROLES.migration}=X/${ROLES.migration}`]);
     const tables = await t.sql`
       SELECT c.relname, pg_get_userbyid(c.relowner) AS owner FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgpubsub' AND c.relkind = 'r' ORDER BY 1`;

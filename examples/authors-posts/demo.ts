@@ -214,7 +214,15 @@ async function main(): Promise<number> {
     return 0;
   } catch (error) {
     clearProgress();
-    console.error(`\nFAILED: ${(error as Error)?.stack ?? error}`);
+    const code = (error as { code?: unknown } | null)?.code;
+    if (
+      typeof code === 'string' &&
+      /^(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|CONNECT_TIMEOUT)$/.test(code)
+    ) {
+      console.error(
+        `\nFAILED: cannot reach PostgreSQL at DATABASE_URL (${code}). Start it, fix DATABASE_URL, or unset DATABASE_URL to let the demo start an embedded PostgreSQL.`,
+      );
+    } else console.error(`\nFAILED: ${(error as Error)?.stack ?? error}`);
     if (supervisor && supervisor.exitCode === null) {
       supervisor.kill('SIGTERM');
       await new Promise((resolve) => supervisor!.once('exit', resolve));

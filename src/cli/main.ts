@@ -13,6 +13,7 @@ const SUMMARIES: Record<string, string> = {
   failed: 'list failed notifications (dead letters) with their last error',
   retry: 're-queue failed notifications (--id, --channel or --all)',
   purge: 'delete failed notifications older than --older-than',
+  dashboard: 'web dashboard: channels, listeners, failures (--allow-writes: retry, purge)',
 };
 
 const LOADERS: Record<string, () => Promise<{ command: CliCommand }>> = {
@@ -22,6 +23,7 @@ const LOADERS: Record<string, () => Promise<{ command: CliCommand }>> = {
   failed: () => import('./commands/failed.ts'),
   retry: () => import('./commands/retry.ts'),
   purge: () => import('./commands/purge.ts'),
+  dashboard: () => import('./commands/dashboard.ts'),
 };
 
 /**

@@ -2,6 +2,7 @@ import { getTableColumns } from 'drizzle-orm';
 import type { Column } from 'drizzle-orm/column';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import { qualify, quoteIdent } from '../identifiers.ts';
+import { RAW_JSON_KEY } from '../storage/trigger-sql.ts';
 
 /** How to read one table's row images back into `typeof table.$inferSelect` values. */
 export interface RowDecoder {
@@ -49,8 +50,20 @@ export function mapRow(
 ): Record<string, unknown> {
   const row: Record<string, unknown> = {};
   decoder.columns.forEach((c, i) => {
-    const value = values[offset + i];
+    const value = rawJson(c.column, values[offset + i]);
     row[c.key] = value === null || value === undefined ? null : c.column.mapFromDriverValue(value);
   });
   return row;
+}
+
+/**
+ * A `json` column's value that jsonb could not hold (`\u0000`, a lone surrogate, a huge number) is
+ * stored in the image as `{"$pgpubsub:json": text}` (trigger-sql.ts): parse that text as the driver
+ * would have parsed the column.
+ */
+function rawJson(column: Column, value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || column.getSQLType() !== 'json') return value;
+  const keys = Object.keys(value);
+  const raw = (value as Record<string, unknown>)[RAW_JSON_KEY];
+  return keys.length === 1 && typeof raw === 'string' ? JSON.parse(raw) : value;
 }

@@ -68,53 +68,192 @@ export function triggerName(channel: string, kind: TriggerOp | 'wake'): string {
 
 const CONTEXT = `coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb)`;
 
+/**
+ * Session settings the trigger functions run under, so row images never depend on the writing
+ * session: interval, date and range text, float digits, timestamptz offsets and bytea text all come
+ * out the same whatever the producer set. (`lc_monetary` is left alone: see docs/guarantees.md.)
+ */
+const FUNCTION_SETTINGS = [
+  'search_path = pg_catalog, pg_temp',
+  `DateStyle = 'ISO, MDY'`,
+  `IntervalStyle = 'postgres'`,
+  `extra_float_digits = '1'`,
+  `TimeZone = 'UTC'`,
+  `bytea_output = 'hex'`,
+];
+
+/** The key that marks a `json` value jsonb cannot hold, kept as its JSON text (decode.ts reads it back). */
+export const RAW_JSON_KEY = '$pgpubsub:json';
+
+/**
+ * plpgsql that sets `target` to the image of record `ref` without ever failing the user's write: the
+ * jsonb object when it can be built; else the same object with each value jsonb rejects (a `json` value
+ * holding `\u0000`, a lone surrogate or a huge number) kept losslessly as `{"$pgpubsub:json": text}`;
+ * else (a row too large for jsonb) NULL with `v_error` set. Runs only after the fast path failed.
+ */
+function carefulImage(target: string, ref: string): string {
+  return `BEGIN
+      ${target} := to_jsonb(${ref});
+    EXCEPTION WHEN OTHERS THEN
+      BEGIN
+        ${target} := '{}';
+        FOR v_key IN SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = TG_RELID AND attnum > 0 AND NOT attisdropped ORDER BY attnum LOOP
+          BEGIN
+            EXECUTE format('SELECT to_jsonb(($1).%I)', v_key) INTO v_part USING ${ref};
+          EXCEPTION WHEN OTHERS THEN
+            EXECUTE format('SELECT jsonb_build_object(%L, ($1).%I::text)', ${quoteLiteral(RAW_JSON_KEY)}, v_key) INTO v_part USING ${ref};
+          END;
+          ${target} := ${target} || jsonb_build_object(v_key, v_part);
+        END LOOP;
+      EXCEPTION WHEN OTHERS THEN
+        ${target} := NULL;
+        v_error := 'drizzle-pgpubsub could not store the row image (too large or not representable as jsonb): ' || SQLERRM;
+      END;
+    END;`;
+}
+
+const INHERITANCE =
+  'Table {table} has inheritance children: drizzle-pgpubsub does not watch tables with inheritance (rows stored in a child fire no trigger of the parent). Use declarative partitioning, or watch each table itself.';
+
+const STATUS = `CASE WHEN v_error IS NULL THEN 'pending' ELSE 'failed' END, v_error, CASE WHEN v_error IS NULL THEN NULL ELSE now() END`;
+
 function functionSql(spec: TriggerSpec, schema: string): string {
+  const s = quoteIdent(schema);
   const ch = quoteLiteral(spec.channel);
   const table = qualify(spec.tableSchema, spec.table);
   const when = spec.when === null ? null : `coalesce((${spec.when}), false)`;
+  // Record-image comparison (binary equality, what `*=` does) needs no equality operator, so json,
+  // point and custom types work; a representation change (1.0 -> 1.00) counts as a change.
   const changed =
     spec.columns.length === 0
       ? null
-      : `(${spec.columns.map((c) => `OLD.${quoteIdent(c)}`).join(', ')}) IS NOT DISTINCT FROM (${spec.columns.map((c) => `NEW.${quoteIdent(c)}`).join(', ')})`;
+      : `pg_catalog.record_image_eq(ROW(${spec.columns.map((c) => `OLD.${quoteIdent(c)}`).join(', ')}), ROW(${spec.columns.map((c) => `NEW.${quoteIdent(c)}`).join(', ')}))`;
+  const cols = `("channel", "op", "old", "new", "context", "status", "last_error", "failed_at")`;
   // Statement-level paths: transition tables are aliased "new"/"old" so a `when` written for a row
-  // trigger works unchanged; the missing side is an all-NULL row (LEFT JOIN ... ON false).
+  // trigger works unchanged; the missing side is an all-NULL row (LEFT JOIN ... ON false). Images are
+  // built from `alias.*`, which a column named "new" or "old" cannot shadow. They are built first, in
+  // an exception block that writes nothing (so it takes no subtransaction id), and inserted after; a
+  // statement holding a row jsonb cannot take falls back to building images one row at a time.
   const rowsOf = (op: 'insert' | 'delete') => {
     const [tt, alias, other] =
       op === 'insert' ? ['pgpubsub_new', 'new', 'old'] : ['pgpubsub_old', 'old', 'new'];
-    const nullSide = when ? ` LEFT JOIN ${table} AS ${other} ON false WHERE ${when}` : '';
-    return `INSERT INTO ${notificationsRef(schema)} ("channel", "op", "${alias}", "context")
-    SELECT ${ch}, '${op}', to_jsonb(${alias}), v_context FROM ${tt} AS ${alias}${nullSide};
-    GET DIAGNOSTICS v_count = ROW_COUNT;`;
+    const from = `FROM ${tt} AS ${alias}${when ? ` LEFT JOIN ${table} AS ${other} ON false WHERE ${when}` : ''}`;
+    const [o, n] = op === 'insert' ? ['NULL', 'i'] : ['i', 'NULL'];
+    const [ro, rn] = op === 'insert' ? ['NULL', 'v_image'] : ['v_image', 'NULL'];
+    return `BEGIN
+      v_images := ARRAY(SELECT to_jsonb(${alias}.*) ${from});
+    EXCEPTION WHEN OTHERS THEN
+      v_images := NULL;
+    END;
+    IF v_images IS NOT NULL THEN
+      INSERT INTO ${notificationsRef(schema)} ${cols}
+      SELECT ${ch}, '${op}', ${o}, ${n}, v_context, 'pending', NULL, NULL FROM unnest(v_images) AS i;
+      GET DIAGNOSTICS v_count = ROW_COUNT;
+    ELSE
+      FOR r IN SELECT ROW(${alias}.*)::${table} AS pgpubsub_row ${from} LOOP
+        v_error := NULL;
+        ${carefulImage('v_image', 'r.pgpubsub_row')}
+        INSERT INTO ${notificationsRef(schema)} ${cols}
+        VALUES (${ch}, '${op}', ${ro}, ${rn}, v_context, ${STATUS});
+        v_count := v_count + 1;
+      END LOOP;
+    END IF;`;
   };
   const branches: string[] = [];
   if (spec.ops.includes('insert'))
     branches.push(`IF TG_OP = 'INSERT' THEN\n    ${rowsOf('insert')}\n  END IF;`);
   if (spec.ops.includes('delete'))
     branches.push(`IF TG_OP = 'DELETE' THEN\n    ${rowsOf('delete')}\n  END IF;`);
-  const rowLevel = spec.ops.includes('update')
-    ? `
+  const rowImage = (side: 'OLD' | 'NEW', target: string) => `BEGIN
+        ${target} := to_jsonb(${side});
+      EXCEPTION WHEN OTHERS THEN
+        ${carefulImage(target, side)}
+      END;`;
+  // Row-level INSERT and DELETE triggers exist only on partitioned tables (createTriggerSql): they
+  // are cloned to every partition, present and future, so writes addressed to a partition and rows
+  // an UPDATE moves (a DELETE then an INSERT for PostgreSQL) are recorded too.
+  const rowOps: string[] = [];
+  if (spec.ops.includes('update'))
+    rowOps.push(`IF TG_OP = 'UPDATE' THEN
+      ${changed ? `IF ${changed} THEN RETURN NULL; END IF;\n      ` : ''}${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}BEGIN
+        v_image := to_jsonb(OLD);
+        v_image2 := to_jsonb(NEW);
+      EXCEPTION WHEN OTHERS THEN
+        ${carefulImage('v_image', 'OLD')}
+        ${carefulImage('v_image2', 'NEW')}
+      END;
+    END IF;`);
+  if (spec.ops.includes('insert'))
+    rowOps.push(`IF TG_OP = 'INSERT' THEN
+      ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('NEW', 'v_image2')}
+    END IF;`);
+  if (spec.ops.includes('delete'))
+    rowOps.push(`IF TG_OP = 'DELETE' THEN
+      ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('OLD', 'v_image')}
+    END IF;`);
+  const rowLevel = `
   IF TG_LEVEL = 'ROW' THEN
-    ${changed ? `IF ${changed} THEN RETURN NULL; END IF;\n    ` : ''}${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n    ` : ''}INSERT INTO ${notificationsRef(schema)} ("channel", "op", "old", "new", "context")
-    VALUES (${ch}, 'update', to_jsonb(OLD), to_jsonb(NEW), ${CONTEXT});
+    ${rowOps.join('\n    ')}
+    INSERT INTO ${notificationsRef(schema)} ${cols}
+    VALUES (${ch}, lower(TG_OP), v_image, v_image2, ${CONTEXT}, ${STATUS});
+    -- Fired on a partition: no statement-level trigger of the parent sends the wake-up.
+    IF TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)} THEN
+      IF ${wakeCondition(ch, schema)} THEN
+        PERFORM pg_notify(${ch}, '');
+      END IF;
+    END IF;
     RETURN NULL;
   END IF;
+  -- Nested IFs: a condition holding a subquery leaves plpgsql's fast path for simple expressions.
+  IF TG_OP <> 'INSERT' THEN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits AS i JOIN pg_catalog.pg_class AS c ON c.oid = i.inhparent WHERE i.inhparent = TG_RELID AND c.relkind = 'r') THEN
+      RAISE EXCEPTION ${quoteLiteral(INHERITANCE.replace(/%/g, '%%').replace('{table}', table.replace(/%/g, '%%')))}
+        USING ERRCODE = 'feature_not_supported';
+    END IF;
+  END IF;${
+    spec.ops.includes('update')
+      ? `
   IF TG_OP = 'UPDATE' THEN
     v_count := 1;
   END IF;`
-    : '';
+      : ''
+  }`;
+  // Only the table it was generated for (or one of its partitions) may fire it: with EXECUTE revoked
+  // from PUBLIC nobody else can attach it, and this check holds even if EXECUTE is granted by mistake.
+  // Names, not a regclass constant: resolved per call, so nothing breaks after a dump and restore.
+  // A table renamed (or moved to another schema) after the migration keeps its triggers and firing:
+  // a permanent table owned by a role the function's owner belongs to is the owner's own table, not
+  // a forgery (an attacker's table is temporary or owned by the attacker).
+  const check = `IF TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)} THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS a WHERE a.relid = pg_catalog.to_regclass(${quoteLiteral(table)}))
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class AS c WHERE c.oid = TG_RELID AND c.relpersistence = 'p' AND pg_catalog.pg_has_role(c.relowner, 'USAGE')) THEN
+      RAISE EXCEPTION ${quoteLiteral(`The drizzle-pgpubsub trigger function of channel "${spec.channel}" was generated for table ${table}`.replace(/%/g, '%%') + ' and may not fire for "%"."%"')}, TG_TABLE_SCHEMA, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege', HINT = 'Renamed the table? Run drizzle-pgpubsub generate and apply its migration.';
+    END IF;
+  END IF;`;
   const body = `#variable_conflict use_column
 DECLARE
   v_context jsonb := ${CONTEXT};
   v_count bigint := 0;
-BEGIN${rowLevel}
+  v_image jsonb;
+  v_image2 jsonb;
+  v_images jsonb[];
+  v_error text;
+  v_key text;
+  v_part jsonb;
+  r record;
+BEGIN
+  ${check}${rowLevel}
   ${branches.join('\n  ')}
-  IF v_count > 0 AND ${wakeCondition(ch, schema)} THEN
-    PERFORM pg_notify(${ch}, '');
+  IF v_count > 0 THEN
+    IF ${wakeCondition(ch, schema)} THEN
+      PERFORM pg_notify(${ch}, '');
+    END IF;
   END IF;
   RETURN NULL;
 END`;
-  return `CREATE OR REPLACE FUNCTION ${quoteIdent(schema)}.${quoteIdent(functionName(spec.channel))}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ${dollarQuote(body)}`;
+  return `CREATE OR REPLACE FUNCTION ${s}.${quoteIdent(functionName(spec.channel))}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER ${FUNCTION_SETTINGS.map((setting) => `SET ${setting}`).join(' ')} AS ${dollarQuote(body)}`;
 }
 
 function dropTriggersSql(spec: Pick<TriggerSpec, 'channel' | 'tableSchema' | 'table'>): string[] {
@@ -128,21 +267,40 @@ function dropTriggersSql(spec: Pick<TriggerSpec, 'channel' | 'tableSchema' | 'ta
  * Statements that install (or replace) a channel's function and triggers. INSERT and DELETE use
  * statement-level triggers with transition tables (one trigger call per statement, cheap for bulk
  * writes); UPDATE uses a row-level trigger, which pairs old and new rows even when the key changes,
- * plus a statement-level one that sends the wake-up hint once per statement.
+ * plus a statement-level one that sends the wake-up hint once per statement. On a partitioned table
+ * INSERT and DELETE use row-level triggers (cloned to every partition); a table with inheritance
+ * children is refused. EXECUTE on the function is revoked from PUBLIC.
  */
 export function createTriggerSql(spec: TriggerSpec, schema: string = DEFAULT_SCHEMA): string[] {
   const table = qualify(spec.tableSchema, spec.table);
   const fn = `${quoteIdent(schema)}.${quoteIdent(functionName(spec.channel))}()`;
   const of = spec.columns.length ? ` OF ${spec.columns.map(quoteIdent).join(', ')}` : '';
+  // Inheritance is refused; a partitioned table gets row-level INSERT/DELETE triggers (see
+  // functionSql). Decided when the migration runs: Drizzle does not describe either.
+  const rowOrStatement = (name: string, event: 'INSERT' | 'DELETE', transition: string) =>
+    `IF v_relkind = 'p' THEN
+    EXECUTE ${quoteLiteral(`CREATE TRIGGER ${name} AFTER ${event} ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn}`)};
+  ELSE
+    EXECUTE ${quoteLiteral(`CREATE TRIGGER ${name} AFTER ${event} ON ${table} REFERENCING ${transition} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}`)};
+  END IF;`;
   const create: string[] = [];
+  const perKind: string[] = [];
   for (const op of spec.ops) {
     if (op === 'insert') {
-      create.push(
-        `CREATE TRIGGER ${quoteIdent(triggerName(spec.channel, 'insert'))} AFTER INSERT ON ${table} REFERENCING NEW TABLE AS "pgpubsub_new" FOR EACH STATEMENT EXECUTE FUNCTION ${fn}`,
+      perKind.push(
+        rowOrStatement(
+          quoteIdent(triggerName(spec.channel, 'insert')),
+          'INSERT',
+          'NEW TABLE AS "pgpubsub_new"',
+        ),
       );
     } else if (op === 'delete') {
-      create.push(
-        `CREATE TRIGGER ${quoteIdent(triggerName(spec.channel, 'delete'))} AFTER DELETE ON ${table} REFERENCING OLD TABLE AS "pgpubsub_old" FOR EACH STATEMENT EXECUTE FUNCTION ${fn}`,
+      perKind.push(
+        rowOrStatement(
+          quoteIdent(triggerName(spec.channel, 'delete')),
+          'DELETE',
+          'OLD TABLE AS "pgpubsub_old"',
+        ),
       );
     } else {
       create.push(
@@ -151,7 +309,23 @@ export function createTriggerSql(spec: TriggerSpec, schema: string = DEFAULT_SCH
       );
     }
   }
-  return [functionSql(spec, schema), ...dropTriggersSql(spec), ...create];
+  const relkind = `DO ${dollarQuote(`DECLARE
+  v_relkind "char" := (SELECT relkind FROM pg_catalog.pg_class WHERE oid = ${quoteLiteral(table)}::regclass);
+BEGIN
+  IF v_relkind = 'r' AND EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhparent = ${quoteLiteral(table)}::regclass) THEN
+    RAISE EXCEPTION ${quoteLiteral(INHERITANCE.replace(/%/g, '%%').replace('{table}', table.replace(/%/g, '%%')))} USING ERRCODE = 'feature_not_supported';
+  END IF;
+  ${perKind.join('\n  ')}
+END`)}`;
+  return [
+    functionSql(spec, schema),
+    // New functions are executable by PUBLIC, and CREATE TRIGGER needs only EXECUTE: without this, any
+    // role could attach the function to a table of its own and forge the channel's events.
+    `REVOKE ALL ON FUNCTION ${fn} FROM PUBLIC`,
+    ...dropTriggersSql(spec),
+    relkind,
+    ...create,
+  ];
 }
 
 /** Statements that remove a channel's triggers and function. */

@@ -1,6 +1,6 @@
 -- Written by `drizzle-pgpubsub generate`. Do not edit: change your channels and run it again.
--- drizzle-pgpubsub:storage {"version":1,"schema":"pgpubsub"}
--- drizzle-pgpubsub:channel {"name":"authors","hash":"5e67ab10cb39169e","tableSchema":"public","table":"authors"}
+-- drizzle-pgpubsub:storage {"version":2,"schema":"pgpubsub"}
+-- drizzle-pgpubsub:channel {"name":"authors","hash":"749563b721eb7435","tableSchema":"public","table":"authors"}
 CREATE SCHEMA IF NOT EXISTS "pgpubsub";
 --> statement-breakpoint
 CREATE TABLE IF NOT EXISTS "pgpubsub"."notifications" (
@@ -33,7 +33,7 @@ BEGIN
   INSERT INTO "pgpubsub"."notifications" ("channel", "payload", "context")
   VALUES (p_channel, p_payload, coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb))
   RETURNING "id" INTO v_id;
-  IF EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = p_channel AND w."idle") THEN
+  IF (current_setting('transaction_isolation') <> 'read committed' OR EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = p_channel AND w."idle")) THEN
     PERFORM pg_notify(p_channel, '');
   END IF;
   RETURN v_id;
@@ -52,7 +52,7 @@ BEGIN
     SELECT 'authors', 'insert', to_jsonb(new), v_context FROM pgpubsub_new AS new;
     GET DIAGNOSTICS v_count = ROW_COUNT;
   END IF;
-  IF v_count > 0 AND EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = 'authors' AND w."idle") THEN
+  IF v_count > 0 AND (current_setting('transaction_isolation') <> 'read committed' OR EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = 'authors' AND w."idle")) THEN
     PERFORM pg_notify('authors', '');
   END IF;
   RETURN NULL;
