@@ -1,4 +1,8 @@
 /**
+ * Why this file is a little over 300 lines: it is the dashboard's one request router (pages, API,
+ * login, writes with CSRF); HTML is in html.ts, data in api.ts, security in security.ts.
+ */
+/**
  * `createDashboard(db)`: a Web-standard `(Request) => Promise<Response>` handler (Hono, Next.js route
  * handlers, Bun, Deno; node:http through {@link toNodeHandler}) that routes the dashboard's pages,
  * JSON API and writes.

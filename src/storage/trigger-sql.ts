@@ -1,3 +1,8 @@
+/**
+ * Why this file is over 300 lines: it is the one builder of a channel's trigger function, whose parts
+ * (statement and row paths, the careful image fallback, the table check) are spliced into one plpgsql
+ * body and must change together; everything here is pure string building.
+ */
 import type { Casing } from 'drizzle-orm';
 import { getTableColumns } from 'drizzle-orm';
 import { CasingCache } from 'drizzle-orm/casing';
