@@ -42,8 +42,11 @@ export async function claimBatch(
   const link: ClaimLink = {};
   const guard = new StopGuard(ctx.hardStop);
   try {
+    // The claim picks its own isolation level: under a database or role default of REPEATABLE READ
+    // or SERIALIZABLE, FOR UPDATE SKIP LOCKED fails with serialization errors on rows other
+    // listeners just handled, and the claim's correctness rests on READ COMMITTED row locking.
     tsql
-      .unsafe('BEGIN')
+      .unsafe('BEGIN ISOLATION LEVEL READ COMMITTED')
       .execute()
       .catch(() => {});
     inTransaction = true;

@@ -169,7 +169,13 @@ export class Scheduler {
       launched = false;
       for (const state of this.states.values()) {
         if (this.running >= this.settings.concurrency) break;
-        if (!state.dirty || now < state.notBefore) continue;
+        if (!state.dirty) continue;
+        if (now < state.notBefore) {
+          // Backing off after a claim error: make sure a timer wakes the channel when it may claim
+          // again. A timer set for an earlier error may have fired already (issue 14, item 3).
+          this.scheduleAt(state, state.notBefore);
+          continue;
+        }
         // Claims overlap only while batches come back full, and a new one waits until the previous
         // one's rows are locked, so it can start after them instead of walking past them.
         if (state.inflight > 0 && !(state.full && state.careful === 0 && state.selecting === 0)) continue;

@@ -1,0 +1,89 @@
+/**
+ * Runtime hardening (issue 14, runtime items): the scheduler never strands a channel after claim
+ * errors, claims choose their own isolation level, the pool is checked against the concurrency,
+ * handler context does not leak, backoff and timers are validated and clamped, a handler slower than
+ * idle_in_transaction_session_timeout ends as a dead letter, and handler errors are stored verbatim.
+ */
+import { sql as dsql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/postgres-js';
+import * as v from 'valibot';
+import { afterEach, describe, expect, it } from 'vitest';
+import { channel } from '../src/channel.ts';
+import { createListener, type Listener } from '../src/runtime/listener.ts';
+import { countNotifications } from './support/channels.ts';
+import { useTestDatabase } from './support/db.ts';
+import { waitFor } from './support/wait-for.ts';
+
+const t = useTestDatabase(['CREATE TABLE done (n int NOT NULL)']);
+
+const running: Listener<any>[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((l) => l.stop({ timeoutMs: 2000 })));
+});
+
+/** Stores `n` notifications of `name` in one statement. */
+async function enqueue(name: string, n: number): Promise<void> {
+  await t.sql`SELECT pgpubsub.notify(${name}, jsonb_build_object('n', g)) FROM generate_series(1, ${n}::int) g`;
+}
+
+describe('claim errors (issue 14, item 3)', () => {
+  it('keeps claiming a channel after two claim errors close together', async () => {
+    // Two claims run side by side (full batches); the first handler of each terminates its own
+    // backend once both are running, so both claims fail within milliseconds: the second error's
+    // backoff ends after the first one's timer.
+    const ch = channel('two_errors', v.object({ n: v.number() }));
+    const listener = createListener(drizzle(t.client({ max: 6 })), {
+      concurrency: 2,
+      batchSize: 10,
+      pollIntervalMs: false,
+    });
+    const killed = new Set<number>();
+    let arrived = 0;
+    listener.on(ch, async (e, tx) => {
+      const n = e.payload.n;
+      if ((n === 1 || n === 11) && !killed.has(n)) {
+        killed.add(n);
+        arrived++;
+        await waitFor(() => arrived >= 2, { timeoutMs: 5000, what: 'both claims' }).catch(() => {});
+        await tx.execute(dsql`SELECT pg_terminate_backend(pg_backend_pid())`);
+      }
+      await tx.execute(dsql`INSERT INTO done VALUES (${n})`);
+    });
+    running.push(listener);
+    await enqueue(ch.name, 200);
+    const errors: unknown[] = [];
+    listener.events.on('error', ({ error }) => void errors.push(error));
+    await listener.start();
+    await waitFor(async () => (await countNotifications(t.sql, ch.name)).pending === 0, {
+      timeoutMs: 20_000,
+      what: 'every notification to be handled after two claim errors',
+    });
+    expect(killed.size).toBe(2);
+    expect(errors.length).toBeGreaterThanOrEqual(2);
+  }, 60_000);
+
+  it('handles 3,000 notifications in a database whose default_transaction_isolation is serializable', async () => {
+    const ch = channel('serializable', v.object({ n: v.number() }));
+    await t.sql.unsafe(`ALTER DATABASE "${t.name}" SET default_transaction_isolation = 'serializable'`);
+    try {
+      const client = t.client({ max: 10 });
+      const [row] = await client`SHOW default_transaction_isolation`;
+      expect(row?.default_transaction_isolation).toBe('serializable');
+      const listener = createListener(drizzle(client), { concurrency: 4, pollIntervalMs: false }).on(
+        ch,
+        async (e, tx) => {
+          await tx.execute(dsql`INSERT INTO done VALUES (${e.payload.n})`);
+        },
+      );
+      running.push(listener);
+      await enqueue(ch.name, 3000);
+      await listener.start();
+      await waitFor(async () => (await countNotifications(t.sql, ch.name)).pending === 0, {
+        timeoutMs: 30_000,
+        what: 'all 3,000 notifications to be handled under serializable',
+      });
+    } finally {
+      await t.sql.unsafe(`ALTER DATABASE "${t.name}" RESET default_transaction_isolation`);
+    }
+  }, 60_000);
+});
