@@ -25,7 +25,8 @@ export type PgPubSubErrorCode =
   | 'MODULE_LOAD_FAILED'
   | 'NO_LISTENER_EXPORT'
   | 'NO_DATABASE_URL'
-  | 'DATABASE_UNREACHABLE';
+  | 'DATABASE_UNREACHABLE'
+  | 'POOL_TOO_SMALL';
 
 const BRAND = Symbol.for('drizzle-pgpubsub.error');
 

@@ -9,6 +9,7 @@ import { drizzle } from 'drizzle-orm/postgres-js';
 import * as v from 'valibot';
 import { afterEach, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
+import { isPgPubSubError } from '../src/errors.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
 import { countNotifications } from './support/channels.ts';
 import { useTestDatabase } from './support/db.ts';
@@ -85,5 +86,47 @@ describe('claim errors (issue 14, item 3)', () => {
     } finally {
       await t.sql.unsafe(`ALTER DATABASE "${t.name}" RESET default_transaction_isolation`);
     }
+  }, 60_000);
+});
+
+describe('pool size (issue 14, item 5)', () => {
+  it('refuses at start() a concurrency the pool cannot serve, saying what to do', async () => {
+    const ch = channel('pool_small', v.object({ n: v.number() }));
+    const listener = createListener(drizzle(t.client({ max: 10 })), { concurrency: 16 }).on(ch, () => {});
+    const error = await listener.start().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    running.push(listener);
+    expect(isPgPubSubError(error, 'POOL_TOO_SMALL')).toBe(true);
+    expect((error as Error).message).toMatch(
+      /max 10 .*concurrency 16 needs 17.*postgres\(url, \{ max: 17 \}\).*lower `concurrency` to 9/s,
+    );
+  });
+
+  it('defaults the concurrency to what the pool can serve', () => {
+    const listener = createListener(drizzle(t.client({ max: 2 })));
+    expect(listener.settings.concurrency).toBe(1);
+    expect(createListener(drizzle(t.client({ max: 10 }))).settings.concurrency).toBe(4);
+  });
+
+  it('a handler that reads through db instead of tx completes with the largest accepted concurrency', async () => {
+    const ch = channel('pool_db', v.object({ n: v.number() }));
+    const client = t.client({ max: 10 });
+    const db = drizzle(client);
+    const listener = createListener(db, { concurrency: 9, batchSize: 5, pollIntervalMs: false }).on(
+      ch,
+      async (e, tx) => {
+        await db.execute(dsql`SELECT pg_sleep(0.001)`);
+        await tx.execute(dsql`INSERT INTO done VALUES (${e.payload.n})`);
+      },
+    );
+    running.push(listener);
+    await enqueue(ch.name, 500);
+    await listener.start();
+    await waitFor(async () => (await countNotifications(t.sql, ch.name)).pending === 0, {
+      timeoutMs: 30_000,
+      what: 'handlers using db to finish',
+    });
   }, 60_000);
 });

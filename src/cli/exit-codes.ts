@@ -25,6 +25,7 @@ const CONFIG_CODES: ReadonlySet<PgPubSubErrorCode> = new Set<PgPubSubErrorCode>(
   'INVALID_CHANNEL_NAME',
   'DUPLICATE_CHANNEL',
   'LISTENER_STATE',
+  'POOL_TOO_SMALL',
 ]);
 
 /** The exit code for an error that ends a command. */

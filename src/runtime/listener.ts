@@ -119,7 +119,9 @@ export class Listener<TDb extends AnyDb = AnyDb> {
 
   private resolved() {
     return {
-      concurrency: this.options.concurrency ?? 4,
+      // The default fits the pool (one connection stays free for the idle protocol and for handlers
+      // that query through `db`); an explicit concurrency is checked at start() instead.
+      concurrency: this.options.concurrency ?? Math.max(1, Math.min(4, this.poolMax() - 1)),
       batchSize: this.options.batchSize ?? 100,
       idleWaitMs: this.options.idleWaitMs ?? 1000,
       pollIntervalMs: this.options.pollIntervalMs ?? 15_000,
@@ -203,6 +205,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
         'No handlers: register at least one with .on(channel, handler).',
       );
     }
+    this.assertPoolFits();
     this.phase = 'starting';
     this.starting = this.listen(active);
     try {
@@ -221,6 +224,30 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     this.scheduler!.start();
     this.events.emit('started', { channels: active.map((h) => h.channel.name) });
     return this;
+  }
+
+  /** The database client's pool size (postgres.js `options.max`), or Infinity when unknown. */
+  private poolMax(): number {
+    const max = (this.sql as { options?: { max?: unknown } }).options?.max;
+    return typeof max === 'number' && max >= 1 ? max : Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * Refuses a pool too small for the concurrency (issue 14, item 5). Each running claim reserves one
+   * connection of the pool for its whole transaction (up to `concurrency` at once), and the idle
+   * protocol needs one more for its flag writes and probes; LISTEN uses a connection of its own
+   * outside the pool. With fewer, a handler that queries through the application's `db` instead of
+   * `tx` waits for a connection that only a finished claim could free: a silent deadlock.
+   */
+  private assertPoolFits(): void {
+    const max = this.poolMax();
+    const { concurrency } = this.resolved();
+    const needed = poolConnectionsNeeded(concurrency);
+    if (max >= needed) return;
+    throw new PgPubSubError(
+      'POOL_TOO_SMALL',
+      `The database client's pool has max ${max} connections, but a listener with concurrency ${concurrency} needs ${needed} (one per concurrent claim, plus one for the wake-up flag and probes). Create the client with postgres(url, { max: ${needed} }) or more (more still if handlers query through \`db\` instead of \`tx\`), or lower \`concurrency\` to ${Math.max(1, max - 1)}.`,
+    );
   }
 
   private async listen(active: HandlerEntry[]): Promise<void> {
@@ -308,6 +335,14 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
     return this.prepare().drain();
   }
+}
+
+/**
+ * Connections of the database client's pool a started listener may hold at once: one per concurrent
+ * claim, plus one for the idle protocol (flag writes, probes). LISTEN has a connection of its own.
+ */
+export function poolConnectionsNeeded(concurrency: number): number {
+  return concurrency + 1;
 }
 
 /**
