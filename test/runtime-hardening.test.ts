@@ -10,6 +10,7 @@ import * as v from 'valibot';
 import { afterEach, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
 import { isPgPubSubError } from '../src/errors.ts';
+import { notify, withContext } from '../src/notify.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
 import { countNotifications } from './support/channels.ts';
 import { useTestDatabase } from './support/db.ts';
@@ -129,4 +130,25 @@ describe('pool size (issue 14, item 5)', () => {
       what: 'handlers using db to finish',
     });
   }, 60_000);
+});
+
+describe('handler context (issue 14, item 11)', () => {
+  it('withContext() in one handler does not leak into the next notifications of the batch', async () => {
+    const ch = channel('ctx_in', v.object({ n: v.number() }));
+    const out = channel('ctx_out', v.object({ from: v.number() }));
+    const listener = createListener(t.db, { batchSize: 10 }).on(ch, async (e, tx) => {
+      if (e.payload.n === 1) await withContext(tx, { a: 1 });
+      await notify(tx, out, { from: e.payload.n });
+    });
+    await enqueue(ch.name, 3);
+    const summary = await listener.drain();
+    expect(summary.processed).toBe(3);
+    const rows = await t.sql`SELECT (payload->>'from')::int AS from, context FROM pgpubsub.notifications
+      WHERE channel = ${out.name} ORDER BY 1`;
+    expect(rows.map((r) => [r.from, r.context])).toEqual([
+      [1, { a: 1 }],
+      [2, {}],
+      [3, {}],
+    ]);
+  });
 });

@@ -1,5 +1,6 @@
 import { PgPubSubError } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
+import { CONTEXT_SETTING } from '../storage/sql-names.ts';
 import { waitAtMost, within } from '../timeouts.ts';
 import { decodeBatch } from './claim-decode.ts';
 import { type ClaimWindow, MAX_SUBTRANSACTIONS, PREPARED, recordFailures } from './claim-sql.ts';
@@ -7,6 +8,8 @@ import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './cl
 import { isConnectionLost } from './connection-errors.ts';
 import { HardStop, StopGuard } from './handler-run.ts';
 import { type ClaimLink, HandlerScope } from './handler-tx.ts';
+
+const RESET_CONTEXT = `SELECT set_config('${CONTEXT_SETTING}', '', true)`;
 
 /** Options of one claim. */
 export interface ClaimOptions {
@@ -74,6 +77,14 @@ export async function claimBatch(
       try {
         await guard.run(reg, item, scope);
         scope.commit();
+        // withContext() in the handler set a transaction-local setting that outlives its released
+        // savepoint: clear it, pipelined, so it does not reach the next notifications of the batch.
+        if (scope.subtransactions > 0) {
+          tsql
+            .unsafe(RESET_CONTEXT, [], PREPARED)
+            .execute()
+            .catch(() => {});
+        }
         done.push(id);
         outcome.processed.push({ id, attempt, durationMs: performance.now() - started });
       } catch (error) {

@@ -40,3 +40,6 @@ export function pendingAndDue(alias?: string): string {
 export function pendingScheduled(alias?: string): string {
   return `${column(alias, 'status')} = 'pending' AND ${column(alias, 'run_at')} > now()`;
 }
+
+/** The transaction-local setting `withContext()` writes and the trigger functions read. */
+export const CONTEXT_SETTING = 'pgpubsub.context';
