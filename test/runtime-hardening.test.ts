@@ -152,3 +152,102 @@ describe('handler context (issue 14, item 11)', () => {
     ]);
   });
 });
+
+describe('backoff and timers (issue 14, item 16)', () => {
+  it.each([
+    ['undefined', undefined],
+    ['NaN', Number.NaN],
+    ['negative', -5],
+    ['Infinity', Number.POSITIVE_INFINITY],
+  ])(
+    'a backoff returning %s is recorded as the attempt error and replaced by the default delay',
+    async (label, value) => {
+      const ch = channel(`bad_backoff_${label.toLowerCase()}`, v.object({ n: v.number() }));
+      const listener = createListener(t.db, { maxAttempts: 5 }).on(
+        ch,
+        () => {
+          throw new Error('handler failed');
+        },
+        { backoff: () => value as number },
+      );
+      await enqueue(ch.name, 1);
+      const summary = await listener.drain();
+      expect(summary.retried).toBe(1);
+      const [row] =
+        await t.sql`SELECT attempts, last_error, status, run_at > now() + interval '0.5 s' AS later
+      FROM pgpubsub.notifications WHERE channel = ${ch.name}`;
+      expect(row).toMatchObject({ attempts: 1, status: 'pending', later: true });
+      expect(row?.last_error).toContain(
+        `The backoff function of "${ch.name}" returned ${String(value)} for attempt 1`,
+      );
+      expect(row?.last_error).toContain('caused by Error: handler failed');
+    },
+  );
+
+  it('refuses a backoff that is not a function at .on()', () => {
+    const ch = channel('backoff_not_fn', v.object({ n: v.number() }));
+    expect(() => createListener(t.db).on(ch, () => {}, { backoff: 1000 as never })).toThrow(
+      /`backoff` must be a function/,
+    );
+  });
+
+  /** A client that counts the statements it sends. */
+  function countingClient() {
+    const counter = { queries: 0 };
+    const client = t.client({
+      max: 6,
+      debug: () => {
+        counter.queries++;
+      },
+    });
+    return { counter, db: drizzle(client) };
+  }
+
+  /** Statements sent over `ms` of real time. */
+  async function queriesDuring(counter: { queries: number }, ms: number): Promise<number> {
+    const before = counter.queries;
+    const until = performance.now() + ms;
+    await waitFor(() => performance.now() >= until, { timeoutMs: ms + 5000, what: 'the window to pass' });
+    return counter.queries - before;
+  }
+
+  it('a retry more than 24.8 days ahead leaves the listener idle (no setTimeout overflow)', async () => {
+    const ch = channel('far_retry', v.object({ n: v.number() }));
+    const { counter, db } = countingClient();
+    const listener = createListener(db, { pollIntervalMs: false }).on(
+      ch,
+      () => {
+        throw new Error('later');
+      },
+      { backoff: () => 30 * 24 * 3600 * 1000 },
+    );
+    running.push(listener);
+    await enqueue(ch.name, 1);
+    let failed = 0;
+    listener.events.on('failed', () => void failed++);
+    await listener.start();
+    await waitFor(() => failed === 1, { what: 'the first attempt to fail' });
+    expect(await queriesDuring(counter, 1500)).toBeLessThan(10);
+  });
+
+  it('a listener whose clock is 10 s ahead of the database does not busy-loop before a retry', async () => {
+    const ch = channel('skewed', v.object({ n: v.number() }));
+    const { counter, db } = countingClient();
+    await enqueue(ch.name, 1);
+    await t.sql`UPDATE pgpubsub.notifications SET run_at = now() + interval '4 s' WHERE channel = ${ch.name}`;
+    let handled = 0;
+    const listener = createListener(db, { pollIntervalMs: false }).on(ch, () => {
+      handled++;
+    });
+    running.push(listener);
+    const realNow = Date.now;
+    Date.now = () => realNow() + 10_000;
+    try {
+      await listener.start();
+      expect(await queriesDuring(counter, 2000)).toBeLessThan(10);
+      await waitFor(() => handled === 1, { timeoutMs: 15_000, what: 'the scheduled notification' });
+    } finally {
+      Date.now = realNow;
+    }
+  }, 30_000);
+});

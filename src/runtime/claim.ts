@@ -2,6 +2,7 @@ import { PgPubSubError } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
 import { CONTEXT_SETTING } from '../storage/sql-names.ts';
 import { waitAtMost, within } from '../timeouts.ts';
+import { retryDelay, withProblem } from './backoff.ts';
 import { decodeBatch } from './claim-decode.ts';
 import { type ClaimWindow, MAX_SUBTRANSACTIONS, PREPARED, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
@@ -92,8 +93,9 @@ export async function claimBatch(
         if (isConnectionLost(error)) link.lost ??= error;
         await scope.rollback();
         const dead = attempt >= reg.maxAttempts;
-        const delayMs = dead ? 0 : reg.backoff(attempt);
-        failures.push({ id, error, delayMs, dead });
+        const retry = dead ? { delayMs: 0 } : retryDelay(reg.backoff, attempt, reg.channel.name);
+        const delayMs = retry.delayMs;
+        failures.push({ id, error: withProblem(error, retry.problem), delayMs, dead });
         outcome.failed.push({
           id,
           attempt,

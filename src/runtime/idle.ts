@@ -9,7 +9,7 @@ export interface ProbeResult {
   channel: string;
   /** Some notification is ready now and not locked by another listener. */
   ready: boolean;
-  /** Earliest future `run_at` (retries), in epoch ms, or null. */
+  /** Earliest future `run_at` (retries), in epoch ms of this process's clock, or null. */
   nextRunAt: number | null;
   /** Transactions in progress when the probe ran (xid8 as text). */
   inProgress: string[];
@@ -90,7 +90,7 @@ class WakeupSql {
       `SELECT c.name AS channel,
   ${this.readySql('c.name', '$2')} AS ready,
   (extract(epoch FROM (SELECT min(n."run_at") FROM ${this.notifications} n
-   WHERE n."channel" = c.name AND ${pendingScheduled('n')}${filter})) * 1000)::float8 AS next_run_at,
+   WHERE n."channel" = c.name AND ${pendingScheduled('n')}${filter}) - now()) * 1000)::float8 AS next_run_in,
   array(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS in_progress
 FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
       (this.filter === null ? [JSON.stringify(channels)] : [JSON.stringify(channels), this.filter]) as any[],
@@ -99,7 +99,9 @@ FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
     return rows.map((r) => ({
       channel: r.channel as string,
       ready: r.ready as boolean,
-      nextRunAt: (r.next_run_at as number | null) ?? null,
+      // A delay measured on the database's clock, turned into this process's: a clock skew between
+      // the two must not make a listener wake too early, again and again (issue 14, item 16).
+      nextRunAt: r.next_run_in === null ? null : Date.now() + Math.max(0, r.next_run_in as number),
       inProgress: r.in_progress as string[],
     }));
   }

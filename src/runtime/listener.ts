@@ -97,6 +97,12 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (typeof handler !== 'function') {
       throw new PgPubSubError('INVALID_OPTIONS', `.on("${ch.name}") needs a handler function.`);
     }
+    if (options.backoff !== undefined && typeof options.backoff !== 'function') {
+      throw new PgPubSubError(
+        'INVALID_OPTIONS',
+        `.on("${ch.name}"): \`backoff\` must be a function (failedAttempt) => milliseconds, e.g. exponentialBackoff().`,
+      );
+    }
     if (this.handlers.has(ch.name)) {
       throw new PgPubSubError(
         'DUPLICATE_CHANNEL',

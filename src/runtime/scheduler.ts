@@ -6,6 +6,7 @@
 import type postgres from 'postgres';
 import type { ListenerEvents } from '../events.ts';
 import { waitAtMost } from '../timeouts.ts';
+import { retryDelay, withProblem } from './backoff.ts';
 import { claimBatch } from './claim.ts';
 import { type ClaimWindow, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
@@ -20,6 +21,9 @@ import {
   learn,
   newChannelState,
 } from './pacing.ts';
+
+/** The longest delay setTimeout accepts (2^31 - 1 ms); longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Settings the scheduler reads. */
 export interface SchedulerSettings {
@@ -272,9 +276,12 @@ export class Scheduler {
     if (!row) return null;
     const attempt = (row.attempts as number) + 1;
     const dead = attempt >= state.reg.maxAttempts;
-    const delayMs = dead ? 0 : state.reg.backoff(attempt);
+    const retry = dead ? { delayMs: 0 } : retryDelay(state.reg.backoff, attempt, state.reg.channel.name);
+    const delayMs = retry.delayMs;
     try {
-      await recordFailures(this.sql, this.ctx.table, [{ id, error, delayMs, dead }]);
+      await recordFailures(this.sql, this.ctx.table, [
+        { id, error: withProblem(error, retry.problem), delayMs, dead },
+      ]);
     } catch (recordError) {
       this.events.emit('error', { error: recordError, during: 'recording a failed attempt' });
       return null;
@@ -314,9 +321,16 @@ export class Scheduler {
     state.timerAt = at;
     const wake = () => {
       state.timer = undefined;
+      // A wake-up beyond setTimeout's range was armed for MAX_TIMER_MS: arm again until it is due.
+      if (at - Date.now() > 0) {
+        this.scheduleAt(state, at);
+        return;
+      }
       this.markDirty(state);
     };
-    state.timer = setTimeout(wake, Math.max(0, at - Date.now()) + 5);
+    // setTimeout fires at once for delays over 2^31 - 1 ms (~24.8 days): a retry that far ahead
+    // would turn the idle listener into a busy loop (issue 14, item 16).
+    state.timer = setTimeout(wake, Math.min(MAX_TIMER_MS, Math.max(0, at - Date.now()) + 5));
     state.timer.unref?.();
   }
 
