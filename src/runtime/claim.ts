@@ -3,12 +3,63 @@ import { arrayLiteral } from '../identifiers.ts';
 import { CONTEXT_SETTING } from '../storage/sql-names.ts';
 import { waitAtMost, within } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
-import { decodeBatch } from './claim-decode.ts';
+import { type Claimed, decodeBatch } from './claim-decode.ts';
 import { type ClaimWindow, MAX_SUBTRANSACTIONS, PREPARED, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
-import { isConnectionLost } from './connection-errors.ts';
+import { isConnectionLost, isIdleInTransactionTimeout } from './connection-errors.ts';
 import { HardStop, StopGuard } from './handler-run.ts';
 import { type ClaimLink, HandlerScope } from './handler-tx.ts';
+import {
+  cachedIdleLimit,
+  IDLE_LIMIT_SQL,
+  idleTimeoutError,
+  rememberIdleLimit,
+  SessionClock,
+  SessionExpired,
+} from './session-clock.ts';
+
+/**
+ * Charges the handler during which the server closed the claim's session for idling in its
+ * transaction (issue 14, item 4). The session's transaction is rolled back and its row locks are
+ * gone, so a new short statement records the attempt; the rest of the batch is pending again,
+ * uncharged (a lost connection in general costs no attempt: docs/guarantees.md).
+ */
+async function chargeExpired(
+  reg: Registration,
+  ctx: ClaimContext,
+  culprit: Claimed,
+  limitMs: number,
+  error: unknown,
+  outcome: ClaimOutcome,
+): Promise<ClaimOutcome | undefined> {
+  const { id, attempt } = culprit.meta;
+  const idleMs = limitMs > 0 ? limitMs : error instanceof SessionExpired ? error.idleMs : 0;
+  const recorded = idleTimeoutError(idleMs, error instanceof SessionExpired ? undefined : error);
+  const dead = attempt >= reg.maxAttempts;
+  const retry = dead ? { delayMs: 0 } : retryDelay(reg.backoff, attempt, reg.channel.name);
+  try {
+    await recordFailures(ctx.sql, ctx.table, [
+      { id, error: withProblem(recorded, retry.problem), delayMs: retry.delayMs, dead },
+    ]);
+  } catch {
+    return undefined;
+  }
+  return {
+    claimed: outcome.claimed,
+    processed: [],
+    failed: [
+      {
+        id,
+        attempt,
+        error: recorded,
+        dead,
+        retryAt: dead ? null : new Date(Date.now() + retry.delayMs),
+      },
+    ],
+    released: outcome.claimed - 1,
+    subtransactions: outcome.subtransactions,
+  };
+}
 
 const RESET_CONTEXT = `SELECT set_config('${CONTEXT_SETTING}', '', true)`;
 
@@ -40,6 +91,11 @@ export async function claimBatch(
   // whole begin() scope on any failed query, even one the caller caught, and a handler's failed
   // query must only roll back to its own savepoint.
   const tsql = await ctx.sql.reserve();
+  // Every statement after the claim's SELECT goes through the session clock (session-clock.ts).
+  let csql = tsql;
+  let clock: SessionClock | undefined;
+  /** The notification whose handler runs (or ran last): the one charged if the session expires. */
+  let culprit: Claimed | undefined;
   let inTransaction = false;
   let current: HandlerScope | undefined;
   let released = false;
@@ -54,7 +110,14 @@ export async function claimBatch(
       .execute()
       .catch(() => {});
     inTransaction = true;
+    const cachedLimit = cachedIdleLimit(ctx.sql);
+    const limitQuery = cachedLimit === undefined ? tsql.unsafe(IDLE_LIMIT_SQL).execute() : undefined;
+    limitQuery?.catch(() => {});
     const batch = await decodeBatch(tsql, reg, ctx, window, options.safe === true);
+    const limitMs = cachedLimit ?? Number((await limitQuery!)[0]?.ms ?? 0);
+    rememberIdleLimit(ctx.sql, limitMs);
+    clock = new SessionClock(limitMs);
+    csql = clock.wrap(tsql);
     outcome.claimed = batch.length;
     options.claimedIds?.push(...batch.map((b) => b.meta.id));
     const last = batch.at(-1);
@@ -72,7 +135,12 @@ export async function claimBatch(
         outcome.failed.push({ id, attempt, error: item.poison, retryAt: null, dead: true });
         continue;
       }
-      const scope = new HandlerScope(tsql, ctx.parts, link);
+      // Nothing is sent on a session the server has closed for idling (a previous handler was slow);
+      // a batch of handlers that are each fast but together idle long keeps the session alive.
+      clock.assertAlive();
+      if (limitMs > 0 && clock.idleMs() >= limitMs / 2) await csql.unsafe('SELECT 1');
+      culprit = item;
+      const scope = new HandlerScope(csql, ctx.parts, link);
       current = scope;
       const started = performance.now();
       try {
@@ -81,7 +149,7 @@ export async function claimBatch(
         // withContext() in the handler set a transaction-local setting that outlives its released
         // savepoint: clear it, pipelined, so it does not reach the next notifications of the batch.
         if (scope.subtransactions > 0) {
-          tsql
+          csql
             .unsafe(RESET_CONTEXT, [], PREPARED)
             .execute()
             .catch(() => {});
@@ -89,7 +157,7 @@ export async function claimBatch(
         done.push(id);
         outcome.processed.push({ id, attempt, durationMs: performance.now() - started });
       } catch (error) {
-        if (error instanceof HardStop) throw error;
+        if (error instanceof HardStop || error instanceof SessionExpired) throw error;
         if (isConnectionLost(error)) link.lost ??= error;
         await scope.rollback();
         const dead = attempt >= reg.maxAttempts;
@@ -107,15 +175,16 @@ export async function claimBatch(
         outcome.subtransactions += scope.subtransactions;
       }
     }
-    await recordFailures(tsql, ctx.table, failures);
+    clock.assertAlive();
+    await recordFailures(csql, ctx.table, failures);
     // DELETE and COMMIT go out together (one round trip); if the DELETE fails, COMMIT answers ROLLBACK.
     const deleted = done.length
-      ? tsql
+      ? csql
           .unsafe(`DELETE FROM ${ctx.table} WHERE "id" = ANY($1::bigint[])`, [arrayLiteral(done)], PREPARED)
           .execute()
       : undefined;
     deleted?.catch(() => {});
-    const result = await tsql.unsafe('COMMIT');
+    const result = await csql.unsafe('COMMIT');
     inTransaction = false;
     await deleted;
     // COMMIT of a transaction that is in an aborted state answers ROLLBACK instead of failing.
@@ -129,6 +198,9 @@ export async function claimBatch(
     // An interrupted handler's queries were cancelled; let them settle, roll back, then give the
     // connection back. Only then: a connection is never returned to the pool mid-transaction.
     if (isConnectionLost(error)) link.lost ??= error;
+    const expired = error instanceof SessionExpired || isIdleInTransactionTimeout(link.lost ?? error);
+    // The server closes an expired session: send nothing more on it (not even ROLLBACK).
+    if (expired) link.lost ??= error;
     const cleanup = (async () => {
       await current?.settle();
       // A lost connection's transaction is already rolled back by the server, and postgres.js takes
@@ -155,6 +227,10 @@ export async function claimBatch(
       });
     }
     await cleanup;
+    if (expired && culprit) {
+      const charged = await chargeExpired(reg, ctx, culprit, clock?.limit ?? 0, error, outcome);
+      if (charged) return charged;
+    }
     throw error;
   } finally {
     guard.dispose();

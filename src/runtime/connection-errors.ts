@@ -47,3 +47,12 @@ export function isConnectionLost(error: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * True when the server closed the session because it sat idle in a transaction for longer than
+ * `idle_in_transaction_session_timeout` (SQLSTATE 25P03, FATAL), itself or as a cause.
+ */
+export function isIdleInTransactionTimeout(error: unknown): boolean {
+  for (const code of errorCodes(error)) if (code === '25P03') return true;
+  return false;
+}
