@@ -16,18 +16,25 @@ export interface SqlExecutor {
 /** Largest NOTIFY payload PostgreSQL accepts, in bytes. */
 export const MAX_BROADCAST_BYTES = 7999;
 
-/** JSON.stringify replacer: PostgreSQL's jsonb refuses NUL characters and unpaired UTF-16 surrogates. */
-function storableString(key: string, value: unknown): unknown {
+/**
+ * JSON.stringify replacer: PostgreSQL's jsonb refuses NUL characters and unpaired UTF-16 surrogates.
+ * The error names the field (`key`) whose key or value holds one.
+ */
+export function storableString(key: string, value: unknown): unknown {
   for (const text of [key, value]) {
     if (typeof text === 'string' && (text.includes('\0') || !text.isWellFormed())) {
+      const field = key === '' ? '' : `Field ${JSON.stringify(key.slice(0, 40))}: `;
       throw new PgPubSubError(
         'INVALID_PAYLOAD',
-        `${JSON.stringify(text.slice(0, 40))} contains a NUL character or an unpaired surrogate, which PostgreSQL cannot store as JSON. Remove them.`,
+        `${field}${JSON.stringify(text.slice(0, 40))} contains a NUL character or an unpaired surrogate, which PostgreSQL cannot store as JSON. Remove them.`,
       );
     }
   }
   return value;
 }
+
+/** Largest jsonb value PostgreSQL stores, in bytes (its varlena limit, 256 MB - 1). */
+export const MAX_JSONB_BYTES = 268_435_455;
 
 /**
  * Validates `payload` with the channel's schema and returns the JSON text to store. The JSON
@@ -50,6 +57,17 @@ export async function serializePayload(ch: CustomChannel<any, boolean>, payload:
       `Payload for channel "${ch.name}" cannot be serialized to JSON (${(error as Error).message}). Send JSON values only (e.g. strings instead of bigint).`,
       { cause: error },
     );
+  }
+  // PostgreSQL refuses larger values with "total size of jsonb ... exceeds the maximum"; a string
+  // this long costs up to 3 bytes per UTF-16 unit, so only long ones are measured.
+  if (json !== undefined && json.length * 3 > MAX_JSONB_BYTES) {
+    const bytes = byteLength(json);
+    if (bytes > MAX_JSONB_BYTES) {
+      throw new PgPubSubError(
+        'PAYLOAD_TOO_LARGE',
+        `Payload for channel "${ch.name}" is ${bytes} bytes as JSON; PostgreSQL stores at most ${MAX_JSONB_BYTES} bytes in a jsonb value (256 MB). Store the data elsewhere (a table, object storage) and send its id. Nothing was stored.`,
+      );
+    }
   }
   const roundTripped = json === undefined ? undefined : JSON.parse(json);
   const result = await ch.schema['~standard'].validate(roundTripped);
@@ -125,8 +143,11 @@ export async function withContext(tx: SqlExecutor, context: Record<string, unkno
   }
   let json: string;
   try {
-    json = JSON.stringify(context);
+    json = JSON.stringify(context, storableString);
   } catch (error) {
+    if (error instanceof PgPubSubError) {
+      throw new PgPubSubError('INVALID_CONTEXT', `withContext(): ${error.message}`);
+    }
     throw new PgPubSubError(
       'INVALID_CONTEXT',
       `Context cannot be serialized to JSON: ${(error as Error).message}`,

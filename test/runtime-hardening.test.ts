@@ -290,3 +290,64 @@ describe('idle_in_transaction_session_timeout (issue 14, item 4)', () => {
     }
   }, 40_000);
 });
+
+describe('handler errors and clear messages (issue 14, minor items)', () => {
+  /** Drains 2 notifications whose first handler throws `thrown`; returns its stored last_error. */
+  async function storedError(name: string, thrown: unknown): Promise<string> {
+    const ch = channel(name, v.object({ n: v.number() }));
+    const listener = createListener(t.db, { maxAttempts: 5 }).on(ch, (e) => {
+      if (e.payload.n === 1) throw thrown;
+    });
+    await enqueue(ch.name, 2);
+    const summary = await listener.drain();
+    // The failure did not roll back the batch: the other notification was handled.
+    expect(summary).toMatchObject({ processed: 1, retried: 1 });
+    const [row] = await t.sql`SELECT last_error FROM pgpubsub.notifications WHERE channel = ${ch.name}`;
+    return row?.last_error as string;
+  }
+
+  it('stores a handler error containing NUL, with U+FFFD in its place', async () => {
+    const text = await storedError('err_nul', new Error('bad\0byte'));
+    expect(text).toMatch(/^Error: bad\uFFFDbyte/);
+  });
+
+  it('cuts a long handler error on a code point boundary', async () => {
+    const text = await storedError('err_surrogate', new Error(`${'a'.repeat(3992)}😀😀😀`));
+    expect(text.startsWith(`Error: ${'a'.repeat(3992)}`)).toBe(true);
+    expect(text.isWellFormed()).toBe(true);
+    expect(text.endsWith('…')).toBe(true);
+  });
+
+  it('names a thrown undefined', async () => {
+    expect(await storedError('err_undefined', undefined)).toBe('handler threw undefined');
+  });
+
+  it('refuses NUL in withContext() values, naming the field', async () => {
+    const error = await t.db
+      .transaction(async (tx) => withContext(tx, { tenant: 'a\0b' }))
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(isPgPubSubError(error, 'INVALID_CONTEXT')).toBe(true);
+    expect((error as Error).message).toMatch(/Field "tenant".*NUL/);
+  });
+
+  it('refuses NUL in the filter option, naming the field', () => {
+    expect(() => createListener(t.db, { filter: { tenant: 'a\0b' } })).toThrow(
+      /`filter` cannot be used: Field "tenant".*NUL/,
+    );
+  });
+
+  it('refuses a payload over 256 MB with PAYLOAD_TOO_LARGE', async () => {
+    const ch = channel('huge', v.object({ s: v.string() }));
+    const error = await t.db
+      .transaction(async (tx) => notify(tx, ch, { s: 'a'.repeat(268_435_456) }))
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(isPgPubSubError(error, 'PAYLOAD_TOO_LARGE')).toBe(true);
+    expect((error as Error).message).toMatch(/at most 268435455 bytes.*send its id/);
+  }, 60_000);
+});

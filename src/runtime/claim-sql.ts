@@ -74,16 +74,40 @@ export function decodeOneSql(d: RowDecoder): string {
 FROM (SELECT 1) x ${populateSql(d, '$1::jsonb', 'o')} ${populateSql(d, '$2::jsonb', 'n')}`;
 }
 
-/** Text kept in `last_error`: the message, the messages of its causes, and the stack, bounded. */
+/**
+ * Text kept in `last_error`: the message, the messages of its causes, and the stack, bounded. It is
+ * always storable (issue 14, minor items): NUL characters and unpaired surrogates, which PostgreSQL
+ * refuses, become U+FFFD, and the cut falls on a code point boundary; a thrown non-Error is named.
+ */
 export function describeError(error: unknown): string {
-  const parts = [...errorChain(error, 4)].map((e, depth) => {
-    const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  const chain = [...errorChain(error, 4)];
+  const parts = chain.map((e, depth) => {
+    const text = e instanceof Error ? `${e.name}: ${e.message}` : depth === 0 ? thrownValue(e) : String(e);
     return depth === 0 ? text : `caused by ${text}`;
   });
+  if (parts.length === 0) parts.push(thrownValue(error));
   const stack =
     error instanceof Error && error.stack ? `\n${error.stack.split('\n').slice(1).join('\n')}` : '';
-  const text = parts.join('\n') + stack;
-  return text.length > MAX_ERROR_CHARS ? `${text.slice(0, MAX_ERROR_CHARS)}…` : text;
+  let text = (parts.join('\n') + stack).replaceAll('\0', '\uFFFD');
+  if (text.length > MAX_ERROR_CHARS) {
+    // Do not cut a surrogate pair in two.
+    const end = /[\uD800-\uDBFF]/.test(text.charAt(MAX_ERROR_CHARS - 1))
+      ? MAX_ERROR_CHARS - 1
+      : MAX_ERROR_CHARS;
+    text = `${text.slice(0, end)}…`;
+  }
+  return text.toWellFormed();
+}
+
+/** Names a thrown value that is not an Error: `handler threw undefined`, `handler threw "text"`. */
+function thrownValue(value: unknown): string {
+  let shown: string;
+  try {
+    shown = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+  } catch {
+    shown = String(value);
+  }
+  return `handler threw ${value === undefined ? 'undefined' : shown}`;
 }
 
 /** Records failed attempts (retry later, or dead letter) in the claim transaction. */

@@ -8,6 +8,7 @@ import type { AnyChannel } from '../channel.ts';
 import { isChannel } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import { ListenerEvents } from '../events.ts';
+import { storableString } from '../notify.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 import { waitAtMost } from '../timeouts.ts';
@@ -75,6 +76,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
         );
       }
     }
+    if (options.filter !== undefined) filterJson(options.filter);
     Object.assign(
       this.options,
       Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
@@ -169,7 +171,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
 
   private prepare(): Scheduler {
     if (this.scheduler) return this.scheduler;
-    const filter = this.options.filter === undefined ? null : JSON.stringify(this.options.filter);
+    const filter = this.options.filter === undefined ? null : filterJson(this.options.filter);
     const ctx = {
       sql: this.sql,
       parts: drizzleParts(this.db),
@@ -340,6 +342,18 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     }
     await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
     return this.prepare().drain();
+  }
+}
+
+/** The `filter` option as JSON; a value PostgreSQL cannot store (NUL, lone surrogate) is refused by name. */
+function filterJson(filter: Record<string, unknown>): string {
+  try {
+    return JSON.stringify(filter, storableString);
+  } catch (error) {
+    throw new PgPubSubError(
+      'INVALID_OPTIONS',
+      `createListener: \`filter\` cannot be used: ${(error as Error).message}`,
+    );
   }
 }
 
