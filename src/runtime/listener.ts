@@ -1,6 +1,6 @@
 /**
- * Why this file is a little over 300 lines: the Listener facade is one class (registry, options,
- * start/stop, LISTEN and broadcast dispatch); its types are in listener-options.ts, claiming in
+ * Why this file is over 300 lines: the Listener facade is one class (registry, options and their
+ * checks against the pool, start/stop, LISTEN and broadcast dispatch); its types are in listener-options.ts, claiming in
  * scheduler.ts and claim.ts.
  */
 import postgres from 'postgres';
