@@ -35,7 +35,7 @@ const KIT_SCHEMA = (
   triggers: boolean,
 ) => `import { integer, pgTable, serial, text, timestamp } from 'drizzle-orm/pg-core';
 import * as v from 'valibot';
-import { channel, triggerChannel } from 'drizzle-pgpubsub';
+import { channel, triggerChannel } from 'drizzle-pgpubsub/schema';
 
 export const posts = pgTable('blog Posts', {
   id: serial().primaryKey(),
