@@ -81,7 +81,7 @@ const t = useTestDatabase([
 
 describe('decoding row images', () => {
   it('reads old/new back exactly as db.select() returns them, with casing', async () => {
-    const db = drizzle(t.client({ max: 4 }), { casing: 'snake_case' });
+    const db = drizzle({ client: t.client({ max: 4 }), casing: 'snake_case' });
     await installChannels(t.sql, [thingEvents], 'snake_case');
     const row = {
       fullName: `O'Brien "quoted" ✓`,

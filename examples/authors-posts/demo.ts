@@ -100,7 +100,7 @@ async function main(): Promise<number> {
     await admin.unsafe(`CREATE DATABASE "${demoDb}"`);
     const url = withDatabase(server.url, demoDb);
     const client = postgres(url, { max: 4, onnotice: () => {} });
-    const db = drizzle(client);
+    const db = drizzle({ client: client });
     await migrate(db, { migrationsFolder: join(HERE, 'drizzle') });
     console.log(
       `migrated: ${relative(ROOT, join(HERE, 'drizzle'))} (tables, notifications storage, authors trigger)`,

@@ -48,7 +48,7 @@ const cache = new WeakMap<object, DrizzleParts>();
 const unsupported = () =>
   new PgPubSubError(
     'UNSUPPORTED_DATABASE',
-    'createListener(db) needs a Drizzle database on postgres.js: `drizzle(postgres(url))` from drizzle-orm/postgres-js.',
+    'createListener(db) needs a Drizzle database on postgres.js: `drizzle({ client: postgres(url) })` from drizzle-orm/postgres-js.',
   );
 
 /** The casing a 0.x database was created with, told from what its converter does. */
