@@ -190,3 +190,34 @@ export const itemEvents = triggerChannel(items, { on: ['insert'], name: 'v1 item
     await expectError(run(dir, { schema: 'other' }), 'INVALID_OPTIONS', 'lives in schema "pgpubsub_v1"');
   });
 });
+
+describe('generate: the layout follows the installed drizzle-kit', () => {
+  const schema = `import { pgTable, serial } from 'drizzle-orm/pg-core';
+import { triggerChannel } from 'drizzle-pgpubsub/schema';
+export const items = pgTable('kit_items', { id: serial().primaryKey() });
+export const itemEvents = triggerChannel(items, { on: ['insert'] });
+`;
+  // The app's own node_modules/drizzle-kit is what Node would resolve from it: that one decides.
+  const kit1 = {
+    'node_modules/drizzle-kit/package.json': '{"name":"drizzle-kit","version":"1.0.0-rc.5","main":"index.cjs"}',
+    'node_modules/drizzle-kit/index.cjs': 'exports.defineConfig = (config) => config;',
+  };
+
+  it('writes the 1.0 folder layout into an empty folder when drizzle-kit 1.0 is installed', async () => {
+    const dir = makeApp({ 'drizzle.config.ts': CONFIG, 'src/db/schema.ts': schema, ...kit1 });
+    const result = await run(dir, { now: new Date('2026-05-06T07:08:09Z') });
+    expect(result.written).toEqual([join(dir, 'drizzle/20260506070809_pgpubsub/migration.sql')]);
+    expect(existsSync(join(dir, 'drizzle/meta'))).toBe(false);
+    expect((await run(dir)).out).toEqual(['No changes: 1 channel up to date.']);
+  });
+
+  it('refuses to add to a 0.x journal when drizzle-kit 1.0 is installed, naming `drizzle-kit up`', async () => {
+    const dir = makeApp({ 'drizzle.config.ts': CONFIG, 'src/db/schema.ts': schema });
+    await run(dir);
+    expect(existsSync(join(dir, 'drizzle/meta/_journal.json'))).toBe(true);
+    writeFiles(dir, kit1);
+    const before = readTree(dir);
+    await expectError(run(dir), 'MIGRATIONS_INVALID', 'drizzle-kit 1.0.0-rc.5', 'npx drizzle-kit up');
+    expectPreserved(before, readTree(dir));
+  });
+});
