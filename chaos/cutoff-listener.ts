@@ -27,10 +27,13 @@ process.on('message', (message) => {
 });
 process.on('disconnect', () => process.exit(0));
 
-const listener = createListener(drizzle(client), { pollIntervalMs: false }).on(ch, async (e, tx) => {
-  process.send?.('claimed');
-  await go;
-  await tx.execute(sql`INSERT INTO done VALUES (${e.payload.n}, 'a')`);
-});
+const listener = createListener(drizzle({ client: client }), { pollIntervalMs: false }).on(
+  ch,
+  async (e, tx) => {
+    process.send?.('claimed');
+    await go;
+    await tx.execute(sql`INSERT INTO done VALUES (${e.payload.n}, 'a')`);
+  },
+);
 await listener.start();
 process.send?.('ready');

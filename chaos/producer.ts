@@ -120,7 +120,7 @@ export class Producer {
         application_name: `chaos-producer-${this.id}`,
       });
       client.on('error', () => {});
-      this.conn = { client, db: drizzle(client) };
+      this.conn = { client, db: drizzle({ client: client }) };
       try {
         await client.connect();
       } catch (error) {

@@ -62,7 +62,7 @@ const client = postgres(url, {
     idle_in_transaction_session_timeout: idleTxMs,
   },
 });
-const db = drizzle(client);
+const db = drizzle({ client: client });
 
 const stats = {
   processed: 0,

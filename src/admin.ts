@@ -5,13 +5,13 @@
  * @module
  */
 import { sql } from 'drizzle-orm';
-import type { PgDatabase } from 'drizzle-orm/pg-core';
+import type { AnyPgDb as CompatDb } from './drizzle-compat.ts';
 import { isUndefinedTable, tableMissing } from './storage/missing-table.ts';
 import { DEFAULT_SCHEMA, type notifications } from './storage/notifications.ts';
 import { notificationsRef, pendingAndDue, pendingScheduled, wakeupsRef } from './storage/sql-names.ts';
 
 /** Any Drizzle PostgreSQL database (postgres.js, node-postgres, …). */
-export type AnyPgDb = PgDatabase<any, any, any>;
+export type AnyPgDb = CompatDb;
 
 /** Options shared by the admin functions. */
 export interface AdminOptions {

@@ -1,3 +1,4 @@
+import type { InferSelectModel } from 'drizzle-orm';
 import type { PgTable } from 'drizzle-orm/pg-core';
 import type { TriggerOp } from './channel.ts';
 
@@ -17,7 +18,7 @@ export interface EventMeta {
   signal: AbortSignal;
 }
 
-type Row<TTable extends PgTable> = TTable['$inferSelect'];
+type Row<TTable extends PgTable> = InferSelectModel<TTable>;
 
 /** The event of a trigger channel, narrowed by `op`. */
 export type TriggerEvent<TTable extends PgTable, TOp extends TriggerOp = TriggerOp> = TOp extends 'insert'

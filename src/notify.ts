@@ -1,7 +1,7 @@
-import { is, sql } from 'drizzle-orm';
-import { PgTransaction } from 'drizzle-orm/pg-core';
+import { sql } from 'drizzle-orm';
 import type { CustomChannel } from './channel.ts';
 import { isChannel } from './channel.ts';
+import { isDrizzleTransaction } from './drizzle-compat.ts';
 import { PgPubSubError } from './errors.ts';
 import { byteLength } from './identifiers.ts';
 import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
@@ -120,7 +120,7 @@ export async function notify<TSchema extends StandardSchemaV1>(
     return;
   }
   const fn = sql.raw(notifyFunctionRef(options.schema ?? DEFAULT_SCHEMA));
-  await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::jsonb)`);
+  await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::text::jsonb)`);
 }
 
 /**
@@ -129,7 +129,7 @@ export async function notify<TSchema extends StandardSchemaV1>(
  * work on the same pooled connection. Calling it again merges the new keys in.
  */
 export async function withContext(tx: SqlExecutor, context: Record<string, unknown>): Promise<void> {
-  if (!is(tx, PgTransaction)) {
+  if (!isDrizzleTransaction(tx)) {
     throw new PgPubSubError(
       'INVALID_CONTEXT',
       'withContext() must be given a transaction: call it inside db.transaction(async (tx) => …) with that tx.',
@@ -154,6 +154,6 @@ export async function withContext(tx: SqlExecutor, context: Record<string, unkno
     );
   }
   await tx.execute(
-    sql`SELECT set_config('pgpubsub.context', (coalesce(nullif(current_setting('pgpubsub.context', true), ''), '{}')::jsonb || ${json}::jsonb)::text, true)`,
+    sql`SELECT set_config('pgpubsub.context', (coalesce(nullif(current_setting('pgpubsub.context', true), ''), '{}')::jsonb || ${json}::text::jsonb)::text, true)`,
   );
 }

@@ -104,7 +104,7 @@ describe('batching', () => {
   it('works on a client that may not prepare statements (PgBouncer in transaction mode)', async () => {
     await enqueue(300);
     const unprepared = t.client({ max: 5, prepare: false });
-    const l = createListener(drizzle(unprepared), { concurrency: 3, pollIntervalMs: false }).on(
+    const l = createListener(drizzle({ client: unprepared }), { concurrency: 3, pollIntervalMs: false }).on(
       jobs,
       async ({ payload }, tx) => {
         await tx.insert(effects).values({ key: `k${payload.n}` });

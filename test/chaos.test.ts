@@ -21,7 +21,7 @@ async function proxied(options: Record<string, unknown> = {}) {
   const url = new URL(t.url);
   const proxy = await ChaosProxy.start(url.hostname, Number(url.port));
   const client = t.client({ host: '127.0.0.1', port: proxy.port, max: 2, ...options } as never);
-  return { proxy, client, db: drizzle(client) };
+  return { proxy, client, db: drizzle({ client }) };
 }
 
 // Deadlines fit a loaded 2-core machine (test processes, embedded servers and jiti start-ups compete
@@ -162,7 +162,7 @@ describe('chaos', () => {
     // the failure to each innocent notification until it was dead-lettered.
     const ch = channel('fetch_types_off', v.object({ n: v.number() }));
     const client = t.client({ fetch_types: false });
-    const db = drizzle(client);
+    const db = drizzle({ client });
     await notify(db, ch, { n: 1 });
     const summary = await createListener(db, { maxAttempts: 3, backoff: () => 0 })
       .on(ch, () => {})

@@ -1,4 +1,6 @@
+import * as orm from 'drizzle-orm';
 import { eq } from 'drizzle-orm';
+import * as pgCore from 'drizzle-orm/pg-core';
 import {
   bigint,
   boolean,
@@ -37,7 +39,9 @@ const point = customType<{ data: { x: number; y: number }; driverData: string }>
     return { x: x!, y: y! };
   },
 });
-const app = pgSchema('app');
+// drizzle-orm 1.0 sets casing on the schema (and tables); 0.x on the database (below).
+const V1 = 'defineRelations' in orm;
+const app = (V1 ? (pgCore as any).snakeCase.schema : pgSchema)('app') as ReturnType<typeof pgSchema<'app'>>;
 const things = app.table('things', {
   id: serial().primaryKey(),
   fullName: text().notNull(),
@@ -81,7 +85,7 @@ const t = useTestDatabase([
 
 describe('decoding row images', () => {
   it('reads old/new back exactly as db.select() returns them, with casing', async () => {
-    const db = drizzle(t.client({ max: 4 }), { casing: 'snake_case' });
+    const db = drizzle({ client: t.client({ max: 4 }), ...(V1 ? {} : { casing: 'snake_case' as const }) });
     await installChannels(t.sql, [thingEvents], 'snake_case');
     const row = {
       fullName: `O'Brien "quoted" ✓`,

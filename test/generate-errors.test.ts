@@ -3,7 +3,16 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exitCodeFor } from '../src/cli/exit-codes.ts';
 import { PgPubSubError, type PgPubSubErrorCode } from '../src/errors.ts';
-import { CONFIG, cli, expectError, makeApp, readTree, run, useScratchApps } from './fixtures/generate-app.ts';
+import {
+  CONFIG,
+  cli,
+  expectError,
+  fakeKit,
+  makeApp,
+  readTree,
+  run,
+  useScratchApps,
+} from './fixtures/generate-app.ts';
 
 useScratchApps({ cli: true });
 
@@ -126,7 +135,8 @@ ${schema}
       name: 'corrupt journal',
       code: 'MIGRATIONS_INVALID',
       texts: ['_journal.json is not valid JSON'],
-      app: () => schemaApp('', { 'drizzle/meta/_journal.json': '{ nope' }),
+      // A 0.x project: with drizzle-kit 1.0 any journal is refused before it is parsed.
+      app: () => schemaApp('', { 'drizzle/meta/_journal.json': '{ nope', ...fakeKit('0.31.11') }),
     },
   ];
 

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -6,6 +6,8 @@ import {
   clearNotifications,
   expectError,
   expectPreserved,
+  fakeKit,
+  KIT_MAJOR,
   kit,
   makeApp,
   migrationCount,
@@ -35,7 +37,7 @@ const KIT_SCHEMA = (
   triggers: boolean,
 ) => `import { integer, pgTable, serial, text, timestamp } from 'drizzle-orm/pg-core';
 import * as v from 'valibot';
-import { channel, triggerChannel } from 'drizzle-pgpubsub';
+import { channel, triggerChannel } from 'drizzle-pgpubsub/schema';
 
 export const posts = pgTable('blog Posts', {
   id: serial().primaryKey(),
@@ -46,7 +48,7 @@ export const published = channel('post_published', v.object({ id: v.number() }))
 ${triggers ? "export const postEvents = triggerChannel(posts, { on: ['insert', 'update'], columns: ['authorId'] });" : ''}
 `;
 
-describe('generate: next to drizzle-kit generate, migrate and push', () => {
+describe.runIf(KIT_MAJOR < 1)('generate: next to drizzle-kit 0.x generate, migrate and push', () => {
   const t = useTestDatabase();
 
   it('keeps drizzle-kit working before and after its migrations (casing: snake_case)', async () => {
@@ -188,5 +190,121 @@ export const itemEvents = triggerChannel(items, { on: ['insert'], name: 'v1 item
     // The state is read back from the folders; the recorded schema is the default from now on.
     expect((await run(dir)).out).toEqual(['No changes: 1 channel up to date.']);
     await expectError(run(dir, { schema: 'other' }), 'INVALID_OPTIONS', 'lives in schema "pgpubsub_v1"');
+  });
+});
+
+describe('generate: the layout follows the installed drizzle-kit', () => {
+  const schema = `import { pgTable, serial } from 'drizzle-orm/pg-core';
+import { triggerChannel } from 'drizzle-pgpubsub/schema';
+export const items = pgTable('kit_items', { id: serial().primaryKey() });
+export const itemEvents = triggerChannel(items, { on: ['insert'] });
+`;
+  // The app's own node_modules/drizzle-kit is what Node would resolve from it: that one decides.
+  const kit1 = fakeKit('1.0.0-rc.5');
+
+  it('writes the 1.0 folder layout into an empty folder when drizzle-kit 1.0 is installed', async () => {
+    const dir = makeApp({ 'drizzle.config.ts': CONFIG, 'src/db/schema.ts': schema, ...kit1 });
+    const result = await run(dir, { now: new Date('2026-05-06T07:08:09Z') });
+    expect(result.written).toEqual([join(dir, 'drizzle/20260506070809_pgpubsub/migration.sql')]);
+    expect(existsSync(join(dir, 'drizzle/meta'))).toBe(false);
+    expect((await run(dir)).out).toEqual(['No changes: 1 channel up to date.']);
+  });
+
+  it('refuses to add to a 0.x journal when drizzle-kit 1.0 is installed, naming `drizzle-kit up`', async () => {
+    const dir = makeApp({ 'drizzle.config.ts': CONFIG, 'src/db/schema.ts': schema, ...fakeKit('0.31.11') });
+    await run(dir);
+    expect(existsSync(join(dir, 'drizzle/meta/_journal.json'))).toBe(true);
+    writeFiles(dir, kit1);
+    const before = readTree(dir);
+    await expectError(run(dir), 'MIGRATIONS_INVALID', 'drizzle-kit 1.0.0-rc.5', 'npx drizzle-kit up');
+    expectPreserved(before, readTree(dir));
+  });
+});
+
+describe.runIf(KIT_MAJOR >= 1)('generate: next to drizzle-kit 1.0 generate and migrate', () => {
+  const t = useTestDatabase();
+
+  it('writes the folder layout, which drizzle-kit 1.0 generates after and migrates', async () => {
+    const env = { DATABASE_URL: t.url };
+    const schema = (extra: string) => `import { integer, snakeCase, serial, text } from 'drizzle-orm/pg-core';
+import { triggerChannel } from 'drizzle-pgpubsub/schema';
+export const posts = snakeCase.table('kit1 posts', {
+  id: serial().primaryKey(),
+  authorId: integer().notNull(),
+  bodyText: text().notNull(),${extra}
+});
+export const postEvents = triggerChannel(posts, { on: ['insert', 'update'], columns: ['authorId'] });
+`;
+    const dir = makeApp({
+      'drizzle.config.ts': `import { defineConfig } from 'drizzle-kit';
+export default defineConfig({
+  dialect: 'postgresql',
+  schema: './src/schema.ts',
+  out: './migrations',
+  dbCredentials: { url: process.env.DATABASE_URL ?? '' },
+});
+`,
+      'src/schema.ts': schema(''),
+    });
+    // 1. drizzle-kit creates the table, then ours adds storage and the trigger (snake_case names).
+    const tables = await kit(dir, env, 'generate', '--name', 'posts');
+    expect(tables.code, tables.stdout + tables.stderr).toBe(0);
+    const ours = await run(dir);
+    expect(ours.plan).toMatchObject({ storage: 'create', added: ['kit1 posts'] });
+    expect(ours.written).toHaveLength(1);
+    expect(ours.written[0]).toMatch(/migrations\/\d{14}_pgpubsub\/migration\.sql$/);
+    expect(readFileSync(ours.written[0]!, 'utf8')).toContain('AFTER UPDATE OF "author_id"');
+    expect(existsSync(join(dir, 'migrations/meta'))).toBe(false);
+
+    // 2. drizzle-kit sees no change of its own, then generates only a real one.
+    writeFiles(dir, { 'src/schema.ts': schema('\n  views: integer(),') });
+    const before = readTree(dir);
+    const change = await kit(dir, env, 'generate', '--name', 'views');
+    expect(change.code, change.stdout + change.stderr).toBe(0);
+    expectPreserved(before, readTree(dir));
+    const folders = readdirSync(join(dir, 'migrations')).sort();
+    expect(folders).toHaveLength(3);
+    expect(readFileSync(join(dir, 'migrations', folders[2]!, 'migration.sql'), 'utf8')).toContain(
+      'ADD COLUMN "views" integer',
+    );
+
+    // 3. drizzle-kit 1.0 migrate applies all three; the trigger sees snake_case columns.
+    const migrated = await kit(dir, env, 'migrate');
+    expect(migrated.code, migrated.stdout + migrated.stderr).toBe(0);
+    await t.sql`INSERT INTO "kit1 posts" (author_id, body_text) VALUES (7, 'hello')`;
+    expect(await notifications(t)).toEqual([
+      {
+        channel: 'kit1 posts',
+        op: 'insert',
+        old: null,
+        new: { id: 1, author_id: 7, body_text: 'hello', views: null },
+      },
+    ]);
+    await clearNotifications(t);
+    expect((await run(dir)).out).toEqual(['No changes: 1 channel up to date.']);
+  });
+});
+
+describe.runIf(KIT_MAJOR >= 1)('generate: upgrading a project from drizzle-kit 0.x to 1.0', () => {
+  it('after `drizzle-kit up`, generate reads the converted folders and writes nothing new', async () => {
+    const dir = makeApp({
+      'drizzle.config.ts': CONFIG,
+      'src/db/schema.ts': `import { pgTable, serial, text } from 'drizzle-orm/pg-core';
+import { triggerChannel } from 'drizzle-pgpubsub/schema';
+export const items = pgTable('up_items', { id: serial().primaryKey(), label: text().notNull() });
+export const itemEvents = triggerChannel(items, { on: ['insert'] });
+`,
+      ...fakeKit('0.31.11'),
+    });
+    // The 0.x project: a journal with our migration.
+    await run(dir);
+    expect(existsSync(join(dir, 'drizzle/meta/_journal.json'))).toBe(true);
+    // The upgrade: drizzle-kit 1.0 installed, `drizzle-kit up` converts the folder.
+    rmSync(join(dir, 'node_modules'), { recursive: true });
+    await expectError(run(dir), 'MIGRATIONS_INVALID', 'npx drizzle-kit up');
+    const up = await kit(dir, {}, 'up');
+    expect(up.code, up.stdout + up.stderr).toBe(0);
+    expect(existsSync(join(dir, 'drizzle/meta/_journal.json'))).toBe(false);
+    expect((await run(dir)).out).toEqual(['No changes: 1 channel up to date.']);
   });
 });

@@ -13,6 +13,7 @@ import {
   cli,
   expectPreserved,
   INIT_SQL,
+  KIT_MAJOR,
   makeApp,
   migrationCount,
   notifications,
@@ -27,7 +28,8 @@ import { useTestDatabase } from './support/db.ts';
 
 useScratchApps({ cli: true });
 
-describe('generate: lifecycle in the 0.x journal layout', () => {
+// drizzle-orm 1.0's migrate() refuses the 0.x journal: this lifecycle runs on drizzle-kit/orm 0.x only.
+describe.runIf(KIT_MAJOR < 1)('generate: lifecycle in the 0.x journal layout', () => {
   const t = useTestDatabase();
   let dir: string;
   const apply = () => migrate(t.db, { migrationsFolder: join(dir, 'drizzle') });

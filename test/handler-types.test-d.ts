@@ -7,7 +7,7 @@ import { channel, createListener, notify, triggerChannel } from '../src/index.ts
 
 const authors = pgTable('authors', { id: serial().primaryKey(), name: text().notNull(), age: integer() });
 type Author = typeof authors.$inferSelect;
-const db = drizzle(postgres('postgres://localhost/none'));
+const db = drizzle({ client: postgres('postgres://localhost/none') });
 
 describe('handler types', () => {
   it('narrows old/new by op for trigger channels', () => {

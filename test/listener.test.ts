@@ -243,7 +243,7 @@ describe('listener', () => {
     const a: string[] = [];
     const b: string[] = [];
     const l1 = listen(t.db).on(cacheBust, (e) => void a.push(e.payload.key));
-    const db2 = drizzle(t.client({ max: 2 }));
+    const db2 = drizzle({ client: t.client({ max: 2 }) });
     const l2 = listen(db2).on(cacheBust, (e) => void b.push(e.payload.key));
     await l1.start();
     await l2.start();
@@ -308,7 +308,7 @@ describe('listener', () => {
   it('recovers after the LISTEN connection is terminated', async () => {
     const got: string[] = [];
     const client = t.client({ max: 4, connection: { application_name: 'listener-under-test' } });
-    const l = listen(drizzle(client), { pollIntervalMs: false }).on(
+    const l = listen(drizzle({ client }), { pollIntervalMs: false }).on(
       emailRequested,
       (e) => void got.push(e.payload.subject),
     );

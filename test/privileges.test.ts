@@ -147,7 +147,7 @@ describe('least privilege', () => {
   });
 
   it('lets an application role with no rights on pgpubsub record notifications through the triggers', async () => {
-    const app = drizzle(connectAs(ROLES.app, { max: 2 }));
+    const app = drizzle({ client: connectAs(ROLES.app, { max: 2 }) });
     await app.transaction(async (tx) => {
       await withContext(tx, { actor: 'app' });
       const [order] = await tx.insert(orders).values({ item: 'book', qty: 1 }).returning();
@@ -176,7 +176,7 @@ describe('least privilege', () => {
     await t.sql.unsafe(`CREATE ROLE ${sender} LOGIN PASSWORD '${PASSWORD}'`);
     const owner = connectAs(ROLES.migration, { max: 1 });
     await owner.unsafe(`GRANT USAGE ON SCHEMA pgpubsub TO ${sender}`);
-    const db = drizzle(connectAs(sender, { max: 1 }));
+    const db = drizzle({ client: connectAs(sender, { max: 1 }) });
     // USAGE alone is not enough: EXECUTE was revoked from PUBLIC.
     expect(await denied(() => notify(db, mail, { to: 'a@b.c' }))).toMatch(
       /permission denied for function notify/,
@@ -209,8 +209,8 @@ describe('least privilege', () => {
   });
 
   it('runs a listener end to end as a role with only the documented grants', async () => {
-    const app = drizzle(connectAs(ROLES.app, { max: 2 }));
-    const listenerDb = drizzle(connectAs(ROLES.listener, { max: 4 }));
+    const app = drizzle({ client: connectAs(ROLES.app, { max: 2 }) });
+    const listenerDb = drizzle({ client: connectAs(ROLES.listener, { max: 4 }) });
     const seen: string[] = [];
     let failOnce = true;
     const errors: string[] = [];

@@ -4,9 +4,9 @@
  * docs/security.md cite these names).
  */
 import { randomBytes } from 'node:crypto';
-import { CasingCache } from 'drizzle-orm/casing';
 import { doublePrecision, integer, interval, json, pgTable, point, text } from 'drizzle-orm/pg-core';
 import { afterAll, describe, expect, it } from 'vitest';
+import { columnNamer } from '../src/casing.ts';
 import { triggerChannel } from '../src/channel.ts';
 import { planGenerate } from '../src/generate/plan.ts';
 import { expandImageSql, mapRow, populateSql, rowDecoder } from '../src/runtime/decode.ts';
@@ -118,7 +118,7 @@ describe('values jsonb cannot hold (issue 14 item 8)', () => {
     const rows = await images('docs');
     expect(rows.map((r) => r.status)).toEqual(Array(hostile.length * 3).fill('pending'));
     // The decoder reads every image back to the json text the table held.
-    const d = rowDecoder(docs, new CasingCache());
+    const d = rowDecoder(docs, columnNamer(undefined));
     const decoded = await t.sql
       .unsafe(
         `SELECT c.op, ${expandImageSql(d, 'o')}, ${expandImageSql(d, 'n')} FROM pgpubsub.notifications c ${populateSql(d, 'c."old"', 'o')} ${populateSql(d, 'c."new"', 'n')} WHERE c.channel = 'docs' ORDER BY c.id`,

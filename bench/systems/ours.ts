@@ -67,7 +67,7 @@ export const ours: System = {
   },
   async startWorker(url, variant, onJob) {
     const sql = client(url, variant.concurrency + 1);
-    const db = drizzle(sql);
+    const db = drizzle({ client: sql });
     const listener = createListener(db, {
       concurrency: variant.concurrency,
       ...(variant.batchSize ? { batchSize: variant.batchSize } : {}),
@@ -87,7 +87,7 @@ export const ours: System = {
   },
   async producer(url) {
     const sql = client(url, 8);
-    const db = drizzle(sql);
+    const db = drizzle({ client: sql });
     return {
       send: (i) => db.transaction((tx) => notify(tx, noop, { i })),
       close: () => sql.end({ timeout: 5 }),

@@ -62,7 +62,7 @@ async function topUp(b: Backlog): Promise<void> {
 async function claimCycles(b: Backlog): Promise<number[]> {
   const commits: number[] = [];
   let marked = false;
-  const listener = createListener(drizzle(b.sql), {
+  const listener = createListener(drizzle({ client: b.sql }), {
     concurrency: 1,
     batchSize: 50,
     pollIntervalMs: false,

@@ -100,7 +100,7 @@ async function main(): Promise<number> {
     await admin.unsafe(`CREATE DATABASE "${demoDb}"`);
     const url = withDatabase(server.url, demoDb);
     const client = postgres(url, { max: 4, onnotice: () => {} });
-    const db = drizzle(client);
+    const db = drizzle({ client: client });
     await migrate(db, { migrationsFolder: join(HERE, 'drizzle') });
     console.log(
       `migrated: ${relative(ROOT, join(HERE, 'drizzle'))} (tables, notifications storage, authors trigger)`,
@@ -147,7 +147,10 @@ async function main(): Promise<number> {
     const t0 = performance.now();
     await db.insert(authors).values(Array.from({ length: AUTHORS }, (_, i) => ({ name: `Author ${i + 1}` })));
     console.log(`inserted ${AUTHORS} authors in one statement (${(performance.now() - t0).toFixed(0)} ms)`);
-    const count = async () => Number((await db.execute(dsql`SELECT count(*)::int AS n FROM posts`))[0]!.n);
+    const count = async () =>
+      Number(
+        ((await db.execute(dsql`SELECT count(*)::int AS n FROM posts`)) as unknown as { n: number }[])[0]!.n,
+      );
     const doneCheck = deadline(120_000, `${AUTHORS} posts`);
     let lastPrint = 0;
     for (let n = await count(); n < AUTHORS; n = await count()) {

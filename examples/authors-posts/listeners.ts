@@ -6,7 +6,7 @@ import { authorEvents, posts } from './schema.ts';
 // `drizzle-pgpubsub listen` sets DATABASE_URL (from the environment or --database-url) before loading
 // this module, and closes `sql` after the listener has stopped.
 export const sql = postgres(process.env.DATABASE_URL!, { max: 8 });
-export const db = drizzle(sql);
+export const db = drizzle({ client: sql });
 
 // Set by the supervisor of `listen --processes N` (1…N); unset in a single process.
 const handledBy = `worker ${process.env.PGPUBSUB_WORKER_INDEX ?? '-'} (pid ${process.pid})`;

@@ -1,5 +1,5 @@
 import { index, integer, pgTable, serial, text, timestamp } from 'drizzle-orm/pg-core';
-import { triggerChannel } from 'drizzle-pgpubsub';
+import { triggerChannel } from 'drizzle-pgpubsub/schema';
 
 export const authors = pgTable('authors', {
   id: serial().primaryKey(),

@@ -4,14 +4,14 @@
  * deleting one, and the table's cumulative insert/delete counters for throughput).
  */
 import { and, eq, sql } from 'drizzle-orm';
-import type { PgDatabase } from 'drizzle-orm/pg-core';
 import { type NotificationRow, status } from '../admin.ts';
 import { countFailed, listFailed } from '../dead-letters.ts';
+import type { AnyPgDb as CompatDb } from '../drizzle-compat.ts';
 import { notificationsTable } from '../storage/notifications.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 
 /** Any Drizzle PostgreSQL database (postgres.js, node-postgres, …). */
-export type AnyPgDb = PgDatabase<any, any, any>;
+export type AnyPgDb = CompatDb;
 
 /** A failed notification as listed on the main page. */
 export interface FailedSummary {

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { PgPubSubError } from '../errors.ts';
 import { byteLength, MAX_IDENTIFIER_BYTES } from '../identifiers.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
+import { type InstalledKit, installedDrizzleKit } from './kit-version.ts';
 import { importSchemaFiles, type LoadedDrizzleConfig, loadDrizzleConfig } from './load-config.ts';
 import { displayPath, type MigrationFolder, readMigrationFolder } from './migration-folder.ts';
 import { migrationSql, planMigration, writeMigration } from './migration-writer.ts';
@@ -54,8 +55,14 @@ function collectWarnings(
   folder: MigrationFolder,
   plan: GeneratePlan,
   cwd: string,
+  kit: InstalledKit | undefined,
 ): string[] {
   const warnings: string[] = [];
+  if (folder.layout === 'folders' && kit && kit.major < 1) {
+    warnings.push(
+      `warning: ${displayPath(folder.out, cwd)} has drizzle-kit 1.0's folder layout, but drizzle-kit ${kit.version} is installed, which does not read it. Install drizzle-kit 1.0 (and drizzle-orm 1.0) to apply these migrations.`,
+    );
+  }
   if (config.schemaFilter.includes(plan.schema)) {
     warnings.push(
       `warning: schemaFilter in ${displayPath(config.path, cwd)} includes "${plan.schema}": \`drizzle-kit push\` would drop the notifications table there. Remove it from schemaFilter.`,
@@ -96,12 +103,21 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   }
   const config = await loadDrizzleConfig({ cwd, config: options.config });
   const modules = importSchemaFiles(config.schemaFiles, cwd);
-  const folder = readMigrationFolder(config.out);
+  const kit = installedDrizzleKit(dirname(config.path));
+  const folder = readMigrationFolder(config.out, kit);
   const state = readRecordedState(folder.migrations);
   const channels = collectChannels(modules, options.schema ?? state.storage?.schema ?? DEFAULT_SCHEMA);
-  const plan = planGenerate({ channels, state, schema: options.schema, casing: config.casing });
+  // drizzle-kit 1.0 has no config-level casing: tables carry theirs (`snakeCase.table`), in column.name.
+  const kitV1 = kit !== undefined && kit.major >= 1;
+  const casing = kitV1 ? undefined : config.casing;
+  const plan = planGenerate({ channels, state, schema: options.schema, casing });
 
-  const warnings = collectWarnings(config, folder, plan, cwd);
+  const warnings = collectWarnings(config, folder, plan, cwd, kit);
+  if (kitV1 && config.casing !== undefined) {
+    warnings.push(
+      `warning: \`casing\` in ${displayPath(config.path, cwd)} is ignored: drizzle-kit ${kit.version} takes casing from the tables (\`snakeCase.table(…)\` from drizzle-orm/pg-core), and so does drizzle-pgpubsub.`,
+    );
+  }
   if (plan.statements.length === 0) {
     log(`No changes: ${plural(plan.channels, 'channel')} up to date.`);
     for (const line of warnings) warn(line);

@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
-import type { Casing } from 'drizzle-orm';
 import { createJiti } from 'jiti';
 import { globSync } from 'tinyglobby';
+import type { ColumnCasing as Casing } from '../casing.ts';
 import { PgPubSubError, pgPubSubErrorCode } from '../errors.ts';
 import { displayPath, MIGRATION_PREFIXES, type MigrationPrefix } from './migration-folder.ts';
 import type { LoadedModule } from './plan.ts';

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { PgPubSubError } from '../errors.ts';
+import type { InstalledKit } from './kit-version.ts';
 
 /** How drizzle-kit names migrations (`migrations.prefix` in drizzle.config). */
 export type MigrationPrefix = 'index' | 'timestamp' | 'supabase' | 'unix' | 'none';
@@ -129,7 +130,7 @@ function parseJournal(path: string): Journal {
  * Reads a drizzle-kit `out` folder: its layout and every migration's SQL in apply order (journal
  * order for 0.x; folder-name order for the v1 layout). Never writes.
  */
-export function readMigrationFolder(out: string): MigrationFolder {
+export function readMigrationFolder(out: string, kit?: InstalledKit): MigrationFolder {
   if (existsSync(out) && !isDirectory(out)) {
     throw invalid(`The migrations folder ${out} is a file. Point \`out\` in drizzle.config at a folder.`);
   }
@@ -151,7 +152,14 @@ export function readMigrationFolder(out: string): MigrationFolder {
         `${out} uses drizzle-kit's old folder format (folders named by timestamp only). Run \`drizzle-kit up\` first.`,
       );
     }
+    // An empty folder gets the layout of the installed drizzle-kit (0.x when none is installed).
+    if (kit && kit.major >= 1) return { layout: 'folders', out, migrations: [] };
     return { layout: 'journal', out, journal: null, snapshotPath: null, migrations: [] };
+  }
+  if (kit && kit.major >= 1) {
+    throw invalid(
+      `${out} has drizzle-kit 0.x's meta/_journal.json, but drizzle-kit ${kit.version} is installed, and its migrator refuses that layout. Run \`npx drizzle-kit up\` to convert the folder, then run generate again.`,
+    );
   }
   const journal = parseJournal(journalPath);
   const migrations = journal.entries.map((entry) => {

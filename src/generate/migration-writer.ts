@@ -141,7 +141,7 @@ function planFolders(
   now: Date,
 ): MigrationPlan {
   // Sort after every existing folder, so a pending migration of ours never runs before an older one.
-  const existing = readdirSync(folder.out)
+  const existing = (existsSync(folder.out) ? readdirSync(folder.out) : [])
     .map((entry) => V1_FOLDER.exec(entry)?.[1])
     .filter((ts): ts is string => ts !== undefined)
     .sort();

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { Casing } from 'drizzle-orm';
 import { is } from 'drizzle-orm';
 import { getTableConfig, PgTable } from 'drizzle-orm/pg-core';
+import type { ColumnCasing as Casing } from '../casing.ts';
 import { type AnyChannel, assertChannelName, isChannel, isTriggerChannel } from '../channel.ts';
 import { PgPubSubError, pgPubSubErrorCode } from '../errors.ts';
 import { DEFAULT_SCHEMA, STORAGE_VERSION, storageMigrationSql } from '../storage/notifications.ts';

@@ -32,7 +32,7 @@ function lockedSelect(table: string, filter: boolean, columns: string, window: C
   // started while others of this process are in flight begins after their rows (the cursor) instead
   // of walking past them. The limit is a literal so that a generic plan knows it.
   return `SELECT ${columns} FROM ${table}
-  WHERE "channel" = $1 AND ${pendingAndDue()}${filter ? ` AND "context" @> $2::jsonb` : ''}${
+  WHERE "channel" = $1 AND ${pendingAndDue()}${filter ? ` AND "context" @> $2::text::jsonb` : ''}${
     window.after
       ? ` AND ("run_at", "id") > (timestamptz 'epoch' + $${cursorParam}::bigint * interval '1 microsecond', $${cursorParam + 1}::bigint)`
       : ''
@@ -70,8 +70,8 @@ export function rawClaimSql(table: string, filter: boolean, window: ClaimWindow)
 }
 
 export function decodeOneSql(d: RowDecoder): string {
-  return `SELECT $1::jsonb IS NOT NULL, ${expandImageSql(d, 'o')}, $2::jsonb IS NOT NULL, ${expandImageSql(d, 'n')}
-FROM (SELECT 1) x ${populateSql(d, '$1::jsonb', 'o')} ${populateSql(d, '$2::jsonb', 'n')}`;
+  return `SELECT $1::text::jsonb IS NOT NULL, ${expandImageSql(d, 'o')}, $2::text::jsonb IS NOT NULL, ${expandImageSql(d, 'n')}
+FROM (SELECT 1) x ${populateSql(d, '$1::text::jsonb', 'o')} ${populateSql(d, '$2::text::jsonb', 'n')}`;
 }
 
 /**
@@ -128,7 +128,7 @@ export async function recordFailures(
   "status" = CASE WHEN f.dead THEN 'failed' ELSE 'pending' END,
   "failed_at" = CASE WHEN f.dead THEN clock_timestamp() END,
   "run_at" = CASE WHEN f.dead THEN n."run_at" ELSE clock_timestamp() + f.delay_ms * interval '1 millisecond' END
-FROM jsonb_to_recordset($1::jsonb) AS f(id bigint, error text, delay_ms float8, dead boolean)
+FROM jsonb_to_recordset($1::text::jsonb) AS f(id bigint, error text, delay_ms float8, dead boolean)
 WHERE n."id" = f.id`,
     [JSON.stringify(rows)],
     PREPARED,

@@ -160,5 +160,5 @@ export async function openAdminConnection(options: {
     await close();
     throw error;
   }
-  return { sql, db: drizzle(sql), close };
+  return { sql, db: drizzle({ client: sql }), close };
 }

@@ -1,9 +1,8 @@
-import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
-import { PostgresJsSession, PostgresJsTransaction } from 'drizzle-orm/postgres-js';
 import type postgres from 'postgres';
 import { PgPubSubError } from '../errors.ts';
 import { within } from '../timeouts.ts';
 import { isConnectionLost } from './connection-errors.ts';
+import type { DrizzleParts } from './drizzle-adapter.ts';
 
 const SAVEPOINT = 'pgpubsub_item';
 const SETTLE_MS = 5000;
@@ -14,33 +13,7 @@ export interface ClaimLink {
   lost?: unknown;
 }
 
-/** The pieces of a Drizzle postgres.js database needed to build transaction objects for handlers. */
-export interface DrizzleParts {
-  dialect: unknown;
-  options: unknown;
-  schema:
-    | { fullSchema: Record<string, unknown>; schema: any; tableNamesMap: Record<string, string> }
-    | undefined;
-}
-
-/** Reads what a handler transaction needs from a Drizzle database; fails clearly on anything else. */
-export function drizzleParts(db: PostgresJsDatabase<any>): DrizzleParts {
-  const anyDb = db as any;
-  const session = anyDb?._?.session;
-  if (!anyDb?.dialect || !session || typeof anyDb.$client?.begin !== 'function') {
-    throw new PgPubSubError(
-      'UNSUPPORTED_DATABASE',
-      'createListener(db) needs a Drizzle database on postgres.js: `drizzle(postgres(url))` from drizzle-orm/postgres-js.',
-    );
-  }
-  return {
-    dialect: anyDb.dialect,
-    options: session.options ?? {},
-    schema: anyDb._.schema
-      ? { fullSchema: anyDb._.fullSchema, schema: anyDb._.schema, tableNamesMap: anyDb._.tableNamesMap }
-      : undefined,
-  };
-}
+export { type DrizzleParts, drizzleParts } from './drizzle-adapter.ts';
 
 /**
  * One handler's window onto the claim transaction. The savepoint that isolates the handler is only
@@ -53,31 +26,35 @@ export class HandlerScope {
   private nested = 0;
   private closedReason: string | undefined;
   private readonly inflight = new Set<postgres.PendingQuery<any>>();
-  private real: PostgresJsTransaction<any, any> | undefined;
+  private real: object | undefined;
   /**
    * The handler's Drizzle transaction. Building one (client proxy, session, database object) costs
    * more than a no-op handler, so handlers get a stand-in that builds it on first use.
    */
-  readonly tx: PostgresJsTransaction<any, any>;
+  readonly tx: any;
 
   constructor(
     private readonly tsql: postgres.ReservedSql,
     private readonly parts: DrizzleParts,
     private readonly link: ClaimLink,
   ) {
-    this.tx = new Proxy(Object.create(PostgresJsTransaction.prototype), {
-      get: (_target, key) => Reflect.get(this.transaction(), key),
-      set: (_target, key, value) => Reflect.set(this.transaction(), key, value),
-      has: (_target, key) => Reflect.has(this.transaction(), key),
-      ownKeys: () => Reflect.ownKeys(this.transaction()),
-      getOwnPropertyDescriptor: (_target, key) => {
-        const descriptor = Reflect.getOwnPropertyDescriptor(this.transaction(), key);
-        return descriptor && { ...descriptor, configurable: true };
+    this.tx = new Proxy(
+      {},
+      {
+        getPrototypeOf: () => Reflect.getPrototypeOf(this.transaction()),
+        get: (_target, key) => Reflect.get(this.transaction(), key),
+        set: (_target, key, value) => Reflect.set(this.transaction(), key, value),
+        has: (_target, key) => Reflect.has(this.transaction(), key),
+        ownKeys: () => Reflect.ownKeys(this.transaction()),
+        getOwnPropertyDescriptor: (_target, key) => {
+          const descriptor = Reflect.getOwnPropertyDescriptor(this.transaction(), key);
+          return descriptor && { ...descriptor, configurable: true };
+        },
       },
-    });
+    );
   }
 
-  private transaction(): PostgresJsTransaction<any, any> {
+  private transaction(): object {
     if (this.real) return this.real;
     const tsql = this.tsql;
     const client: any = new Proxy(tsql, {
@@ -96,9 +73,7 @@ export class HandlerScope {
         return Reflect.get(target, key, receiver);
       },
     });
-    const { dialect, schema, options } = this.parts;
-    const session = new PostgresJsSession(client as any, dialect as any, schema, options as any);
-    this.real = new PostgresJsTransaction(dialect as any, session as any, schema);
+    this.real = this.parts.transaction(client) as object;
     return this.real;
   }
 

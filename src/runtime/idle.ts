@@ -75,7 +75,7 @@ class WakeupSql {
    * listener; `filterParam` is the placeholder of the listener's context filter.
    */
   private readySql(channel: string, filterParam: string): string {
-    const filter = this.filter === null ? '' : ` AND n."context" @> ${filterParam}::jsonb`;
+    const filter = this.filter === null ? '' : ` AND n."context" @> ${filterParam}::text::jsonb`;
     return `(SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND ${pendingAndDue('n')}${filter}
    ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL`;
   }
@@ -85,14 +85,14 @@ class WakeupSql {
     channels: string[],
     conn: postgres.Sql | postgres.ReservedSql = this.sql,
   ): Promise<ProbeResult[]> {
-    const filter = this.filter === null ? '' : ` AND n."context" @> $2::jsonb`;
+    const filter = this.filter === null ? '' : ` AND n."context" @> $2::text::jsonb`;
     const rows = await conn.unsafe(
       `SELECT c.name AS channel,
   ${this.readySql('c.name', '$2')} AS ready,
   (extract(epoch FROM (SELECT min(n."run_at") FROM ${this.notifications} n
    WHERE n."channel" = c.name AND ${pendingScheduled('n')}${filter}) - now()) * 1000)::float8 AS next_run_in,
   array(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS in_progress
-FROM jsonb_array_elements_text($1::jsonb) AS c(name)`,
+FROM jsonb_array_elements_text($1::text::jsonb) AS c(name)`,
       (this.filter === null ? [JSON.stringify(channels)] : [JSON.stringify(channels), this.filter]) as any[],
       PREPARED,
     );

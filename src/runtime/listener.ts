@@ -157,8 +157,8 @@ export class Listener<TDb extends AnyDb = AnyDb> {
 
   /** Resolves registrations with the final options (configure() may come after on()). */
   private registration({ channel: ch, handler, options }: HandlerEntry): Registration {
-    // Drizzle keeps the casing cache on the (internal) dialect; it names columns exactly as db.select() does.
-    const casing = (this.db as any).dialect.casing;
+    // Column names exactly as db.select() resolves them (the database's casing, drizzle-adapter.ts).
+    const casing = drizzleParts(this.db).columns;
     return {
       channel: ch,
       handler,

@@ -3,11 +3,10 @@
  * (statement and row paths, the careful image fallback, the table check) are spliced into one plpgsql
  * body and must change together; everything here is pure string building.
  */
-import type { Casing } from 'drizzle-orm';
 import { getTableColumns } from 'drizzle-orm';
-import { CasingCache } from 'drizzle-orm/casing';
 import type { Column } from 'drizzle-orm/column';
 import { getTableConfig } from 'drizzle-orm/pg-core';
+import { type ColumnCasing as Casing, columnDbName } from '../casing.ts';
 import type { TriggerChannel, TriggerOp } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from '../identifiers.ts';
@@ -32,10 +31,7 @@ const SUFFIX: Record<TriggerOp | 'wake', string> = {
   wake: '_wake',
 };
 
-/** The database name of a Drizzle column under a casing setting (`undefined`: names as written). */
-export function columnDbName(column: Column, casing: Casing | undefined): string {
-  return new CasingCache(casing).getColumnCasing(column);
-}
+export { columnDbName };
 
 /**
  * Resolves a channel into a {@link TriggerSpec}. Throws `NO_PRIMARY_KEY` for a table without a primary

@@ -1,5 +1,5 @@
-import type { Casing } from 'drizzle-orm';
 import type postgres from 'postgres';
+import type { ColumnCasing as Casing } from '../../src/casing.ts';
 import type { AnyChannel } from '../../src/channel.ts';
 import { createTriggerSql, resolveTriggerSpec } from '../../src/storage/trigger-sql.ts';
 

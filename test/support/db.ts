@@ -35,7 +35,7 @@ export function useTestDatabase(setupSql: string[] = []): TestDb {
       return c;
     };
     handle.sql = handle.client({ max: 10 });
-    handle.db = drizzle(handle.sql);
+    handle.db = drizzle({ client: handle.sql });
     for (const statement of setupSql) await handle.sql.unsafe(statement);
   });
   afterAll(async () => {

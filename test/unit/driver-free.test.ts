@@ -48,6 +48,11 @@ describe('entry points that must load no database driver', () => {
     expect([...moduleGraph('src/index.ts').packages.keys()]).toContain('postgres');
   });
 
+  it('package.json exports drizzle-pgpubsub/schema as the built src/schema.ts', () => {
+    const pkg = JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8'));
+    expect(pkg.exports['./schema']).toEqual({ types: './dist/schema.d.ts', default: './dist/schema.js' });
+  });
+
   it('only src/runtime/ imports a driver', () => {
     const { files } = moduleGraph('src/index.ts');
     const cli = moduleGraph('src/cli/main.ts').files;

@@ -1,0 +1,137 @@
+/**
+ * Everything that depends on which drizzle-orm version is installed, in one file (0.44/0.45 and 1.0
+ * today): the next Drizzle release should be a change here only.
+ *
+ * Handlers get a real Drizzle transaction built through public API: one Drizzle database per
+ * listener from the driver's own `drizzle()` factory, configured like the user's (relational schema
+ * or relations, logger, casing), whose client's `begin` hands Drizzle the claim connection instead
+ * of opening a transaction. `db.transaction(fn)` then builds its transaction object over that
+ * connection and passes it to `fn` synchronously, on every supported version; no BEGIN or COMMIT
+ * is sent (the claim transaction owns those).
+ *
+ * The only reads of Drizzle internals left are those of the user's configuration from `db`, below
+ * in {@link drizzleConfig}; each has a fallback, and none is needed for plain (non-relational) use.
+ *
+ * @module
+ */
+
+import type { Column } from 'drizzle-orm/column';
+import { drizzle } from 'drizzle-orm/postgres-js';
+import { type ColumnCasing, columnNamer } from '../casing.ts';
+import { PgPubSubError } from '../errors.ts';
+
+/** What the listener needs from the user's Drizzle database, read once per database. */
+export interface DrizzleParts {
+  /** The `casing` of the user's database (drizzle-orm 0.x only), for decoding row images. */
+  casing: ColumnCasing | undefined;
+  /** Names columns exactly as `db.select()` does. */
+  columns: { getColumnCasing(column: Column): string };
+  /**
+   * A Drizzle transaction object whose queries go through `client` (a postgres.js-like client: the
+   * claim connection, wrapped by the handler scope). Nothing is sent to build it.
+   */
+  transaction(client: unknown): unknown;
+}
+
+/** The user's Drizzle configuration, as far as it matters to a handler's `tx`. */
+export interface DrizzleConfig {
+  casing: ColumnCasing | undefined;
+  /** drizzle-orm 0.x: the relational schema (`drizzle(client, { schema })`). */
+  schema: Record<string, unknown> | undefined;
+  /** drizzle-orm 1.0: the relations (`drizzle({ client, relations })`). */
+  relations: Record<string, unknown> | undefined;
+  logger: unknown;
+}
+
+const cache = new WeakMap<object, DrizzleParts>();
+
+const unsupported = () =>
+  new PgPubSubError(
+    'UNSUPPORTED_DATABASE',
+    'createListener(db) needs a Drizzle database on postgres.js: `drizzle({ client: postgres(url) })` from drizzle-orm/postgres-js.',
+  );
+
+/** The casing a 0.x database was created with, told from what its converter does. */
+function casingOf(db: any): ColumnCasing | undefined {
+  const convert = db?.dialect?.casing?.convert;
+  if (typeof convert !== 'function') return undefined;
+  if (convert('fooBar') === 'foo_bar') return 'snake_case';
+  if (convert('foo_bar') === 'fooBar') return 'camelCase';
+  return undefined;
+}
+
+/**
+ * Reads the user's configuration from a Drizzle database. drizzle-orm 1.0 keeps the relations on
+ * `db._.relations` and has no database-level casing; 0.x keeps the relational schema on
+ * `db._.fullSchema` and the casing on its dialect. The logger sits in the session's options on both.
+ */
+export function drizzleConfig(db: unknown): DrizzleConfig {
+  const anyDb = db as any;
+  const meta = anyDb?._ ?? {};
+  const v1 = 'relations' in meta;
+  const relations =
+    v1 && meta.relations && Object.keys(meta.relations).length > 0 ? meta.relations : undefined;
+  return {
+    casing: v1 ? undefined : casingOf(anyDb),
+    schema: !v1 && meta.schema ? meta.fullSchema : undefined,
+    relations,
+    logger: (meta.session ?? anyDb?.session)?.options?.logger,
+  };
+}
+
+/**
+ * Checks that `db` is a Drizzle postgres.js database and prepares what handler transactions and
+ * decoders need; throws `UNSUPPORTED_DATABASE` on anything else. Cached per database.
+ */
+export function drizzleParts(db: unknown): DrizzleParts {
+  const anyDb = db as any;
+  const client = anyDb?.$client;
+  if (
+    typeof anyDb?.transaction !== 'function' ||
+    typeof client?.begin !== 'function' ||
+    typeof client?.unsafe !== 'function'
+  ) {
+    throw unsupported();
+  }
+  const known = cache.get(anyDb);
+  if (known) return known;
+  const config = drizzleConfig(anyDb);
+  let pending: unknown;
+  // The client Drizzle builds transactions on: `begin(fn)` runs fn on the claim connection at once.
+  const router = new Proxy(client, {
+    get: (target, key) => (key === 'begin' ? (fn: (c: unknown) => unknown) => fn(pending) : target[key]),
+  });
+  const inner: any = drizzle({
+    client: router,
+    ...(config.casing === undefined ? {} : { casing: config.casing }),
+    ...(config.schema === undefined ? {} : { schema: config.schema }),
+    ...(config.relations === undefined ? {} : { relations: config.relations }),
+    ...(config.logger === undefined ? {} : { logger: config.logger }),
+  } as any);
+  const parts: DrizzleParts = {
+    casing: config.casing,
+    columns: columnNamer(config.casing),
+    transaction(claimClient) {
+      let tx: unknown;
+      pending = claimClient;
+      try {
+        inner
+          .transaction(async (t: unknown) => {
+            tx = t;
+          })
+          .catch(() => {});
+      } finally {
+        pending = undefined;
+      }
+      if (tx === undefined) {
+        throw new PgPubSubError(
+          'UNSUPPORTED_DATABASE',
+          'This drizzle-orm version does not build its transaction objects synchronously; drizzle-pgpubsub supports drizzle-orm 0.44, 0.45 and 1.0.',
+        );
+      }
+      return tx;
+    },
+  };
+  cache.set(anyDb, parts);
+  return parts;
+}
