@@ -71,7 +71,7 @@ describe('claim errors (issue 14, item 3)', () => {
       const client = t.client({ max: 10 });
       const [row] = await client`SHOW default_transaction_isolation`;
       expect(row?.default_transaction_isolation).toBe('serializable');
-      const listener = createListener(drizzle(client), { concurrency: 4, pollIntervalMs: false }).on(
+      const listener = createListener(drizzle({ client }), { concurrency: 4, pollIntervalMs: false }).on(
         ch,
         async (e, tx) => {
           await tx.execute(dsql`INSERT INTO done VALUES (${e.payload.n})`);
@@ -114,7 +114,7 @@ describe('pool size (issue 14, item 5)', () => {
   it('a handler that reads through db instead of tx completes with the largest accepted concurrency', async () => {
     const ch = channel('pool_db', v.object({ n: v.number() }));
     const client = t.client({ max: 10 });
-    const db = drizzle(client);
+    const db = drizzle({ client });
     const listener = createListener(db, { concurrency: 9, batchSize: 5, pollIntervalMs: false }).on(
       ch,
       async (e, tx) => {
@@ -200,7 +200,7 @@ describe('backoff and timers (issue 14, item 16)', () => {
         counter.queries++;
       },
     });
-    return { counter, db: drizzle(client) };
+    return { counter, db: drizzle({ client }) };
   }
 
   /** Statements sent over `ms` of real time. */
