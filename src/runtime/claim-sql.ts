@@ -2,7 +2,7 @@ import type postgres from 'postgres';
 import { errorChain } from '../errors.ts';
 import { pendingAndDue } from '../storage/sql-names.ts';
 import type { ClaimCursor, Registration } from './claim-types.ts';
-import { expandImageSql, populateSql, type RowDecoder } from './decode.ts';
+import { expandImageSql, isWide, populateSql, type RowDecoder } from './decode.ts';
 
 /**
  * Savepoints one claim transaction may open before it commits and leaves the rest of its batch for
@@ -52,10 +52,31 @@ export function claimSql(reg: Registration, table: string, filter: boolean, wind
     return `WITH c AS (${locked}) SELECT ${META}, c."payload" FROM c ORDER BY c."run_at", c."id"`;
   }
   const d = reg.decoder;
+  if (isWide(d, META_COUNT)) {
+    // Old and new side by side would pass the SELECT list limit: one output row per side instead
+    // (side 0 old, 1 new), merged back by the caller (mergeSides).
+    return `WITH c AS (${locked})
+SELECT ${META}, s.side, s.img IS NOT NULL, ${expandImageSql(d, 'r')}
+FROM c CROSS JOIN LATERAL (VALUES (0, c."old"), (1, c."new")) AS s(side, img) ${populateSql(d, 's.img', 'r')}
+ORDER BY c."run_at", c."id", s.side`;
+  }
   return `WITH c AS (${locked})
 SELECT ${META}, c."old" IS NOT NULL, ${expandImageSql(d, 'o')}, c."new" IS NOT NULL, ${expandImageSql(d, 'n')}
 FROM c ${populateSql(d, 'c."old"', 'o')} ${populateSql(d, 'c."new"', 'n')}
 ORDER BY c."run_at", c."id"`;
+}
+
+/**
+ * Rows of a wide claim (two per notification: `prefix` columns, the side, then the side's image)
+ * back into one row per notification: `prefix` columns, then old and new as a narrow claim has them.
+ */
+export function mergeSides(rows: unknown[][], prefix: number): unknown[][] {
+  const out: unknown[][] = [];
+  for (let i = 0; i + 1 < rows.length; i += 2) {
+    const old = rows[i]!;
+    out.push([...old.slice(0, prefix), ...old.slice(prefix + 1), ...rows[i + 1]!.slice(prefix + 1)]);
+  }
+  return out;
 }
 
 /** SQL that claims raw (undecoded) rows: the fallback when a batch holds an image that cannot decode. */
@@ -69,9 +90,11 @@ export function rawClaimSql(table: string, filter: boolean, window: ClaimWindow)
   return `WITH c AS (${locked}) SELECT ${META}, c."old"::text, c."new"::text FROM c ORDER BY c."run_at", c."id"`;
 }
 
+/** SQL that decodes one notification's images ($1 old, $2 new): two rows, merged by mergeSides. */
 export function decodeOneSql(d: RowDecoder): string {
-  return `SELECT $1::jsonb IS NOT NULL, ${expandImageSql(d, 'o')}, $2::jsonb IS NOT NULL, ${expandImageSql(d, 'n')}
-FROM (SELECT 1) x ${populateSql(d, '$1::jsonb', 'o')} ${populateSql(d, '$2::jsonb', 'n')}`;
+  return `SELECT s.side, s.img IS NOT NULL, ${expandImageSql(d, 'r')}
+FROM (VALUES (0, $1::jsonb), (1, $2::jsonb)) AS s(side, img) ${populateSql(d, 's.img', 'r')}
+ORDER BY s.side`;
 }
 
 /** Text kept in `last_error`: the message, the messages of its causes, and the stack, bounded. */
