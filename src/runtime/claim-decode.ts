@@ -112,7 +112,7 @@ export async function decodeBatch(
   const params = claimParams(ctx, name, window) as any[];
   if (!safe || !reg.decoder) {
     let rows = (await tsql
-      .unsafe(claimSql(reg, ctx.table, ctx.filter !== null, window), params, PREPARED)
+      .unsafe(claimSql(reg, ctx.table, ctx.filter !== null, window, ctx.batchBytes), params, PREPARED)
       .values()
       .catch((error) => {
         throw (reg.decoder && environmentError(reg.decoder, name, error)) ?? error;
@@ -151,7 +151,7 @@ export async function decodeBatch(
   }
   const decoder = reg.decoder;
   const rows = (await tsql
-    .unsafe(rawClaimSql(ctx.table, ctx.filter !== null, window), params, PREPARED)
+    .unsafe(rawClaimSql(ctx.table, ctx.filter !== null, window, ctx.batchBytes), params, PREPARED)
     .values()) as unknown[][];
   const out: Claimed[] = [];
   for (const row of rows) {
