@@ -97,7 +97,12 @@ function imageSql(decoder: RowDecoder, expression: string): string {
     fixes.push(`${key}, ${fixed}`);
   }
   if (fixes.length === 0) return expression;
-  return `(${expression} || jsonb_strip_nulls(jsonb_build_object(${fixes.join(', ')})))`;
+  // A function takes at most 100 arguments: 40 key/value pairs per jsonb_build_object.
+  const objects: string[] = [];
+  for (let i = 0; i < fixes.length; i += 40) {
+    objects.push(`jsonb_strip_nulls(jsonb_build_object(${fixes.slice(i, i + 40).join(', ')}))`);
+  }
+  return `(${[expression, ...objects].join(' || ')})`;
 }
 
 /** Maps driver values (as returned for the expanded columns) through the columns' own decoders. */
