@@ -16,6 +16,7 @@ export type PgPubSubErrorCode =
   | 'HANDLER_TIMEOUT'
   | 'ABORTED'
   | 'DECODE_FAILED'
+  | 'PERMISSION_DENIED'
   | 'TABLE_MISSING'
   | 'CONFIG_NOT_FOUND'
   | 'CONFIG_INVALID'

@@ -3,9 +3,17 @@ import type { TriggerChannel, TriggerOp } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import type { EventMeta } from '../events.ts';
 import { formatIssues, type StandardSchemaV1 } from '../standard-schema.ts';
-import { type ClaimWindow, claimSql, decodeOneSql, META_COUNT, PREPARED, rawClaimSql } from './claim-sql.ts';
+import {
+  type ClaimWindow,
+  claimSql,
+  decodeOneSql,
+  META_COUNT,
+  mergeSides,
+  PREPARED,
+  rawClaimSql,
+} from './claim-sql.ts';
 import type { ClaimContext, Registration } from './claim-types.ts';
-import { mapRow } from './decode.ts';
+import { environmentError, isWide, mapRow } from './decode.ts';
 
 export interface Claimed {
   meta: Omit<EventMeta, 'signal'>;
@@ -103,9 +111,13 @@ export async function decodeBatch(
   const name = reg.channel.name;
   const params = claimParams(ctx, name, window) as any[];
   if (!safe || !reg.decoder) {
-    const rows = (await tsql
-      .unsafe(claimSql(reg, ctx.table, ctx.filter !== null, window), params, PREPARED)
-      .values()) as unknown[][];
+    let rows = (await tsql
+      .unsafe(claimSql(reg, ctx.table, ctx.filter !== null, window, ctx.batchBytes), params, PREPARED)
+      .values()
+      .catch((error) => {
+        throw (reg.decoder && environmentError(reg.decoder, name, error)) ?? error;
+      })) as unknown[][];
+    if (reg.decoder && isWide(reg.decoder, META_COUNT)) rows = mergeSides(rows, META_COUNT);
     const out: Claimed[] = [];
     let pending: Promise<unknown>[] | undefined;
     for (const row of rows) {
@@ -139,7 +151,7 @@ export async function decodeBatch(
   }
   const decoder = reg.decoder;
   const rows = (await tsql
-    .unsafe(rawClaimSql(ctx.table, ctx.filter !== null, window), params, PREPARED)
+    .unsafe(rawClaimSql(ctx.table, ctx.filter !== null, window, ctx.batchBytes), params, PREPARED)
     .values()) as unknown[][];
   const out: Claimed[] = [];
   for (const row of rows) {
@@ -149,10 +161,13 @@ export async function decodeBatch(
     let values: unknown[];
     try {
       const decoded = await tsql.unsafe(decodeOneSql(decoder), [row[6], row[7]] as any[]).values();
-      values = decoded[0] as unknown[];
+      values = mergeSides(decoded as unknown[][], 0)[0]!;
       await tsql.unsafe('RELEASE SAVEPOINT pgpubsub_decode');
     } catch (error) {
       await tsql.unsafe('ROLLBACK TO SAVEPOINT pgpubsub_decode');
+      // A missing grant is the listener's problem, not the image's: fail the claim (retried later).
+      const environment = environmentError(decoder, name, error);
+      if (environment) throw environment;
       const reason = new PgPubSubError(
         'DECODE_FAILED',
         `The row image cannot be decoded into ${decoder.rowType}: ${(error as Error).message}`,

@@ -2,7 +2,7 @@ import type postgres from 'postgres';
 import { errorChain } from '../errors.ts';
 import { pendingAndDue } from '../storage/sql-names.ts';
 import type { ClaimCursor, Registration } from './claim-types.ts';
-import { expandImageSql, populateSql, type RowDecoder } from './decode.ts';
+import { expandImageSql, isWide, populateSql, type RowDecoder } from './decode.ts';
 
 /**
  * Savepoints one claim transaction may open before it commits and leaves the rest of its batch for
@@ -23,6 +23,26 @@ export interface ClaimWindow {
   after?: ClaimCursor | null | undefined;
 }
 
+/** Default of `ListenerOptions.batchBytes`: 16 MiB of stored row images and payloads per claim. */
+export const DEFAULT_BATCH_BYTES = 16 * 1024 * 1024;
+
+/** Stored bytes of one locked row's images and payload (no detoasting: read from the datum header). */
+const SIZE = `coalesce(pg_column_size(l."old"), 0) + coalesce(pg_column_size(l."new"), 0) + coalesce(pg_column_size(l."payload"), 0)`;
+
+/**
+ * The CTEs `l` (the locked batch) and `c` (its prefix within the byte budget): rows are kept while
+ * the bytes of the rows before them stay under `bytes`, so the first row is always kept and a claim
+ * loads at most `bytes` plus one row. (A window function cannot sit beside FOR UPDATE in one SELECT; the window's sort of at most a
+ * batch of rows also gives the claim its order: measured ~1 µs per row, docs/guarantees.md.)
+ * Locked rows past the budget stay locked, untouched, until the claim commits; other listeners skip
+ * them meanwhile, and the next claim takes them.
+ */
+function budgeted(locked: string, bytes: number | undefined): string {
+  const budget = bytes ?? DEFAULT_BATCH_BYTES;
+  if (!Number.isSafeInteger(budget) || budget < 1) throw new Error(`bad claim byte budget ${budget}`);
+  return `l AS (${locked}), c AS (SELECT * FROM (SELECT l.*, sum(${SIZE}) OVER (ORDER BY l."run_at", l."id" ROWS UNBOUNDED PRECEDING) - (${SIZE}) AS "pgpubsub_before" FROM l) AS s WHERE s."pgpubsub_before" < ${budget})`;
+}
+
 function lockedSelect(table: string, filter: boolean, columns: string, window: ClaimWindow): string {
   if (!Number.isSafeInteger(window.limit) || window.limit < 1)
     throw new Error(`bad claim limit ${window.limit}`);
@@ -41,37 +61,67 @@ function lockedSelect(table: string, filter: boolean, columns: string, window: C
 }
 
 /** SQL that claims and, for trigger channels, decodes a batch in one round trip. */
-export function claimSql(reg: Registration, table: string, filter: boolean, window: ClaimWindow): string {
+export function claimSql(
+  reg: Registration,
+  table: string,
+  filter: boolean,
+  window: ClaimWindow,
+  bytes?: number,
+): string {
   const locked = lockedSelect(
     table,
     filter,
     `"id", "op", "old", "new", "payload", "context", "attempts", "created_at", "run_at"`,
     window,
   );
+  const ctes = budgeted(locked, bytes);
   if (!reg.decoder) {
-    return `WITH c AS (${locked}) SELECT ${META}, c."payload" FROM c ORDER BY c."run_at", c."id"`;
+    return `WITH ${ctes} SELECT ${META}, c."payload" FROM c ORDER BY c."run_at", c."id"`;
   }
   const d = reg.decoder;
-  return `WITH c AS (${locked})
+  if (isWide(d, META_COUNT)) {
+    // Old and new side by side would pass the SELECT list limit: one output row per side instead
+    // (side 0 old, 1 new), merged back by the caller (mergeSides).
+    return `WITH ${ctes}
+SELECT ${META}, s.side, s.img IS NOT NULL, ${expandImageSql(d, 'r')}
+FROM c CROSS JOIN LATERAL (VALUES (0, c."old"), (1, c."new")) AS s(side, img) ${populateSql(d, 's.img', 'r')}
+ORDER BY c."run_at", c."id", s.side`;
+  }
+  return `WITH ${ctes}
 SELECT ${META}, c."old" IS NOT NULL, ${expandImageSql(d, 'o')}, c."new" IS NOT NULL, ${expandImageSql(d, 'n')}
 FROM c ${populateSql(d, 'c."old"', 'o')} ${populateSql(d, 'c."new"', 'n')}
 ORDER BY c."run_at", c."id"`;
 }
 
+/**
+ * Rows of a wide claim (two per notification: `prefix` columns, the side, then the side's image)
+ * back into one row per notification: `prefix` columns, then old and new as a narrow claim has them.
+ */
+export function mergeSides(rows: unknown[][], prefix: number): unknown[][] {
+  const out: unknown[][] = [];
+  for (let i = 0; i + 1 < rows.length; i += 2) {
+    const old = rows[i]!;
+    out.push([...old.slice(0, prefix), ...old.slice(prefix + 1), ...rows[i + 1]!.slice(prefix + 1)]);
+  }
+  return out;
+}
+
 /** SQL that claims raw (undecoded) rows: the fallback when a batch holds an image that cannot decode. */
-export function rawClaimSql(table: string, filter: boolean, window: ClaimWindow): string {
+export function rawClaimSql(table: string, filter: boolean, window: ClaimWindow, bytes?: number): string {
   const locked = lockedSelect(
     table,
     filter,
-    `"id", "op", "old", "new", "context", "attempts", "created_at", "run_at"`,
+    `"id", "op", "old", "new", "payload", "context", "attempts", "created_at", "run_at"`,
     window,
   );
-  return `WITH c AS (${locked}) SELECT ${META}, c."old"::text, c."new"::text FROM c ORDER BY c."run_at", c."id"`;
+  return `WITH ${budgeted(locked, bytes)} SELECT ${META}, c."old"::text, c."new"::text FROM c ORDER BY c."run_at", c."id"`;
 }
 
+/** SQL that decodes one notification's images ($1 old, $2 new): two rows, merged by mergeSides. */
 export function decodeOneSql(d: RowDecoder): string {
-  return `SELECT $1::text::jsonb IS NOT NULL, ${expandImageSql(d, 'o')}, $2::text::jsonb IS NOT NULL, ${expandImageSql(d, 'n')}
-FROM (SELECT 1) x ${populateSql(d, '$1::text::jsonb', 'o')} ${populateSql(d, '$2::text::jsonb', 'n')}`;
+  return `SELECT s.side, s.img IS NOT NULL, ${expandImageSql(d, 'r')}
+FROM (VALUES (0, $1::text::jsonb), (1, $2::text::jsonb)) AS s(side, img) ${populateSql(d, 's.img', 'r')}
+ORDER BY s.side`;
 }
 
 /**

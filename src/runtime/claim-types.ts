@@ -36,6 +36,8 @@ export interface ClaimContext {
   parts: DrizzleParts;
   table: string;
   filter: string | null;
+  /** Stored bytes of images and payloads one claim loads at most (plus one row); default 16 MiB. */
+  batchBytes?: number | undefined;
   /** Aborted when the listener gives up waiting for in-flight handlers at stop(). */
   hardStop: AbortSignal;
 }

@@ -1,13 +1,23 @@
 import { getTableColumns } from 'drizzle-orm';
 import type { Column } from 'drizzle-orm/column';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
-import { qualify, quoteIdent } from '../identifiers.ts';
+import { PgPubSubError } from '../errors.ts';
+import { qualify, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import { RAW_JSON_KEY } from '../storage/trigger-sql.ts';
+
+/**
+ * Entries a SELECT list may hold (PostgreSQL's `MaxTupleAttributeNumber`). A claim that expands the
+ * old and the new image side by side needs two per column, so from ~830 columns images are expanded
+ * one side per output row instead ({@link isWide}); PostgreSQL's table limit is 1,600 columns.
+ */
+export const MAX_TARGET_ENTRIES = 1664;
 
 /** How to read one table's row images back into `typeof table.$inferSelect` values. */
 export interface RowDecoder {
   /** `jsonb_populate_record` target type, e.g. `"public"."authors"`. */
   rowType: string;
+  /** The table's pg schema (its row type lives there: the listener needs USAGE on it). */
+  schema: string;
   /** JS key, database name and Drizzle column of each column, in a fixed order. */
   columns: { key: string; dbName: string; column: Column }[];
 }
@@ -20,12 +30,18 @@ export function rowDecoder(table: PgTable, casing: { getColumnCasing(column: Col
   const config = getTableConfig(table);
   return {
     rowType: qualify(config.schema, config.name),
+    schema: config.schema ?? 'public',
     columns: Object.entries(getTableColumns(table) as Record<string, Column>).map(([key, column]) => ({
       key,
       dbName: casing.getColumnCasing(column),
       column,
     })),
   };
+}
+
+/** True when old and new images side by side would exceed PostgreSQL's SELECT list limit. */
+export function isWide(decoder: RowDecoder, extra: number): boolean {
+  return 2 * (decoder.columns.length + 1) + extra > MAX_TARGET_ENTRIES;
 }
 
 /**
@@ -39,7 +55,54 @@ export function expandImageSql(decoder: RowDecoder, alias: string): string {
 
 /** The lateral join that produces `alias` from the image in `expression`. */
 export function populateSql(decoder: RowDecoder, expression: string, alias: string): string {
-  return `LEFT JOIN LATERAL jsonb_populate_record(NULL::${decoder.rowType}, ${expression}) AS ${quoteIdent(alias)} ON true`;
+  return `LEFT JOIN LATERAL jsonb_populate_record(NULL::${decoder.rowType}, ${imageSql(decoder, expression)}) AS ${quoteIdent(alias)} ON true`;
+}
+
+const BACKSLASH = 'chr(92)';
+/** hstore's text form of one key or value (quoted, `\` and `"` escaped), in pg_catalog SQL only. */
+function hstoreQuoted(text: string): string {
+  return `'"' || replace(replace(${text}, ${BACKSLASH}, ${BACKSLASH} || ${BACKSLASH}), '"', ${BACKSLASH} || '"') || '"'`;
+}
+/** SQL turning the jsonb object `to_jsonb(hstore)` produced back into hstore's input text. */
+function hstoreText(object: string): string {
+  return `(SELECT coalesce(string_agg(${hstoreQuoted('e.k')} || '=>' || coalesce(${hstoreQuoted('e.v')}, 'NULL'), ', '), '') FROM jsonb_each_text(${object}) AS e(k, v))`;
+}
+
+/** `hstore`, `"hstore"`, `ext.hstore`: the Drizzle SQL type of an hstore column, or of a 1-D array of them. */
+function hstoreKind(column: Column): 'scalar' | 'array' | null {
+  const type = column.getSQLType().replaceAll('"', '').trim().toLowerCase();
+  const base = type.replace(/^.*\./, '');
+  if (base === 'hstore') return 'scalar';
+  if (base === 'hstore[]') return 'array';
+  return null;
+}
+
+/**
+ * The image as `jsonb_populate_record` can read it. Types whose `to_jsonb` form is not their text
+ * form cannot be read back by it: `hstore` becomes a JSON object, which hstore's input rejects, so
+ * such values are turned back into hstore text (in pg_catalog SQL: no extension function is called,
+ * whatever schema the extension lives in).
+ */
+function imageSql(decoder: RowDecoder, expression: string): string {
+  const fixes: string[] = [];
+  for (const c of decoder.columns) {
+    const kind = hstoreKind(c.column);
+    if (!kind) continue;
+    const key = quoteLiteral(c.dbName);
+    const value = `${expression}->${key}`;
+    const fixed =
+      kind === 'scalar'
+        ? `CASE WHEN jsonb_typeof(${value}) = 'object' THEN to_jsonb(${hstoreText(value)}) END`
+        : `CASE WHEN jsonb_typeof(${value}) = 'array' THEN (SELECT jsonb_agg(CASE WHEN jsonb_typeof(a.e) = 'object' THEN to_jsonb(${hstoreText('a.e')}) ELSE a.e END ORDER BY a.i) FROM jsonb_array_elements(${value}) WITH ORDINALITY AS a(e, i)) END`;
+    fixes.push(`${key}, ${fixed}`);
+  }
+  if (fixes.length === 0) return expression;
+  // A function takes at most 100 arguments: 40 key/value pairs per jsonb_build_object.
+  const objects: string[] = [];
+  for (let i = 0; i < fixes.length; i += 40) {
+    objects.push(`jsonb_strip_nulls(jsonb_build_object(${fixes.slice(i, i + 40).join(', ')}))`);
+  }
+  return `(${[expression, ...objects].join(' || ')})`;
 }
 
 /** Maps driver values (as returned for the expanded columns) through the columns' own decoders. */
@@ -66,4 +129,33 @@ function rawJson(column: Column, value: unknown): unknown {
   const keys = Object.keys(value);
   const raw = (value as Record<string, unknown>)[RAW_JSON_KEY];
   return keys.length === 1 && typeof raw === 'string' ? JSON.parse(raw) : value;
+}
+
+/**
+ * SQLSTATEs that say the listener's role or the database's state, not the image, is at fault:
+ * insufficient privilege, unknown schema, table or type. Never a reason to dead-letter.
+ */
+const ENVIRONMENT_ERRORS = new Set(['42501', '3F000', '42P01', '42704']);
+
+/**
+ * A claim or decode error caused by a missing grant (or a missing table/type), turned into a
+ * retryable `PERMISSION_DENIED` error that names the grant to add; `undefined` for any other error.
+ */
+export function environmentError(
+  decoder: RowDecoder,
+  channel: string,
+  error: unknown,
+): PgPubSubError | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !ENVIRONMENT_ERRORS.has(code)) return undefined;
+  const message = (error as Error).message;
+  const fix =
+    code === '42501' || code === '3F000'
+      ? `Grant it: GRANT USAGE ON SCHEMA ${quoteIdent(decoder.schema)} TO <the listener's role>; (docs/security.md, "The grants, exactly").`
+      : `Check that the table exists and its migrations ran.`;
+  return new PgPubSubError(
+    'PERMISSION_DENIED',
+    `Channel "${channel}": the listener cannot use the row type ${decoder.rowType} to decode its row images (${message}). ${fix} The notifications stay pending and are claimed again; none is dead-lettered for this.`,
+    { cause: error },
+  );
 }

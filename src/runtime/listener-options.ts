@@ -40,6 +40,12 @@ export interface ListenerOptions extends RetryOptions {
    * write through `tx` (at most 60 savepoints per transaction) or are slow (a batch lasts ~200 ms).
    */
   batchSize?: number;
+  /**
+   * The most bytes of row images and payloads one claim transaction loads, as stored (after TOAST
+   * compression), so a backlog of large payloads cannot exhaust the listener's memory. A claim always
+   * takes at least one notification, however large. Default 16 MiB (16777216).
+   */
+  batchBytes?: number;
   /** Handle only these channel names (of those registered with `.on`). Default: all. */
   channels?: readonly string[];
   /** Process only notifications whose context contains this JSON (`context @> filter`), e.g. `{ tenant: 't1' }`. */

@@ -67,7 +67,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (this.phase !== 'new' || this.scheduler) {
       throw new PgPubSubError('LISTENER_STATE', 'configure() must be called before start() or drain().');
     }
-    for (const key of ['concurrency', 'batchSize'] as const) {
+    for (const key of ['concurrency', 'batchSize', 'batchBytes'] as const) {
       const value = options[key];
       if (value !== undefined && (!Number.isInteger(value) || value < 1)) {
         throw new PgPubSubError(
@@ -177,6 +177,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       parts: drizzleParts(this.db),
       table: this.table,
       filter,
+      batchBytes: this.options.batchBytes,
       hardStop: this.hardStop.signal,
     };
     const durable = this.active().filter((h) => !h.channel.broadcast);
