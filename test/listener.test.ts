@@ -68,13 +68,18 @@ describe('listener', () => {
     await waitFor(async () => seen.length === 4 && (await countNotifications(t.sql)).pending === 0, {
       what: '4 events',
     });
-    expect(seen).toEqual([
-      ['insert', null, 'Ada', 1],
-      ['insert', null, "O'Brien", 1],
-      ['update', 'Ada', 'Ada L.', 1],
-      ['delete', "O'Brien", null, 1],
-    ]);
-    expect((await t.db.select().from(posts)).map((p) => p.content)).toEqual([
+    // Exactly these events, each once. Their order is not promised (docs/guarantees.md): an idle
+    // probe briefly locks the first ready row, and a claim running at that moment skips it.
+    const byText = (a: unknown, b: unknown) => JSON.stringify(a).localeCompare(JSON.stringify(b));
+    expect(seen.toSorted(byText)).toEqual(
+      [
+        ['insert', null, 'Ada', 1],
+        ['insert', null, "O'Brien", 1],
+        ['update', 'Ada', 'Ada L.', 1],
+        ['delete', "O'Brien", null, 1],
+      ].toSorted(byText),
+    );
+    expect((await t.db.select().from(posts)).map((p) => p.content).sort()).toEqual([
       'Welcome Ada',
       "Welcome O'Brien",
     ]);
