@@ -61,7 +61,7 @@ describe('a table outside public, read by the least-privilege listener (item 15)
   it('never dead-letters on a missing grant: the claim fails with an error naming the grant, and succeeds once it is given', async () => {
     await installChannels(t.sql, [shopEvents]);
     await t.sql`INSERT INTO shop.orders (item) VALUES ('book')`;
-    const db = drizzle(connectAs(LISTENER));
+    const db = drizzle({ client: connectAs(LISTENER) });
     const listener = createListener(db).on(shopEvents, () => {});
     await expect(listener.drain()).rejects.toThrow(/GRANT USAGE ON SCHEMA "shop" TO/);
     expect(await countNotifications(t.sql, 'shop_orders')).toEqual({ pending: 1, failed: 0 });
@@ -110,7 +110,7 @@ describe('extension types (item 13)', () => {
       const events: any[] = [];
       const ch = triggerChannel(table, { on: ['insert', 'update', 'delete'] });
       await installChannels(t.sql, [ch]);
-      const db = drizzle(t.sql);
+      const db = drizzle({ client: t.sql });
       for (const value of values) {
         await t.sql.unsafe(`INSERT INTO ${name} (v, vs) VALUES ($1, ARRAY[$1, NULL]::${type}[])`, [value]);
       }
@@ -151,7 +151,7 @@ describe('wide tables (item 12)', () => {
       defs.push(`c${i} ${i % 3 === 0 ? 'text' : i % 3 === 1 ? 'integer' : 'bigint'}`);
     await t.sql.unsafe(`CREATE TABLE wide (${defs.join(', ')})`);
     await installChannels(t.sql, [wideEvents]);
-    const db = drizzle(t.sql);
+    const db = drizzle({ client: t.sql });
     // Sparse values: a row of 1,600 non-null columns would not fit a heap page.
     const values = (seed: number) => {
       const row: Record<string, unknown> = {};
