@@ -1,7 +1,9 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
 import type postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { withoutWakeup } from '../src/notify.ts';
 import { createTriggerSql, resolveTriggerSpec } from '../src/storage/trigger-sql.ts';
 import { itemEvents } from './fixtures/effect-channels.ts';
 import { useTestDatabase } from './support/db.ts';
@@ -189,5 +191,111 @@ describe('wake-up flags follow live listener sessions', () => {
       await t.sql`SELECT DISTINCT worker FROM effects WHERE notification_id > (SELECT max(notification_id) - 1 FROM effects)`;
     expect(n.map((r) => r.worker)).toEqual(['b']);
     await kill(b!, 'SIGTERM');
+  }, 60_000);
+});
+
+describe('slow producers (issue 14, item 6)', () => {
+  it('a producer that wrote while the listener was busy and commits after idleWaitMs is still announced, with no sweep', async () => {
+    const a = await startWorker('a', { IDLE_WAIT_MS: '200' });
+    await waitIdle();
+    const before = await effects();
+    await t.sql`INSERT INTO items (name) VALUES ('slow')`;
+    // The NOTIFY made it busy: its flag is clear while the slow handler (1 s) runs.
+    await waitFor(async () => (await idleFlags()) === 0, { what: 'the listener to clear its flag' });
+    const producer = await t.sql.reserve();
+    try {
+      await producer`BEGIN`;
+      // Reads the clear flag: this transaction will not NOTIFY.
+      await producer`INSERT INTO items (name) VALUES ('late')`;
+      // The listener finishes the slow row, sets its flag, waits 200 ms for this producer, gives up.
+      await waitFor(async () => (await effects()) > before && (await idleFlags()) === 1, {
+        what: 'the listener to handle the slow row and go idle',
+      });
+      const idleSince = Date.now();
+      await waitFor(() => Date.now() - idleSince > 1000, { what: 'five idle waits to pass' });
+      await producer`COMMIT`;
+    } finally {
+      producer.release();
+    }
+    // Before the watch: never (no sweep, no NOTIFY). Now: within the watch's backoff (≤ 5 s).
+    await waitFor(async () => (await effects()) >= before + 2 && (await pending()) === 0, {
+      timeoutMs: 8000,
+      what: 'the late producer’s row to be handled',
+    });
+    await kill(a, 'SIGTERM');
+  }, 60_000);
+});
+
+describe('two-phase commit (issue 14, item 7)', () => {
+  const preparedTransactions = async () =>
+    Number((await t.sql`SHOW max_prepared_transactions`)[0]!.max_prepared_transactions);
+  async function prepareAndCommit(setting: string | null): Promise<void> {
+    const conn = await t.sql.reserve();
+    const gid = `pgpubsub-test-${Math.random().toString(36).slice(2)}`;
+    try {
+      await conn`BEGIN`;
+      if (setting !== null) await conn.unsafe(`SET LOCAL pgpubsub.wake = '${setting}'`);
+      await conn`INSERT INTO items (name) VALUES ('2pc')`;
+      try {
+        await conn.unsafe(`PREPARE TRANSACTION '${gid}'`);
+      } catch (error) {
+        await conn`ROLLBACK`.catch(() => {});
+        throw error;
+      }
+    } finally {
+      conn.release();
+    }
+    await t.sql.unsafe(`COMMIT PREPARED '${gid}'`);
+  }
+
+  it('PREPARE TRANSACTION works with no live listener, with no setting at all', async (ctx) => {
+    if ((await preparedTransactions()) === 0) {
+      ctx.skip('max_prepared_transactions is 0 on this server (the embedded test server sets 10)');
+    }
+    const a = await startWorker('a');
+    await waitIdle();
+    await kill(a, 'SIGKILL'); // its flag stays, its session is gone
+    await waitFor(async () => (await sessionLocks()) === 0, { what: 'the killed session to end' });
+    expect(await idleFlags()).toBe(1);
+    await prepareAndCommit(null);
+    const b = await startWorker('b');
+    await waitIdle();
+    await kill(b, 'SIGTERM'); // stop() deletes its flag
+    expect(await idleFlags()).toBe(0);
+    await prepareAndCommit(null);
+    expect(await pending()).toBe(1);
+    await t.sql`DELETE FROM pgpubsub.notifications`;
+  }, 60_000);
+
+  it("with a live idle listener: PREPARE fails on the wake-up NOTIFY, works with pgpubsub.wake = 'off'", async (ctx) => {
+    if ((await preparedTransactions()) === 0) {
+      ctx.skip('max_prepared_transactions is 0 on this server (the embedded test server sets 10)');
+    }
+    const a = await startWorker('a');
+    await waitIdle();
+    await expect(prepareAndCommit(null)).rejects.toThrow(/NOTIFY/);
+    await prepareAndCommit('off');
+    expect(await pending()).toBe(1);
+    // No NOTIFY was sent: the row waits for the next wake-up (here: no sweep), which takes it too.
+    await wakeLatency();
+    await waitFor(async () => (await pending()) === 0, { what: 'both rows to be handled' });
+    await kill(a, 'SIGTERM');
+  }, 60_000);
+
+  it('withoutWakeup(tx) sends no NOTIFY to a live idle listener', async () => {
+    const a = await startWorker('a');
+    await waitIdle();
+    const before = notifies;
+    const seen = sentinels;
+    await t.db.transaction(async (tx) => {
+      await withoutWakeup(tx);
+      await tx.execute(sql`INSERT INTO items (name) VALUES ('quiet')`);
+    });
+    await t.sql`SELECT pg_notify('items', 'sentinel')`;
+    await waitFor(() => sentinels > seen, { what: 'the sentinel NOTIFY' });
+    expect(notifies - before).toBe(0);
+    await wakeLatency();
+    await waitFor(async () => (await pending()) === 0, { what: 'both rows to be handled' });
+    await kill(a, 'SIGTERM');
   }, 60_000);
 });
