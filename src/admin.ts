@@ -8,7 +8,13 @@ import { sql } from 'drizzle-orm';
 import type { AnyPgDb as CompatDb } from './drizzle-compat.ts';
 import { isUndefinedTable, tableMissing } from './storage/missing-table.ts';
 import { DEFAULT_SCHEMA, type notifications } from './storage/notifications.ts';
-import { notificationsRef, pendingAndDue, pendingScheduled, wakeupsRef } from './storage/sql-names.ts';
+import {
+  LISTEN_SESSION_MARK,
+  notificationsRef,
+  pendingAndDue,
+  pendingScheduled,
+  wakeupsRef,
+} from './storage/sql-names.ts';
 
 /** Any Drizzle PostgreSQL database (postgres.js, node-postgres, …). */
 export type AnyPgDb = CompatDb;
@@ -125,7 +131,8 @@ FROM names n LEFT JOIN counts c USING ("channel") ORDER BY n."channel"`),
 SELECT pid, coalesce(application_name, '') AS app, client_addr::text AS addr,
   (extract(epoch FROM backend_start) * 1000)::float8 AS started
 FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'listen %'
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND (query ILIKE 'listen %' OR starts_with(query, ${LISTEN_SESSION_MARK}))
 ORDER BY backend_start, pid`),
   );
   const channels: ChannelStatus[] = counts.map((r) => ({

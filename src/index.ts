@@ -21,7 +21,7 @@ export { countFailed, listFailed, purgeFailed, retryFailed } from './dead-letter
 export type { ListenerEventMap } from './events.ts';
 export { ListenerEvents } from './events.ts';
 export type { SqlExecutor } from './notify.ts';
-export { MAX_BROADCAST_BYTES, notify, withContext } from './notify.ts';
+export { MAX_BROADCAST_BYTES, notify, withContext, withoutWakeup } from './notify.ts';
 export type { Backoff, ExponentialBackoffOptions } from './runtime/backoff.ts';
 export { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './runtime/backoff.ts';
 export type { DrainSummary, HandlerOf, ListenerOptions, RetryOptions, TxOf } from './runtime/listener.ts';

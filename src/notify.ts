@@ -6,7 +6,7 @@ import { PgPubSubError } from './errors.ts';
 import { byteLength } from './identifiers.ts';
 import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
 import { DEFAULT_SCHEMA } from './storage/notifications.ts';
-import { notifyFunctionRef } from './storage/sql-names.ts';
+import { notifyFunctionRef, WAKE_SETTING } from './storage/sql-names.ts';
 
 /** Anything Drizzle can run SQL on: a database or a transaction (any pg driver). */
 export interface SqlExecutor {
@@ -156,4 +156,17 @@ export async function withContext(tx: SqlExecutor, context: Record<string, unkno
   await tx.execute(
     sql`SELECT set_config('pgpubsub.context', (coalesce(nullif(current_setting('pgpubsub.context', true), ''), '{}')::jsonb || ${json}::text::jsonb)::text, true)`,
   );
+}
+
+/**
+ * Turns off the wake-up NOTIFY of every notification the transaction produces (triggers and
+ * `notify()` alike), for two-phase commit: `PREPARE TRANSACTION` refuses a transaction that sent a
+ * NOTIFY, which a write to a watched table does while a live listener is idle. The notifications are
+ * stored as usual; an idle listener picks them up at its next safety sweep (`pollIntervalMs`,
+ * default 15 s) or the channel's next wake-up, whichever comes first: with `pollIntervalMs: false`,
+ * only the latter. Local to the transaction, like `SET LOCAL pgpubsub.wake = 'off'`, which producers
+ * without Drizzle can run themselves. Broadcasts are NOTIFYs themselves and are not affected.
+ */
+export async function withoutWakeup(tx: SqlExecutor): Promise<void> {
+  await tx.execute(sql`SELECT set_config(${WAKE_SETTING}, 'off', true)`);
 }

@@ -48,7 +48,7 @@ describe('status', () => {
         ('admin_work', '{"n":2}', now()),
         ('admin_work', '{"n":3}', now() + interval '1 hour')`;
     await deadLetters('admin_other', [{ n: 4, failedAgo: '1 minute' }]);
-    await t.sql`INSERT INTO pgpubsub.wakeups (channel, idle) VALUES ('admin_idle', true)`;
+    await t.sql`INSERT INTO pgpubsub.wakeups (channel, key, idle) VALUES ('admin_idle', 1, true)`;
 
     const report = await status(t.db);
     expect(report.channels.map((c) => c.channel)).toEqual(['admin_idle', 'admin_other', 'admin_work']);

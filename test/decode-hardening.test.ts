@@ -45,7 +45,7 @@ beforeAll(async () => {
     'CREATE TABLE shop.orders (id serial PRIMARY KEY, item text NOT NULL)',
     `GRANT USAGE ON SCHEMA pgpubsub TO ${LISTENER}`,
     `GRANT SELECT, UPDATE, DELETE ON pgpubsub.notifications TO ${LISTENER}`,
-    `GRANT SELECT, INSERT, UPDATE ON pgpubsub.wakeups TO ${LISTENER}`,
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON pgpubsub.wakeups TO ${LISTENER}`,
   ]) {
     await t.sql.unsafe(statement);
   }

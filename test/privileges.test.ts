@@ -48,7 +48,7 @@ function grantsSql(): string[] {
     // Listener role.
     `GRANT USAGE ON SCHEMA pgpubsub TO ${ROLES.listener}`,
     `GRANT SELECT, UPDATE, DELETE ON pgpubsub.notifications TO ${ROLES.listener}`,
-    `GRANT SELECT, INSERT, UPDATE ON pgpubsub.wakeups TO ${ROLES.listener}`,
+    `GRANT SELECT, INSERT, UPDATE, DELETE ON pgpubsub.wakeups TO ${ROLES.listener}`,
     // ...plus what its handlers do (here: create shipments, read orders).
     `GRANT SELECT ON orders TO ${ROLES.listener}`,
     `GRANT INSERT ON shipments TO ${ROLES.listener}`,

@@ -55,7 +55,11 @@ describe('storage: the Drizzle tables match the DDL', () => {
         SELECT array_agg(a.attname ORDER BY a.attnum)::text[] AS columns
         FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
         WHERE i.indrelid = ${`"${DEFAULT_SCHEMA}"."${name}"`}::regclass AND i.indisprimary`;
-      expect(pk?.columns).toEqual(config.columns.filter((c) => c.primary).map((c) => c.name));
+      const primary = [
+        ...config.columns.filter((c) => c.primary).map((c) => c.name),
+        ...config.primaryKeys.flatMap((k) => k.columns.map((c) => c.name)),
+      ];
+      expect(pk?.columns).toEqual(primary);
     });
   }
 

@@ -103,11 +103,19 @@ describe('trigger SQL', () => {
 
   it('stores a 1 MB row image without touching the NOTIFY limit', async () => {
     const ch = triggerChannel(bigItems, { on: ['insert'], name: 'big items' });
-    await t.sql`INSERT INTO pgpubsub.wakeups (channel, idle) VALUES ('big items', true)`;
+    // A live idle listener: its flag, and its session's lock (so the trigger does NOTIFY).
+    const session = await t.sql.reserve();
+    await session`SELECT pg_advisory_lock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 1)`;
+    await t.sql`INSERT INTO pgpubsub.wakeups (channel, key, idle) VALUES ('big items', 1, true)`;
     const big = 'x'.repeat(1_000_000);
-    await withTrigger(ch, async () => {
-      await t.sql`INSERT INTO big_items (name) VALUES (${big})`;
-    });
+    try {
+      await withTrigger(ch, async () => {
+        await t.sql`INSERT INTO big_items (name) VALUES (${big})`;
+      });
+    } finally {
+      await session`SELECT pg_advisory_unlock_all()`;
+      session.release();
+    }
     const [row] =
       await t.sql`SELECT length(new->>'name') AS len FROM pgpubsub.notifications WHERE channel = 'big items'`;
     expect(row!.len).toBe(1_000_000);

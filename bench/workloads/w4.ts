@@ -18,6 +18,8 @@ interface Case {
   label: string;
   trigger: boolean;
   listener: boolean;
+  /** A listener ran and went idle, then was stopped (`stop()`) or SIGKILLed before the writers start. */
+  before?: 'stopped' | 'killed';
 }
 
 const CASES: Case[] = [
@@ -42,7 +44,50 @@ const CASES: Case[] = [
     trigger: true,
     listener: false,
   },
+  {
+    key: 'trigger-stopped',
+    system: 'ours',
+    label: 'trigger channel, after the listener stopped',
+    trigger: true,
+    listener: false,
+    before: 'stopped',
+  },
+  {
+    key: 'trigger-killed',
+    system: 'ours',
+    label: 'trigger channel, after the listener was killed',
+    trigger: true,
+    listener: false,
+    before: 'killed',
+  },
 ];
+
+/** Runs a listener until it has gone idle (its wake-up flag set), then stops or kills it. */
+async function listenerGone(url: string, how: 'stopped' | 'killed'): Promise<void> {
+  const worker = await WorkerProcess.spawn('w4-listener', 'ours');
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await worker.start(url, LISTENER, { sampleMs: 0 });
+    const idle = async () =>
+      (await sql`SELECT count(*)::int AS n FROM pgpubsub.wakeups WHERE idle`)[0]!.n > 0;
+    for (const deadline = Date.now() + 10_000; !(await idle()); ) {
+      if (Date.now() > deadline) throw new Error('W4: the listener did not go idle');
+      await sleep(20);
+    }
+    if (how === 'stopped') await worker.stop();
+    else await worker.kill();
+    // Its sessions end (and their locks go) a moment after the process.
+    const locks = async () =>
+      (await sql`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`)[0]!.n as number;
+    for (const deadline = Date.now() + 10_000; (await locks()) > 0; ) {
+      if (Date.now() > deadline) throw new Error('W4: the listener’s sessions did not end');
+      await sleep(20);
+    }
+  } finally {
+    await worker.kill();
+    await sql.end({ timeout: 5 });
+  }
+}
 
 const BULK: Case[] = [
   { key: 'bulk-plain', system: 'ours', label: 'bulk INSERT, no trigger', trigger: false, listener: false },
@@ -73,7 +118,8 @@ async function setup(url: string, trigger: boolean): Promise<void> {
 /**
  * W4: what a trigger channel costs the user's write path. (a) `clients` connections commit single-row
  * INSERTs for `seconds`, into the table without and with the trigger, while a listener runs (busy
- * draining what the trigger writes); (b) one INSERT of `w4BulkRows` rows without and with the trigger.
+ * draining what the trigger writes), with no listener, and after a listener went idle and was then stopped or
+ * killed (its wake-up flag must not make writers NOTIFY); (b) one INSERT of `w4BulkRows` rows without and with the trigger.
  */
 export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
   const {
@@ -90,6 +136,7 @@ export async function w4(ctx: BenchContext): Promise<WorkloadResult> {
       let worker: WorkerProcess | undefined;
       try {
         await setup(db.url, c.trigger);
+        if (c.before) await listenerGone(db.url, c.before);
         if (c.listener) {
           worker = await WorkerProcess.spawn('w4-listener', 'ours');
           await worker.start(db.url, LISTENER, { sampleMs: 0 });

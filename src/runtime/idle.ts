@@ -1,8 +1,19 @@
 import type postgres from 'postgres';
 import { arrayLiteral } from '../identifiers.ts';
-import { notificationsRef, pendingAndDue, pendingScheduled, wakeupsRef } from '../storage/sql-names.ts';
+import {
+  notificationsRef,
+  pendingAndDue,
+  pendingScheduled,
+  wakeLockTag,
+  wakeupsRef,
+} from '../storage/sql-names.ts';
 
 const PREPARED = { prepare: true } as const;
+
+/** The key of the LISTEN session's wake-up lock (null while it is (re)connecting): see listen-session.ts. */
+export interface WakeKey {
+  readonly key: number | null;
+}
 
 /** What a probe found for one channel. */
 export interface ProbeResult {
@@ -19,37 +30,81 @@ export interface ProbeResult {
  * The idle / wake-up protocol, all of it: the SQL (this class) and the per-channel flag state
  * ({@link IdleProtocol}) the scheduler drives.
  *
- * The wake-up protocol. Producers NOTIFY only while a channel's `wakeups.idle` flag is set, so busy
- * listeners cost the write path nothing. A listener that runs out of work sets the flag, then probes:
- * a producer that read the flag just before it was set may still commit without notifying, but it
- * is then in the probe snapshot's in-progress list, so the listener waits for that list to finish
- * and probes again before it sleeps. A wait cut short by a long unrelated transaction leaves at
- * most the safety sweep's delay, never a lost notification. This needs the producer to read the
- * flag after it has a transaction id and in a snapshot taken after that: true in READ COMMITTED
- * (the trigger writes its row first, then reads the flag in a new statement); REPEATABLE READ and
- * SERIALIZABLE producers always NOTIFY (see `wakeCondition`).
+ * Flags follow live listener sessions. Producers NOTIFY only while a channel has an idle flag (a
+ * `wakeups` row `(channel, key)`) of a live LISTEN session, so busy listeners cost the write path
+ * nothing. Every listener has a LISTEN session of its own (listen-session.ts), which holds the
+ * advisory lock `(class, key)` with a random key (a new one per session) and the presence lock
+ * `(class, 0)` shared. A READ COMMITTED producer counts a flag only while its shared try-lock on
+ * `(class, key)` fails, i.e. while that session lives: flags of a listener that stopped (it deletes
+ * them), died or lost its session cost writers a try-lock, never a NOTIFY, and the next listener to
+ * start deletes them (`prune`).
+ *
+ * No loss. A listener that runs out of work sets its flag (its session already holds the lock and
+ * already LISTENs), then probes in a snapshot taken after the flag committed. A producer either
+ * (a) read the flag after it committed: it NOTIFYs at its commit, and the LISTEN receives it; or
+ * (b) read it before: then the producer already had its transaction id (it reads the flag after
+ * writing its row, in a new statement), so it is committed before the probe's snapshot (the probe
+ * sees its row) or in that snapshot's in-progress list. The listener waits for that list (at most
+ * `idleWaitMs`, cut short as soon as work is ready) and probes again; xids still running after that
+ * are watched (`watch`: `pg_xact_status` only, with backoff up to 5 s or the sweep interval) and the
+ * channel is probed when one of them ends, so a slow producer is announced within that backoff of
+ * its commit, even with `pollIntervalMs: false`. REPEATABLE READ and SERIALIZABLE producers read an
+ * older snapshot, so they NOTIFY whenever some listener session holds the presence lock (locks are
+ * read live, after the producer has its xid: a session that takes the lock later probes later, and
+ * sees the producer's row or its xid in progress). When the LISTEN session is replaced (reconnect),
+ * the listener LISTENs again, takes a new key, and sweeps every channel (`reconnected`): a NOTIFY lost
+ * while disconnected is covered by that sweep, and the flags are set again with the new key.
+ * A producer that ran `withoutWakeup(tx)` sends no NOTIFY: its row waits for the safety sweep or the
+ * channel's next wake-up.
  */
 class WakeupSql {
   private readonly wakeups: string;
   private readonly notifications: string;
 
+  private readonly lockTag: string;
+
   constructor(
     private readonly sql: postgres.Sql,
     schema: string,
     private readonly filter: string | null,
+    private readonly session: WakeKey,
   ) {
     this.wakeups = wakeupsRef(schema);
     this.notifications = notificationsRef(schema);
+    this.lockTag = wakeLockTag(schema);
+  }
+
+  /** Deletes the flags of `key` (a listener's own, when it stops or changed its session). */
+  async release(key: number): Promise<void> {
+    await this.sql.unsafe(`DELETE FROM ${this.wakeups} WHERE "key" = $1`, [key]);
+  }
+
+  /**
+   * Deletes flags whose session is gone: no session holds their lock. A flag is written only after
+   * its session took the lock, so a flag being set now is never taken for stale.
+   */
+  async prune(): Promise<number> {
+    const rows = await this.sql.unsafe(
+      `DELETE FROM ${this.wakeups} w WHERE w."key"::oid NOT IN (SELECT l.objid FROM pg_catalog.pg_locks l
+  WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.mode = 'ExclusiveLock' AND l.granted
+    AND l.classid = hashtext($1)::oid
+    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
+RETURNING 1`,
+      [this.lockTag],
+    );
+    return rows.length;
   }
 
   private setIdleSql(): string {
-    return `INSERT INTO ${this.wakeups} AS w ("channel", "idle") VALUES ($1, $2)
-       ON CONFLICT ("channel") DO UPDATE SET "idle" = EXCLUDED."idle" WHERE w."idle" IS DISTINCT FROM EXCLUDED."idle"`;
+    return `INSERT INTO ${this.wakeups} AS w ("channel", "key", "idle") VALUES ($1, $3, $2)
+       ON CONFLICT ("channel", "key") DO UPDATE SET "idle" = EXCLUDED."idle" WHERE w."idle" IS DISTINCT FROM EXCLUDED."idle"`;
   }
 
-  /** Sets or clears the idle flag of a channel. */
+  /** Sets or clears this listener's idle flag of a channel (nothing while its session reconnects). */
   async setIdle(channel: string, idle: boolean): Promise<void> {
-    await this.sql.unsafe(this.setIdleSql(), [channel, idle], PREPARED);
+    const key = this.session.key;
+    if (key === null) return;
+    await this.sql.unsafe(this.setIdleSql(), [channel, idle, key], PREPARED);
   }
 
   /**
@@ -57,9 +112,12 @@ class WakeupSql {
    * connection, each in its own transaction, so the probe's snapshot is taken after the flag committed.
    */
   async setIdleAndProbe(channel: string): Promise<ProbeResult | undefined> {
+    // Reconnecting: no flag can be set now; the reconnect sweeps every channel and sets it then.
+    const key = this.session.key;
+    if (key === null) return (await this.probe([channel]))[0];
     const conn = await this.sql.reserve();
     try {
-      const flag = conn.unsafe(this.setIdleSql(), [channel, true], PREPARED).execute();
+      const flag = conn.unsafe(this.setIdleSql(), [channel, true, key], PREPARED).execute();
       const probe = this.probe([channel], conn);
       flag.catch(() => {});
       probe.catch(() => {});
@@ -133,6 +191,25 @@ FROM jsonb_array_elements_text($1::text::jsonb) AS c(name)`,
     }
     return 'done';
   }
+
+  /** Which of `xids` are still in progress (nothing else: the watch's cheap check). */
+  async stillRunning(xids: string[]): Promise<string[]> {
+    const [row] = await this.sql.unsafe(
+      `SELECT array(SELECT x::text FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress') AS pending`,
+      [arrayLiteral(xids)],
+      PREPARED,
+    );
+    return (row?.pending as string[] | undefined) ?? [];
+  }
+}
+
+/** The most the watch of a slow producer waits between two checks. */
+const WATCH_MAX_MS = 5000;
+
+interface Watch {
+  xids: string[];
+  delay: number;
+  timer: NodeJS.Timeout | undefined;
 }
 
 interface FlagState {
@@ -153,15 +230,26 @@ export type IdleOutcome = { ready: true } | { ready: false; nextRunAt: number | 
 export class IdleProtocol {
   private readonly sql: WakeupSql;
   private readonly flags = new Map<string, FlagState>();
+  /** Producers still running after the idle wait, per channel (see `watch`). */
+  private readonly watches = new Map<string, Watch>();
+  private closed = false;
 
   constructor(
     db: postgres.Sql,
     schema: string,
     filter: string | null,
-    private readonly idleWaitMs: number,
-    private readonly onError: (error: unknown, during: string) => void,
+    private readonly settings: {
+      idleWaitMs: number;
+      /** The safety sweep's interval (`false`: none); bounds the watch's backoff. */
+      pollIntervalMs: number | false;
+      /** The LISTEN session's lock key (the flags are written with it). */
+      session: WakeKey;
+      /** Work came in on a channel that sleeps (a watched producer committed): claim it. */
+      wake: (name: string) => void;
+      onError: (error: unknown, during: string) => void;
+    },
   ) {
-    this.sql = new WakeupSql(db, schema, filter);
+    this.sql = new WakeupSql(db, schema, filter, settings.session);
   }
 
   private flag(name: string): FlagState {
@@ -194,7 +282,7 @@ export class IdleProtocol {
   hint(name: string): void {
     if (!this.flag(name).set) return;
     this.writeFlag(name, false, () => this.sql.setIdle(name, false)).catch((error) => {
-      this.onError(error, `updating the wake-up flag of "${name}"`);
+      this.settings.onError(error, `updating the wake-up flag of "${name}"`);
     });
   }
 
@@ -208,15 +296,24 @@ export class IdleProtocol {
    * were in progress (at most `idleWaitMs`) and probe again. `busy()` turning true cuts it short.
    */
   async goIdle(name: string, busy: () => boolean): Promise<IdleOutcome> {
+    // This probe covers whatever an earlier watch of the channel waited for.
+    this.unwatch(name);
     let probe = this.flag(name).set
       ? (await this.sql.probe([name]))[0]
       : await this.writeFlag(name, true, () => this.sql.setIdleAndProbe(name));
     if (busy()) return undefined;
     if (probe && !probe.ready && probe.inProgress.length > 0) {
-      const waited = await this.sql.waitFor(name, probe.inProgress, Date.now() + this.idleWaitMs, busy);
+      const deadline = Date.now() + this.settings.idleWaitMs;
+      const producers = probe.inProgress;
+      const waited = await this.sql.waitFor(name, producers, deadline, busy);
       if (busy()) return undefined;
       if (waited === 'ready') return { ready: true };
       [probe] = await this.sql.probe([name]);
+      // Slow producers (still running after the wait) may have read the flag before it was set.
+      if (waited === 'stopped' && probe && !probe.ready) {
+        const running = await this.sql.stillRunning(producers);
+        if (running.length > 0 && !busy()) this.watch(name, running);
+      }
     }
     if (busy() || !probe) return undefined;
     return probe.ready ? { ready: true } : { ready: false, nextRunAt: probe.nextRunAt };
@@ -225,6 +322,80 @@ export class IdleProtocol {
   /** The safety sweep's statement: one indexed probe for all the given channels. */
   probe(names: string[]): Promise<ProbeResult[]> {
     return this.sql.probe(names);
+  }
+
+  /**
+   * Watches producers that were still running when the channel went to sleep: checks only their
+   * `pg_xact_status`, with backoff (50 ms doubling, at most 5 s or the sweep interval), and probes
+   * the channel when one has ended; work found wakes the channel. A later `goIdle` of the channel
+   * replaces the watch (its probe covers the same producers).
+   */
+  private watch(name: string, xids: string[]): void {
+    const cap = Math.min(
+      WATCH_MAX_MS,
+      this.settings.pollIntervalMs === false ? WATCH_MAX_MS : this.settings.pollIntervalMs,
+    );
+    const w: Watch = { xids, delay: 50, timer: undefined };
+    this.watches.set(name, w);
+    const tick = async () => {
+      if (this.closed || this.watches.get(name) !== w) return;
+      try {
+        const running = await this.sql.stillRunning(w.xids);
+        if (running.length < w.xids.length) {
+          const [probe] = await this.sql.probe([name]);
+          if (this.watches.get(name) !== w) return;
+          if (probe?.ready) {
+            this.watches.delete(name);
+            this.settings.wake(name);
+            return;
+          }
+        }
+        w.xids = running;
+      } catch (error) {
+        this.settings.onError(error, `watching producers of "${name}"`);
+      }
+      if (w.xids.length === 0 || this.closed || this.watches.get(name) !== w) {
+        if (this.watches.get(name) === w) this.watches.delete(name);
+        return;
+      }
+      w.delay = Math.min(w.delay * 2, cap);
+      schedule();
+    };
+    const schedule = () => {
+      w.timer = setTimeout(() => void tick(), w.delay);
+      w.timer.unref?.();
+    };
+    schedule();
+  }
+
+  private unwatch(name: string): void {
+    const w = this.watches.get(name);
+    if (!w) return;
+    clearTimeout(w.timer);
+    this.watches.delete(name);
+  }
+
+  /** Channels with producers being watched (for tests and status). */
+  get watching(): string[] {
+    return [...this.watches.keys()];
+  }
+
+  /** The LISTEN session took a new key (reconnect): the old key's flags no longer count; delete them. */
+  releaseKey(key: number): Promise<void> {
+    return this.sql.release(key);
+  }
+
+  /** Deletes flags of sessions that are gone (a listener starting, or after a reconnect). */
+  prune(): Promise<number> {
+    return this.sql.prune();
+  }
+
+  /** Stops watching; returns after the flags of `key` (this listener's) are deleted. */
+  async close(key: number | null): Promise<void> {
+    this.closed = true;
+    for (const name of [...this.watches.keys()]) this.unwatch(name);
+    await Promise.allSettled(this.pendingWrites());
+    if (key !== null) await this.sql.release(key);
   }
 
   /** The flag writes still running (shutdown waits for them). */

@@ -3,7 +3,7 @@
  * checks against the pool, start/stop, LISTEN and broadcast dispatch); its types are in listener-options.ts, claiming in
  * scheduler.ts and claim.ts.
  */
-import postgres from 'postgres';
+import type postgres from 'postgres';
 import type { AnyChannel } from '../channel.ts';
 import { isChannel } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
@@ -18,6 +18,7 @@ import { assertNotificationsTable } from './connect.ts';
 import { rowDecoder } from './decode.ts';
 import { drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
+import { ListenSession, postgresSessionDriver } from './listen-session.ts';
 import type { AnyDb, HandlerOf, ListenerOptions, RetryOptions } from './listener-options.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
@@ -38,8 +39,10 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private readonly options: ListenerOptions = {};
   private readonly sql: postgres.Sql;
   private scheduler: Scheduler | undefined;
-  private listenSql: postgres.Sql | undefined;
-  private unlisteners: (() => Promise<unknown>)[] = [];
+  private idle: IdleProtocol | undefined;
+  private session: ListenSession | undefined;
+  /** The LISTEN session's key as far as the idle protocol is concerned (none for drain()). */
+  private readonly wakeKey = { get: () => this.session?.key ?? null };
   private phase: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private readonly hardStop = new AbortController();
   private readonly broadcasts = new Set<Promise<void>>();
@@ -181,16 +184,22 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       hardStop: this.hardStop.signal,
     };
     const durable = this.active().filter((h) => !h.channel.broadcast);
+    const wakeKey = this.wakeKey;
+    this.idle = new IdleProtocol(this.sql, this.options.schema ?? DEFAULT_SCHEMA, filter, {
+      idleWaitMs: this.resolved().idleWaitMs,
+      pollIntervalMs: this.resolved().pollIntervalMs,
+      session: {
+        get key() {
+          return wakeKey.get();
+        },
+      },
+      wake: (name) => this.phase === 'running' && this.scheduler?.hint(name),
+      onError: (error, during) => this.events.emit('error', { error, during }),
+    });
     this.scheduler = new Scheduler(
       this.sql,
       ctx,
-      new IdleProtocol(
-        this.sql,
-        this.options.schema ?? DEFAULT_SCHEMA,
-        filter,
-        this.resolved().idleWaitMs,
-        (error, during) => this.events.emit('error', { error, during }),
-      ),
+      this.idle,
       this.resolved(),
       this.events,
       durable.map((h) => this.registration(h)),
@@ -221,10 +230,10 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       await this.starting;
     } catch (error) {
       // A failed start leaves nothing behind and can be tried again.
-      await this.unlistenAll();
-      if (this.listenSql && this.listenSql !== this.sql) await this.listenSql.end({ timeout: 5 });
-      this.listenSql = undefined;
+      await this.session?.close();
+      this.session = undefined;
       this.scheduler = undefined;
+      this.idle = undefined;
       if (this.phase === 'starting') this.phase = 'new';
       throw error;
     }
@@ -259,26 +268,44 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     );
   }
 
+  /**
+   * Opens the listener's own LISTEN session (listen-session.ts) on every channel, then deletes the
+   * wake-up flags of sessions that are gone.
+   */
   private async listen(active: HandlerEntry[]): Promise<void> {
-    await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
+    const schema = this.options.schema ?? DEFAULT_SCHEMA;
+    await assertNotificationsTable(this.sql, schema);
     const scheduler = this.prepare();
-    this.listenSql = this.options.listenUrl
-      ? postgres(this.options.listenUrl, { max: 1, onnotice: () => {} })
-      : this.sql;
-    for (const entry of active) {
-      const name = entry.channel.name;
-      const onNotify = (payload: string) => this.onNotify(entry, payload);
-      // Fires on the first LISTEN and again after every reconnect of the LISTEN connection.
-      const onListen = () => this.phase === 'running' && scheduler.reconnected(name);
-      const { unlisten } = await this.listenSql.listen(name, onNotify, onListen);
-      this.unlisteners.push(unlisten);
-    }
+    const entries = new Map(active.map((entry) => [entry.channel.name, entry]));
+    const session = new ListenSession(
+      postgresSessionDriver(this.sql, this.options.listenUrl),
+      [...entries.keys()],
+      schema,
+      {
+        onNotify: (channel, payload) => {
+          const entry = entries.get(channel);
+          if (entry) this.onNotify(entry, payload);
+        },
+        onReconnect: (oldKey) => this.reconnected(scheduler, oldKey),
+        onError: (error, during) => this.events.emit('error', { error, during }),
+      },
+    );
+    this.session = session;
+    await session.open();
+    await this.idle!.prune();
   }
 
-  private async unlistenAll(): Promise<void> {
-    const unlisteners = this.unlisteners.splice(0);
-    // UNLISTEN waits for the connection; do not let a dead database hold up shutdown.
-    await waitAtMost(Promise.allSettled(unlisteners.map((u) => u())), 2000);
+  /**
+   * The LISTEN session was replaced (it LISTENs again, with a new key): the old key's flags no longer
+   * count and are deleted; every channel is swept and sets its flag again when it runs dry.
+   */
+  private reconnected(scheduler: Scheduler, oldKey: number | null): void {
+    if (this.phase !== 'running') return;
+    for (const name of this.channels) scheduler.reconnected(name);
+    const idle = this.idle!;
+    (oldKey === null ? idle.prune() : idle.releaseKey(oldKey).then(() => idle.prune())).catch((error) =>
+      this.events.emit('error', { error, during: 'deleting the wake-up flags of the old LISTEN session' }),
+    );
   }
 
   private onNotify(entry: HandlerEntry, payload: string): void {
@@ -321,15 +348,30 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const wasStarting = this.phase === 'starting';
     this.phase = 'stopping';
     if (wasStarting) await this.starting?.catch(() => {});
-    const unlistened = this.unlistenAll();
     const aborted = (await this.scheduler?.quiesce(timeoutMs)) ?? 0;
     if (aborted > 0) this.hardStop.abort();
     await this.scheduler?.settle(aborted > 0 ? 2000 : timeoutMs);
-    await unlistened;
     await Promise.allSettled([...this.broadcasts]);
-    if (this.listenSql && this.listenSql !== this.sql) await this.listenSql.end({ timeout: 5 });
+    await this.releaseSession(aborted > 0 ? 500 : 2000);
     this.phase = 'stopped';
     this.events.emit('stopped', { aborted });
+  }
+
+  /**
+   * Deletes this listener's wake-up flags (writers stop notifying at once), then closes its LISTEN
+   * session. Bounded: a black-holed database must not hold up shutdown, and the flags stop counting
+   * with the session anyway.
+   */
+  private async releaseSession(limitMs: number): Promise<void> {
+    const session = this.session;
+    if (!session) return;
+    const key = session.key;
+    const released = this.idle?.close(key) ?? Promise.resolve();
+    const cleared = released.catch((error) =>
+      this.events.emit('error', { error, during: 'clearing the wake-up flags' }),
+    );
+    await waitAtMost(cleared, limitMs);
+    await waitAtMost(session.close(), 2000);
   }
 
   /**

@@ -1,11 +1,23 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, pgSchema, text, timestamp } from 'drizzle-orm/pg-core';
-import { dollarQuote, quoteIdent } from '../identifiers.ts';
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgSchema,
+  primaryKey,
+  text,
+  timestamp,
+} from 'drizzle-orm/pg-core';
+import { dollarQuote, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import {
   NOTIFICATIONS_TABLE,
   notificationsRef,
   notifyFunctionRef,
+  WAKE_SETTING,
   WAKEUPS_TABLE,
+  wakeLockTag,
   wakeupsRef,
 } from './sql-names.ts';
 
@@ -13,16 +25,29 @@ import {
 export const DEFAULT_SCHEMA = 'pgpubsub';
 
 /** Version of the storage layout that {@link storageMigrationSql} creates. */
-export const STORAGE_VERSION = 2;
+export const STORAGE_VERSION = 3;
 
 /**
- * Whether a producer must NOTIFY: some listener of the channel is idle. The flag is read after the
- * notification row is written (so the producer already has its transaction id: see runtime/idle.ts). A
- * REPEATABLE READ or SERIALIZABLE transaction reads it in a snapshot that may predate the listener
- * going idle, so it always NOTIFYs.
+ * Whether a producer must NOTIFY (the protocol and its no-loss argument: runtime/idle.ts).
+ *
+ * READ COMMITTED: some flag `(channel, key)` is set and the LISTEN session that set it is alive, i.e.
+ * holds the advisory lock `(class, key)`: the producer's shared try-lock on it fails exactly then
+ * (producers' shared locks do not conflict with each other), so flags left by a listener that
+ * stopped or died cost a try-lock, never a NOTIFY. The flag is read after the notification row is
+ * written, so the producer already has its transaction id.
+ *
+ * REPEATABLE READ / SERIALIZABLE: the snapshot may predate a listener going idle, so the producer
+ * NOTIFYs whenever some listener session of the schema is alive: each holds the presence lock
+ * `(class, 0)` shared, and locks are read live (the exclusive try-lock is released at once).
+ *
+ * A transaction that ran `SET LOCAL pgpubsub.wake = 'off'` (`withoutWakeup(tx)`) never NOTIFYs: its
+ * rows wait for the safety sweep or the channel's next wake-up (two-phase commit).
  */
 export function wakeCondition(channel: string, schemaName: string): string {
-  return `(current_setting('transaction_isolation') <> 'read committed' OR EXISTS (SELECT 1 FROM ${wakeupsRef(schemaName)} w WHERE w."channel" = ${channel} AND w."idle"))`;
+  const lockClass = `hashtext(${quoteLiteral(wakeLockTag(schemaName))})`;
+  return `(coalesce(current_setting('${WAKE_SETTING}', true), '') <> 'off' AND CASE WHEN current_setting('transaction_isolation') = 'read committed'
+    THEN EXISTS (SELECT 1 FROM ${wakeupsRef(schemaName)} w WHERE w."channel" = ${channel} AND w."idle" AND NOT pg_try_advisory_xact_lock_shared(${lockClass}, w."key"))
+    ELSE NOT (pg_try_advisory_lock(${lockClass}, 0) AND pg_advisory_unlock(${lockClass}, 0)) END)`;
 }
 
 /** Status of a stored notification. Claimed notifications stay `pending` and are row-locked. */
@@ -49,10 +74,15 @@ function defineTables(schemaName: string) {
     },
     (t) => [index('notifications_claim_idx').on(t.channel, t.runAt, t.id).where(sql`status = 'pending'`)],
   );
-  const wakeups = schema.table(WAKEUPS_TABLE, {
-    channel: text('channel').primaryKey(),
-    idle: boolean('idle').notNull(),
-  });
+  const wakeups = schema.table(
+    WAKEUPS_TABLE,
+    {
+      channel: text('channel').notNull(),
+      key: integer('key').notNull(),
+      idle: boolean('idle').notNull(),
+    },
+    (t) => [primaryKey({ columns: [t.channel, t.key] })],
+  );
   return { notifications, wakeups };
 }
 
@@ -82,6 +112,7 @@ export function notificationsTable(schemaName: string): typeof notifications {
 export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string[] {
   const s = quoteIdent(schemaName);
   const table = notificationsRef(schemaName);
+  const wakeups = wakeupsRef(schemaName);
   return [
     `CREATE SCHEMA IF NOT EXISTS ${s}`,
     `CREATE TABLE IF NOT EXISTS ${table} (
@@ -102,9 +133,18 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
     // Claims read this index in (run_at, id) order per channel, so a claim costs O(batch) whatever the backlog.
     `CREATE INDEX IF NOT EXISTS "notifications_claim_idx" ON ${table} ("channel", "run_at", "id") WHERE "status" = 'pending'`,
     `CREATE INDEX IF NOT EXISTS "notifications_failed_idx" ON ${table} ("channel", "failed_at") WHERE "status" = 'failed'`,
-    // One flag per channel: true while some listener sleeps and needs a NOTIFY. Producers only read it,
-    // so busy listeners cost the write path no NOTIFY (NOTIFY serializes commits on a global lock).
-    `CREATE UNLOGGED TABLE IF NOT EXISTS ${wakeupsRef(schemaName)} ("channel" text PRIMARY KEY, "idle" boolean NOT NULL)`,
+    // One flag per channel and listener session (`key`: the advisory lock its LISTEN session holds):
+    // true while that listener sleeps and needs a NOTIFY. Producers only read it, so busy listeners
+    // cost the write path no NOTIFY (NOTIFY serializes commits on a global lock).
+    `CREATE UNLOGGED TABLE IF NOT EXISTS ${wakeups} ("channel" text NOT NULL, "key" integer NOT NULL, "idle" boolean NOT NULL, PRIMARY KEY ("channel", "key"))`,
+    // Storage version 2 had one flag per channel: its flags are dropped (listeners set them again);
+    // the table is altered in place so that its grants stay.
+    `DO ${dollarQuote(`BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = ${quoteLiteral(wakeups)}::regclass AND attname = 'key' AND NOT attisdropped) THEN
+    DELETE FROM ${wakeups};
+    ALTER TABLE ${wakeups} DROP CONSTRAINT "wakeups_pkey", ADD COLUMN "key" integer NOT NULL, ADD PRIMARY KEY ("channel", "key");
+  END IF;
+END`)}`,
     `CREATE OR REPLACE FUNCTION ${notifyFunctionRef(schemaName)}("p_channel" text, "p_payload" jsonb) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ${dollarQuote(`DECLARE
   v_id bigint;

@@ -11,6 +11,27 @@ export const NOTIFICATIONS_TABLE = 'notifications';
 /** Name of the unlogged table of per-channel idle flags (the wake-up protocol). */
 export const WAKEUPS_TABLE = 'wakeups';
 
+/**
+ * The transaction-local setting that turns a transaction's wake-up NOTIFYs off (`'off'`), for
+ * two-phase-commit producers (PREPARE TRANSACTION refuses a transaction that sent a NOTIFY).
+ */
+export const WAKE_SETTING = 'pgpubsub.wake';
+
+/**
+ * The comment that starts the statements a listener runs on its LISTEN session (the last one stays in
+ * `pg_stat_activity.query`, so `status()` can count live listeners).
+ */
+export const LISTEN_SESSION_MARK = '/* drizzle-pgpubsub LISTEN session */';
+
+/**
+ * The tag whose `hashtext` is the class (first key) of the advisory locks that tie wake-up flags to
+ * live listener sessions of a storage schema. Listeners pass it as a parameter, producers have it as a
+ * literal: both hash it on the same server.
+ */
+export function wakeLockTag(schema: string): string {
+  return `drizzle-pgpubsub wakeups ${quoteIdent(schema)}`;
+}
+
 /** Name of the SQL function `notify(channel, payload)` that producers without Drizzle call. */
 export const NOTIFY_FUNCTION = 'notify';
 

@@ -12,7 +12,7 @@ declare module 'vitest' {
 
 /** Starts one PostgreSQL for the run (TEST_DATABASE_URL or embedded) and a migrated template database. */
 export default async function setup(project: TestProject) {
-  const server = await startPg(process.env.TEST_DATABASE_URL);
+  const server = await startPg(process.env.TEST_DATABASE_URL, { max_prepared_transactions: '10' });
   const template = `pgpubsub_tpl_${process.pid}`;
   const admin = postgres(server.url, { max: 1, onnotice: () => {} });
   await admin.unsafe(`DROP DATABASE IF EXISTS "${template}"`);

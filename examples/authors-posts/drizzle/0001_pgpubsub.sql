@@ -1,6 +1,6 @@
 -- Written by `drizzle-pgpubsub generate`. Do not edit: change your channels and run it again.
--- drizzle-pgpubsub:storage {"version":2,"schema":"pgpubsub"}
--- drizzle-pgpubsub:channel {"name":"authors","hash":"4de896d245d634b8","tableSchema":"public","table":"authors"}
+-- drizzle-pgpubsub:storage {"version":3,"schema":"pgpubsub"}
+-- drizzle-pgpubsub:channel {"name":"authors","hash":"5679269453e27a3d","tableSchema":"public","table":"authors"}
 CREATE SCHEMA IF NOT EXISTS "pgpubsub";
 --> statement-breakpoint
 CREATE TABLE IF NOT EXISTS "pgpubsub"."notifications" (
@@ -23,7 +23,16 @@ CREATE INDEX IF NOT EXISTS "notifications_claim_idx" ON "pgpubsub"."notification
 --> statement-breakpoint
 CREATE INDEX IF NOT EXISTS "notifications_failed_idx" ON "pgpubsub"."notifications" ("channel", "failed_at") WHERE "status" = 'failed';
 --> statement-breakpoint
-CREATE UNLOGGED TABLE IF NOT EXISTS "pgpubsub"."wakeups" ("channel" text PRIMARY KEY, "idle" boolean NOT NULL);
+CREATE UNLOGGED TABLE IF NOT EXISTS "pgpubsub"."wakeups" ("channel" text NOT NULL, "key" integer NOT NULL, "idle" boolean NOT NULL, PRIMARY KEY ("channel", "key"));
+--> statement-breakpoint
+DO $pgpubsub$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = '"pgpubsub"."wakeups"'::regclass AND attname = 'key' AND NOT attisdropped) THEN
+    DELETE FROM "pgpubsub"."wakeups";
+    ALTER TABLE "pgpubsub"."wakeups" DROP CONSTRAINT "wakeups_pkey", ADD COLUMN "key" integer NOT NULL, ADD PRIMARY KEY ("channel", "key");
+  END IF;
+END
+$pgpubsub$;
 --> statement-breakpoint
 CREATE OR REPLACE FUNCTION "pgpubsub"."notify"("p_channel" text, "p_payload" jsonb) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgpubsub$
@@ -33,7 +42,9 @@ BEGIN
   INSERT INTO "pgpubsub"."notifications" ("channel", "payload", "context")
   VALUES (p_channel, p_payload, coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb))
   RETURNING "id" INTO v_id;
-  IF (current_setting('transaction_isolation') <> 'read committed' OR EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = p_channel AND w."idle")) THEN
+  IF (coalesce(current_setting('pgpubsub.wake', true), '') <> 'off' AND CASE WHEN current_setting('transaction_isolation') = 'read committed'
+    THEN EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = p_channel AND w."idle" AND NOT pg_try_advisory_xact_lock_shared(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), w."key"))
+    ELSE NOT (pg_try_advisory_lock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0) AND pg_advisory_unlock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0)) END) THEN
     PERFORM pg_notify(p_channel, '');
   END IF;
   RETURN v_id;
@@ -90,7 +101,9 @@ BEGIN
     VALUES ('authors', lower(TG_OP), v_image, v_image2, coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb), CASE WHEN v_error IS NULL THEN 'pending' ELSE 'failed' END, v_error, CASE WHEN v_error IS NULL THEN NULL ELSE now() END);
     -- Fired on a partition: no statement-level trigger of the parent sends the wake-up.
     IF TG_TABLE_NAME <> 'authors' OR TG_TABLE_SCHEMA <> 'public' THEN
-      IF (current_setting('transaction_isolation') <> 'read committed' OR EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = 'authors' AND w."idle")) THEN
+      IF (coalesce(current_setting('pgpubsub.wake', true), '') <> 'off' AND CASE WHEN current_setting('transaction_isolation') = 'read committed'
+    THEN EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = 'authors' AND w."idle" AND NOT pg_try_advisory_xact_lock_shared(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), w."key"))
+    ELSE NOT (pg_try_advisory_lock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0) AND pg_advisory_unlock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0)) END) THEN
         PERFORM pg_notify('authors', '');
       END IF;
     END IF;
@@ -141,7 +154,9 @@ BEGIN
     END IF;
   END IF;
   IF v_count > 0 THEN
-    IF (current_setting('transaction_isolation') <> 'read committed' OR EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = 'authors' AND w."idle")) THEN
+    IF (coalesce(current_setting('pgpubsub.wake', true), '') <> 'off' AND CASE WHEN current_setting('transaction_isolation') = 'read committed'
+    THEN EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = 'authors' AND w."idle" AND NOT pg_try_advisory_xact_lock_shared(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), w."key"))
+    ELSE NOT (pg_try_advisory_lock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0) AND pg_advisory_unlock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0)) END) THEN
       PERFORM pg_notify('authors', '');
     END IF;
   END IF;
