@@ -108,7 +108,7 @@ describe.runIf(KIT_MAJOR < 1)('generate: lifecycle in the 0.x journal layout', (
     // Markers only in the leading comment block; statements sorted by channel name.
     const sql = after.get('drizzle/0001_pgpubsub.sql')!;
     const lines = sql.split('\n');
-    expect(lines[1]).toBe('-- drizzle-pgpubsub:storage {"version":2,"schema":"pgpubsub"}');
+    expect(lines[1]).toBe(`-- drizzle-pgpubsub:storage {"version":${STORAGE_VERSION},"schema":"pgpubsub"}`);
     expect(lines[2]).toMatch(
       /^-- drizzle-pgpubsub:channel \{"name":"App Schema.Tasks","hash":"[0-9a-f]{16}"/,
     );
