@@ -1,10 +1,9 @@
-import { type ChildProcess, fork } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTriggerSql, resolveTriggerSpec } from '../src/storage/trigger-sql.ts';
 import { itemEvents } from './fixtures/effect-channels.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
+import { workerPool } from './support/workers.ts';
 
 const t = useTestDatabase([
   'CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL)',
@@ -12,27 +11,8 @@ const t = useTestDatabase([
   ...createTriggerSql(resolveTriggerSpec(itemEvents)),
 ]);
 
-const children: ChildProcess[] = [];
-function startWorker(name: string): Promise<ChildProcess> {
-  const child = fork(join(import.meta.dirname, 'fixtures/effect-worker.ts'), {
-    execArgv: ['--import', 'jiti/register'],
-    env: { ...process.env, DATABASE_URL: t.url, WORKER: name },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.once('message', () => resolve(child));
-    child.once('exit', (code) => reject(new Error(`worker ${name} exited with ${code} before it was ready`)));
-  });
-}
-const exited = (child: ChildProcess) =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise<void>((resolve) => child.once('exit', () => resolve()));
-afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  await Promise.all(children.map(exited));
-});
+const { start: startWorker, exited, killAll } = workerPool('effect-worker.ts', () => t.url);
+afterAll(killAll);
 
 async function stats() {
   const [row] = await t.sql`
@@ -47,7 +27,7 @@ describe('many listener processes', () => {
     // Half of the work is committed before any listener runs, half while they run.
     await t.sql`INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 2500) g`;
     await t.sql`SELECT pgpubsub.notify('jobs', jsonb_build_object('n', g)) FROM generate_series(1, 2500) g`;
-    const workers = await Promise.all(['w1', 'w2', 'w3', 'w4'].map(startWorker));
+    const workers = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((name) => startWorker(name)));
     const live = [t.sql`INSERT INTO items (name) SELECT 'live ' || g FROM generate_series(1, 2500) g`];
     for (let i = 0; i < 25; i++) {
       live.push(

@@ -1,13 +1,13 @@
-import { type ChildProcess, fork } from 'node:child_process';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { sql } from 'drizzle-orm';
 import type postgres from 'postgres';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { withoutWakeup } from '../src/notify.ts';
 import { createTriggerSql, resolveTriggerSpec } from '../src/storage/trigger-sql.ts';
 import { itemEvents } from './fixtures/effect-channels.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
+import { workerPool } from './support/workers.ts';
 
 // What writers pay in each state of the listeners: a NOTIFY (and the global lock it takes at commit)
 // only while some live listener sleeps. Listeners run as child processes, without safety sweep.
@@ -17,23 +17,7 @@ const t = useTestDatabase([
   ...createTriggerSql(resolveTriggerSpec(itemEvents)),
 ]);
 
-const children: ChildProcess[] = [];
-function startWorker(name: string, env: Record<string, string> = {}): Promise<ChildProcess> {
-  const child = fork(join(import.meta.dirname, 'fixtures/wake-worker.ts'), {
-    execArgv: ['--import', 'jiti/register'],
-    env: { ...process.env, DATABASE_URL: t.url, WORKER: name, ...env },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    child.once('message', () => resolve(child));
-    child.once('exit', (code) => reject(new Error(`worker ${name} exited with ${code} before it was ready`)));
-  });
-}
-const exited = (child: ChildProcess) =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+const { start: startWorker, exited, killAll } = workerPool('wake-worker.ts', () => t.url);
 async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
   child.kill(signal);
   await exited(child);
@@ -50,13 +34,7 @@ beforeAll(async () => {
     else notifies++;
   });
 });
-afterEach(async () => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  await Promise.all(children.map(exited));
-});
+afterEach(killAll);
 
 /** NOTIFYs sent by `writes` single-row INSERT transactions; delivery is in commit order, so a sentinel sent after them closes the count. */
 async function notifiesOf(writes: number, isolation = 'read committed'): Promise<number> {

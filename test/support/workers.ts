@@ -1,0 +1,34 @@
+import { type ChildProcess, fork } from 'node:child_process';
+import { join } from 'node:path';
+
+/**
+ * Listener worker processes for multi-process tests: `start` forks a fixture (run through jiti) and
+ * resolves once it reports ready over IPC; `killAll` SIGKILLs and awaits every worker still running.
+ */
+export function workerPool(fixture: string, databaseUrl: () => string) {
+  const children: ChildProcess[] = [];
+  const exited = (child: ChildProcess) =>
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  function start(name: string, env: Record<string, string> = {}): Promise<ChildProcess> {
+    const child = fork(join(import.meta.dirname, '..', 'fixtures', fixture), {
+      execArgv: ['--import', 'jiti/register'],
+      env: { ...process.env, DATABASE_URL: databaseUrl(), WORKER: name, ...env },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    children.push(child);
+    return new Promise((resolve, reject) => {
+      child.once('message', () => resolve(child));
+      child.once('exit', (code) =>
+        reject(new Error(`worker ${name} exited with ${code} before it was ready`)),
+      );
+    });
+  }
+  async function killAll(): Promise<void> {
+    const all = children.splice(0);
+    for (const c of all) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await Promise.all(all.map(exited));
+  }
+  return { start, exited, killAll };
+}
