@@ -10,10 +10,10 @@
  * data directory, so no server outlives the process that asked for it.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { chown, mkdir, rm } from 'node:fs/promises';
+import { statSync, writeFileSync } from 'node:fs';
+import { chown, cp, mkdir, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 /** What the parent asks for (argv[2], JSON). */
 export interface HostConfig {
@@ -172,9 +172,50 @@ process.on('message', (request: HostRequest) => {
   }
 });
 
+/** True when every folder above `path` lets others through (the postgres user is not the owner). */
+function reachableByOthers(path: string): boolean {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return false;
+    if (dirname(dir) === dir) return true;
+  }
+}
+
+/**
+ * As root the server runs as the `postgres` user, who may not be able to reach binaries inside a
+ * checkout under a private folder (mktemp -d makes mode 700). Then the binaries are copied once into
+ * a folder of the OS temp dir that everyone may read.
+ */
+async function usableBinaries(
+  bins: { initdb: string; postgres: string },
+  ids: ReturnType<typeof postgresUser>,
+): Promise<{ initdb: string; postgres: string }> {
+  if (!('uid' in ids) || reachableByOthers(bins.postgres)) return bins;
+  const native = dirname(dirname(bins.postgres));
+  const version = Math.trunc((await stat(bins.postgres)).mtimeMs);
+  const copy = join(os.tmpdir(), `drizzle-pgpubsub-pg-bin-${os.platform()}-${os.arch()}-${version}`);
+  if (!copyExists(copy)) {
+    const partial = `${copy}.${process.pid}`;
+    await cp(native, partial, { recursive: true, verbatimSymlinks: true });
+    await rename(partial, copy).catch(() => rm(partial, { recursive: true, force: true }));
+  }
+  return {
+    initdb: join(copy, relative(native, bins.initdb)),
+    postgres: join(copy, relative(native, bins.postgres)),
+  };
+}
+
+/** True when `dir` already holds a copy (a complete one: copies are renamed into place). */
+function copyExists(dir: string): boolean {
+  try {
+    return statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 try {
   ids = postgresUser();
-  const bins = await binaries();
+  const bins = await usableBinaries(await binaries(), ids);
   postgresBin = bins.postgres;
   const initdb = bins.initdb;
   await mkdir(config.dir, { recursive: true });
