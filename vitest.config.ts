@@ -8,7 +8,7 @@ export default defineConfig({
     globalSetup: ['./test/support/global-setup.ts'],
     include: ['test/**/*.test.ts'],
     hookTimeout: 60_000,
-    testTimeout: 30_000,
+    testTimeout: 60_000,
     teardownTimeout: 30_000,
     pool: 'forks',
     maxWorkers: 2,

@@ -174,7 +174,7 @@ describe('chaos', () => {
   it('stop({ timeoutMs }) returns in bounded time when a claim connection is black-holed', async () => {
     // Regression (fixed in f8eb996): a half-open connection (peer gone, no RST) leaves a claim's query
     // unanswered; stop() used to wait for it and for ROLLBACK on the same dead connection, i.e. until
-    // TCP gives up (minutes). The proxy heals after 5 s here.
+    // TCP gives up (minutes). The proxy heals after 12 s here; stop() must return well before.
     const ch = channel('half_open', v.object({ n: v.number() }));
     const { proxy, client, db } = await proxied();
     let release = () => {};
@@ -190,7 +190,7 @@ describe('chaos', () => {
     await listener.start();
     await notify(t.db, ch, { n: 1 });
     await waitFor(() => started, { timeoutMs: 30_000, what: 'the handler to start' });
-    const hole = proxy.blackhole(5000, 'heal');
+    const hole = proxy.blackhole(12_000, 'heal');
     release();
     const t0 = performance.now();
     await listener.stop({ timeoutMs: 300 });
@@ -198,6 +198,6 @@ describe('chaos', () => {
     await hole;
     await client.end({ timeout: 1 });
     await proxy.close();
-    expect(elapsed).toBeLessThan(3000);
+    expect(elapsed).toBeLessThan(9000);
   }, 60_000);
 });

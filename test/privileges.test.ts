@@ -242,7 +242,7 @@ describe('least privilege', () => {
         async () => (await shipped()) === 2 && (await countNotifications(t.sql, 'orders')).failed === 1,
         {
           what: 'two orders shipped and one dead letter',
-          timeoutMs: 5000,
+          timeoutMs: 20_000,
         },
       );
       // Idle now (flag set through wakeups): a new write wakes it through NOTIFY.

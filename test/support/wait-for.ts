@@ -5,7 +5,7 @@
 export async function waitFor<T>(
   condition: () => T | Promise<T>,
   {
-    timeoutMs = 10_000,
+    timeoutMs = 20_000,
     intervalMs = 10,
     what = 'condition',
   }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
