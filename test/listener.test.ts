@@ -270,7 +270,7 @@ describe('listener', () => {
     });
     await l.start();
     await notify(t.db, chained, { n: 1 });
-    await waitFor(() => seen.length === 5, { timeoutMs: 20_000, what: "five handled" });
+    await waitFor(() => seen.length === 5, { timeoutMs: 20_000, what: 'five handled' });
     expect(seen).toEqual([1, 2, 3, 4, 5]);
   });
 
@@ -302,7 +302,7 @@ describe('listener', () => {
         `SELECT pgpubsub.notify('email_requested', '{"to": "rr@x.io", "subject": "rr"}')`,
       );
       await producer.unsafe('COMMIT');
-      await waitFor(() => seen.length === 1, { timeoutMs: 20_000, what: "the handler" });
+      await waitFor(() => seen.length === 1, { timeoutMs: 20_000, what: 'the handler' });
       expect(seen).toEqual(['rr']);
     } finally {
       await producer.unsafe('ROLLBACK').catch(() => {});
