@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { type PgServer, startPg, withDatabase } from '../tools/embedded-pg.ts';
+import { NotifyCounter, per1000 } from './notify-count.ts';
 import { createRng, type Rng } from './prng.ts';
 import { type Admin, adminPool, emptyLedger, type Pace, Producer, type ProducerLedger } from './producer.ts';
 import { ChaosProxy } from './proxy.ts';
@@ -27,6 +28,8 @@ export interface ChaosOptions {
   pollIntervalMs: number;
   /** How long a worker may take to stop after SIGTERM at the end. */
   stopTimeoutMs: number;
+  /** The database's default_transaction_isolation for every session (producers, listeners, admin). */
+  isolation?: 'read committed' | 'repeatable read' | 'serializable' | undefined;
   /** Inject only these kinds of fault (default: all). */
   faults?: readonly ('kill' | 'terminate' | 'reset' | 'blackhole' | 'restart')[] | undefined;
   /** Progress lines. */
@@ -96,6 +99,15 @@ export interface ChaosReport {
     slowStops: string[];
   };
   producerErrors: Record<string, number>;
+  /**
+   * NOTIFYs that writers sent per 1,000 writes: while listeners ran (lower bound: the counter misses
+   * the restart window), after every listener stopped, and after the only listener was SIGKILLed.
+   * The last two must be 0 (issue 20): a listener that is gone costs writers nothing.
+   */
+  notifies: Record<
+    'withListeners' | 'afterStop' | 'afterKill',
+    { notifies: number; writes: number; per1000: number }
+  >;
   /** Broken guarantees: duplicates, losses, phantoms, leftovers, unexplained crashes. */
   violations: string[];
   /** Liveness problems that broke no guarantee (known driver crashes, slow shutdowns). */
@@ -288,6 +300,63 @@ export class Workers {
   }
 }
 
+/** Single-row write transactions of each quiet phase. */
+const QUIET_WRITES = 1000;
+
+/**
+ * After the run (and its verification): NOTIFYs sent by {@link QUIET_WRITES} single-row INSERT
+ * transactions once every listener has stopped, then once the only listener (idle, its wake-up flags
+ * set) was SIGKILLed. Both must be 0: flags of a listener that is gone cost writers nothing.
+ */
+async function quietPhases(
+  admin: Admin,
+  counter: NotifyCounter,
+  env: Record<string, string>,
+  log: (line: string) => void,
+): Promise<{ afterStop: number; afterKill: number }> {
+  const writeAndCount = async () => {
+    await counter.settle(admin);
+    const before = counter.count;
+    for (let i = 0; i < QUIET_WRITES; i++) {
+      await admin(`INSERT INTO chaos_items (tag, producer, big, meta) VALUES ($1, -1, 0, '{}')`, [
+        `quiet.${i}`,
+      ]);
+    }
+    await counter.settle(admin);
+    return counter.count - before;
+  };
+  const afterStop = await writeAndCount();
+  log(`chaos: ${afterStop} NOTIFYs for ${QUIET_WRITES} writes after every listener stopped`);
+
+  const solo = new Workers(1);
+  solo.env = env;
+  solo.spareCount = 0;
+  await solo.startAll();
+  const deadline = Date.now() + 60_000;
+  // Idle: its flags are set for both channels and the writes above are handled.
+  for (;;) {
+    const [row] = await admin(
+      `SELECT (SELECT count(*) FROM pgpubsub.wakeups WHERE idle)::int AS flags,
+              (SELECT count(*) FROM pgpubsub.notifications WHERE status = 'pending')::int AS pending`,
+    );
+    if ((row?.flags as number) >= 2 && row?.pending === 0) break;
+    if (Date.now() > deadline) throw new Error(`the solo listener did not go idle: ${JSON.stringify(row)}`);
+    await sleep(50);
+  }
+  solo.killAll();
+  for (;;) {
+    const [row] = await admin(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name LIKE 'chaos-worker-%'`,
+    );
+    if (row?.n === 0) break;
+    if (Date.now() > deadline) throw new Error('the killed listener kept its sessions');
+    await sleep(50);
+  }
+  const afterKill = await writeAndCount();
+  log(`chaos: ${afterKill} NOTIFYs for ${QUIET_WRITES} writes after the only (idle) listener was SIGKILLed`);
+  return { afterStop, afterKill };
+}
+
 /** Retries a statement on the admin connection while PostgreSQL is restarting. */
 async function retry<T>(what: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -345,12 +414,21 @@ async function chaosOn(
   await bootstrap.connect();
   await bootstrap.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
   await bootstrap.query(`CREATE DATABASE "${dbName}"`);
+  if (options.isolation) {
+    await bootstrap.query(
+      `ALTER DATABASE "${dbName}" SET default_transaction_isolation = '${options.isolation}'`,
+    );
+  }
   await bootstrap.end();
   const dbUrl = withDatabase(server.url, dbName);
   const adminConn = adminPool(dbUrl);
   const admin = adminConn.query;
   for (const statement of chaosSetupSql()) await admin(statement);
-  log(`chaos: database ${dbUrl}`);
+  log(
+    `chaos: database ${dbUrl}${options.isolation ? ` (default_transaction_isolation ${options.isolation})` : ''}`,
+  );
+  const counter = await NotifyCounter.start(dbUrl, ['chaos_items', 'chaos_jobs']);
+  let notifiesWithListeners = 0;
 
   const proxy = await ChaosProxy.start(server.host, server.port);
   const viaProxy = new URL(dbUrl);
@@ -530,6 +608,8 @@ async function chaosOn(
     }
     if (pending === 0) drainAfterLastFaultMs = Math.round(performance.now() - lastFaultEnd);
     else violations.push(`queue did not drain within ${options.drainTimeoutMs} ms: ${pending} pending`);
+    await counter.settle(admin);
+    notifiesWithListeners = counter.count;
     await workers.stopAll(options.stopTimeoutMs);
     await Promise.all(producers.map((p) => p.close()));
   } finally {
@@ -540,6 +620,11 @@ async function chaosOn(
   // Verification, on a direct connection.
   const { figures: f, extraAttempts } = await verifyDelivery(admin, ledger, violations);
   for (const line of workers.unclean) violations.push(line);
+  const quiet = await quietPhases(admin, counter, { ...workers.env, CHAOS_URL: dbUrl }, log);
+  for (const [phase, n] of Object.entries(quiet)) {
+    if (n > 0) violations.push(`${n} NOTIFYs for ${QUIET_WRITES} writes ${phase} (expected 0)`);
+  }
+  await counter.close();
   await adminConn.end();
   if (!server.canRestart && violations.length === 0) {
     const drop = new pg.Client({ connectionString: server.url });
@@ -585,6 +670,23 @@ async function chaosOn(
       slowStops: workers.slowStops,
     },
     producerErrors: Object.fromEntries(ledger.errors),
+    notifies: {
+      withListeners: {
+        notifies: notifiesWithListeners,
+        writes: f.expected,
+        per1000: per1000(notifiesWithListeners, f.expected),
+      },
+      afterStop: {
+        notifies: quiet.afterStop,
+        writes: QUIET_WRITES,
+        per1000: per1000(quiet.afterStop, QUIET_WRITES),
+      },
+      afterKill: {
+        notifies: quiet.afterKill,
+        writes: QUIET_WRITES,
+        per1000: per1000(quiet.afterKill, QUIET_WRITES),
+      },
+    },
     violations,
     warnings: [
       ...(workers.driverCrashes > 0

@@ -4,6 +4,7 @@ import type { ChaosReport } from './chaos.ts';
 export function formatReport(r: ChaosReport): string {
   const lines: [string, string | number][] = [
     ['seed', r.seed],
+    ['isolation', r.options.isolation ?? 'database default'],
     ['notifications committed', r.notifications],
     ['effects', r.effects],
     [
@@ -33,6 +34,10 @@ export function formatReport(r: ChaosReport): string {
     ['phantoms (uncommitted delivered)', r.phantoms],
     ['context mismatches', r.contextMismatches],
     ['pending / failed at end', `${r.pending} / ${r.failed}`],
+    [
+      'NOTIFYs per 1,000 writes',
+      `${r.notifies.withListeners.per1000} with listeners (${r.notifies.withListeners.notifies} for ${r.notifies.withListeners.writes}), ${r.notifies.afterStop.per1000} after stop(), ${r.notifies.afterKill.per1000} after SIGKILL`,
+    ],
     ['attempts charged by faults', r.extraAttempts],
     [
       'drain after last fault',

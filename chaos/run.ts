@@ -1,5 +1,6 @@
 /**
- * `npm run chaos [-- --notifications 20000 --duration 60 --seed 42 --workers 4 --concurrency 4 --producers 4]`
+ * `npm run chaos [-- --notifications 20000 --duration 60 --seed 42 --workers 4 --concurrency 4 --producers 4
+ *   --isolation serializable]`
  *
  * Starts its own embedded PostgreSQL (so it can restart it) unless CHAOS_DATABASE_URL is set, runs
  * the chaos scenario and prints the figures. Exits 1 when any guarantee was violated or the run could
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     producers: { type: 'string' },
     'poll-ms': { type: 'string' },
     faults: { type: 'string' },
+    isolation: { type: 'string' },
     json: { type: 'boolean' },
   },
 });
@@ -34,6 +36,20 @@ const num = (name: string, text: string | undefined, fallback: number, min = 1) 
   return value;
 };
 
+/** `--isolation`: the chaos database's default_transaction_isolation. */
+function isolation(text: string | undefined) {
+  const allowed = ['read committed', 'repeatable read', 'serializable'] as const;
+  if (text === undefined) return undefined;
+  const value = text.replace('-', ' ') as (typeof allowed)[number];
+  if (!allowed.includes(value)) {
+    console.error(
+      `chaos: --isolation must be read-committed, repeatable-read or serializable, got ${JSON.stringify(text)}`,
+    );
+    process.exit(2);
+  }
+  return value;
+}
+
 const options = {
   notifications: num('notifications', values.notifications, DEFAULT_OPTIONS.notifications),
   durationMs: num('duration', values.duration, DEFAULT_OPTIONS.durationMs / 1000) * 1000,
@@ -44,6 +60,7 @@ const options = {
   pollIntervalMs: num('poll-ms', values['poll-ms'], DEFAULT_OPTIONS.pollIntervalMs, 0),
   databaseUrl: process.env.CHAOS_DATABASE_URL || undefined,
   faults: values.faults?.split(',') as never,
+  isolation: isolation(values.isolation),
 };
 let report: Awaited<ReturnType<typeof runChaos>>;
 try {

@@ -48,6 +48,9 @@ describe('chaos', () => {
     expect(report.faults.kill).toBeGreaterThanOrEqual(8);
     expect(report.faults.restart).toBe(1);
     expect(report.faults['blackhole-heal'] + report.faults['blackhole-sever']).toBe(2);
+    // Issue 20: listeners that stopped or died cost writers no NOTIFY.
+    expect(report.notifies.afterStop).toEqual({ notifies: 0, writes: 1000, per1000: 0 });
+    expect(report.notifies.afterKill).toEqual({ notifies: 0, writes: 1000, per1000: 0 });
     // 10 s of faults, ≤ 45 s of drain, ≤ 2 × 10 s of stops, and the start of a server and 4 workers.
   }, 180_000);
 

@@ -24,7 +24,11 @@ interface Run {
 }
 
 /** Runs `node args` from the repository root; `env` entries set to undefined are removed. */
-function run(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 90_000): Promise<Run> {
+function run(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+  timeoutMs = 200_000,
+): Promise<Run> {
   const childEnv: Record<string, string | undefined> = { ...process.env, NO_COLOR: '1', ...env };
   // Never let a nested vitest write over the JSON report CI reads its counts from.
   delete childEnv.PGPUBSUB_TEST_REPORT;
@@ -89,7 +93,7 @@ describe.concurrent('exit codes', () => {
     );
     expectExit(result, 1);
     expect(result.output).toMatch(/Tests\s+1 failed/);
-  }, 120_000);
+  }, 240_000);
 
   it('vitest exits 0 when the canary passes', async () => {
     const result = await vitestOn(
@@ -98,13 +102,13 @@ describe.concurrent('exit codes', () => {
     );
     expectExit(result, 0);
     expect(result.output).toMatch(/Tests\s+1 passed/);
-  }, 120_000);
+  }, 240_000);
 
   it('vitest exits 1 on a test file that throws while loading', async () => {
     const result = await vitestOn('erroring', "throw new Error('canary: this file cannot load');\n");
     expectExit(result, 1);
     expect(result.output).toMatch(/canary: this file cannot load/);
-  }, 120_000);
+  }, 240_000);
 
   it('vitest exits 1 on a timed-out test', async () => {
     const result = await vitestOn(
@@ -113,7 +117,7 @@ describe.concurrent('exit codes', () => {
     );
     expectExit(result, 1);
     expect(result.output).toMatch(/timed out in 200ms/i);
-  }, 120_000);
+  }, 240_000);
 
   it('a process that started an embedded PostgreSQL keeps its own exit code, and the server goes with it', async () => {
     const result = await run([...TS, 'test/fixtures/pg-exit-code.ts'], {}, 60_000);
@@ -133,13 +137,13 @@ describe.concurrent('exit codes', () => {
       timeoutMs: 30_000,
       what: 'the embedded server to stop',
     });
-  }, 90_000);
+  }, 240_000);
 
   it('npm run demo exits 1 when DATABASE_URL is unreachable', async () => {
     const result = await run([...TS, 'examples/authors-posts/demo.ts'], { DATABASE_URL: closedUrl });
     expectExit(result, 1);
     expect(result.output).toMatch(/FAILED: cannot reach PostgreSQL at DATABASE_URL \(ECONNREFUSED\)/);
-  }, 90_000);
+  }, 240_000);
 
   it('npm run chaos exits 1 when its database is unreachable, 2 on an impossible argument', async () => {
     const [down, bad] = await Promise.all([
@@ -149,7 +153,7 @@ describe.concurrent('exit codes', () => {
     expectExit(down, 1);
     expect(down.output).toMatch(/chaos: the run failed/);
     expectExit(bad, 2);
-  }, 90_000);
+  }, 240_000);
 
   it('npm run soak exits 1 when its database is unreachable, 2 on an impossible argument', async () => {
     const [down, bad] = await Promise.all([
@@ -159,7 +163,7 @@ describe.concurrent('exit codes', () => {
     expectExit(down, 1);
     expect(down.output).toMatch(/soak: the run failed/);
     expectExit(bad, 2);
-  }, 90_000);
+  }, 240_000);
 
   it('npm run bench exits 1 when it cannot measure (database unreachable, nothing selected)', async () => {
     const [down, nothing] = await Promise.all([
@@ -169,7 +173,7 @@ describe.concurrent('exit codes', () => {
     expectExit(down, 1);
     expect(down.output).toMatch(/ECONNREFUSED/);
     expectExit(nothing, 1);
-  }, 90_000);
+  }, 240_000);
 
   it('the CLI exits 2 on a bad flag and 1 when the database is unreachable', async () => {
     const [bad, down] = await Promise.all([
@@ -179,5 +183,5 @@ describe.concurrent('exit codes', () => {
     expectExit(bad, 2);
     expectExit(down, 1);
     expect(down.output).toMatch(/database unreachable/);
-  }, 90_000);
+  }, 240_000);
 });

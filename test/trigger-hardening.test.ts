@@ -151,7 +151,7 @@ describe('values jsonb cannot hold (issue 14 item 8)', () => {
       ['delete', 'failed', true, true],
     ]);
     expect(rows[0]!.last_error).toMatch(/row image.*too large/i);
-  }, 120_000);
+  }, 300_000);
 });
 
 describe('forged events (issue 14 item 1)', () => {
