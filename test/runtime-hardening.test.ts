@@ -230,7 +230,9 @@ describe('backoff and timers (issue 14, item 16)', () => {
     await listener.start();
     await waitFor(() => failed === 1, { what: 'the first attempt to fail' });
     await queriesDuring(counter, 200); // the idle protocol's flag write and probes
-    expect(await queriesDuring(counter, 1500)).toBeLessThan(5);
+    // A busy loop sends hundreds of statements here. The watch of transactions still in progress
+    // (other test files share the cluster) polls with a backoff: a handful, more on a loaded machine.
+    expect(await queriesDuring(counter, 1500)).toBeLessThan(20);
   });
 
   it('a listener whose clock is 10 s ahead of the database does not busy-loop before a retry', async () => {
@@ -248,7 +250,8 @@ describe('backoff and timers (issue 14, item 16)', () => {
     try {
       await listener.start();
       await queriesDuring(counter, 300); // the first claim and the idle protocol
-      expect(await queriesDuring(counter, 2000)).toBeLessThan(5);
+      // Busy-looping until the database's clock catches up would send hundreds (see above).
+      expect(await queriesDuring(counter, 2000)).toBeLessThan(20);
       await waitFor(() => handled === 1, { timeoutMs: 15_000, what: 'the scheduled notification' });
     } finally {
       Date.now = realNow;

@@ -59,11 +59,12 @@ const waitIdle = (flags = 1) =>
     what: `${flags} idle listener(s) with nothing pending`,
   });
 
-/** LISTEN sessions holding a wake-up lock (one per live listener). */
+/** LISTEN sessions holding a wake-up lock (one per live listener) in this test's database (other test files run listeners too). */
 const sessionLocks = async () =>
   (
     await t.sql`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2
-      AND classid = hashtext('drizzle-pgpubsub wakeups "pgpubsub"')::oid AND objid <> 0 AND mode = 'ExclusiveLock'`
+      AND classid = hashtext('drizzle-pgpubsub wakeups "pgpubsub"')::oid AND objid <> 0 AND mode = 'ExclusiveLock'
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
   )[0]!.n as number;
 
 const effects = async () => (await t.sql`SELECT count(*)::int AS n FROM effects`)[0]!.n as number;

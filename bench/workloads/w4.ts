@@ -70,7 +70,7 @@ async function listenerGone(url: string, how: 'stopped' | 'killed'): Promise<voi
     await worker.start(url, LISTENER, { sampleMs: 0 });
     const idle = async () =>
       (await sql`SELECT count(*)::int AS n FROM pgpubsub.wakeups WHERE idle`)[0]!.n > 0;
-    for (const deadline = Date.now() + 10_000; !(await idle()); ) {
+    for (const deadline = Date.now() + 60_000; !(await idle()); ) {
       if (Date.now() > deadline) throw new Error('W4: the listener did not go idle');
       await sleep(20);
     }
@@ -78,8 +78,12 @@ async function listenerGone(url: string, how: 'stopped' | 'killed'): Promise<voi
     else await worker.kill();
     // Its sessions end (and their locks go) a moment after the process.
     const locks = async () =>
-      (await sql`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'`)[0]!.n as number;
-    for (const deadline = Date.now() + 10_000; (await locks()) > 0; ) {
+      (
+        await sql`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`
+      )[0]!.n as number;
+    // Only this database's locks: other databases of the cluster may run listeners of their own.
+    for (const deadline = Date.now() + 60_000; (await locks()) > 0; ) {
       if (Date.now() > deadline) throw new Error('W4: the listener’s sessions did not end');
       await sleep(20);
     }

@@ -41,7 +41,17 @@ export function useTestDatabase(setupSql: string[] = []): TestDb {
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.end({ timeout: 5 })));
     const a = admin();
-    await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    // FORCE terminates the sessions left, but a backend busy in a long statement may take a moment
+    // to go (55006 "being accessed by other users"): try again for a while.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+        break;
+      } catch (error) {
+        if ((error as { code?: string }).code !== '55006' || attempt >= 60) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
     await a.end();
   });
   return handle;
