@@ -88,6 +88,46 @@ describe('claim errors (issue 14, item 3)', () => {
       await t.sql.unsafe(`ALTER DATABASE "${t.name}" RESET default_transaction_isolation`);
     }
   }, 60_000);
+
+  it('two listeners and trickling producers under a serializable default: every row handled, no listener error', async () => {
+    const ch = channel('serializable_idle', v.object({ n: v.number() }));
+    await t.sql.unsafe(`ALTER DATABASE "${t.name}" SET default_transaction_isolation = 'serializable'`);
+    try {
+      const errors: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const listener = createListener(drizzle({ client: t.client({ max: 4 }) }), {
+          concurrency: 2,
+          pollIntervalMs: false,
+        }).on(ch, async (e, tx) => {
+          await tx.execute(dsql`INSERT INTO done VALUES (${e.payload.n})`);
+        });
+        listener.events.on('error', ({ error, during }) => void errors.push(`${during}: ${String(error)}`));
+        running.push(listener);
+        await listener.start();
+      }
+      // Small transactions, so both listeners keep going idle and racing for the next row: the
+      // idle protocol's flag writes and probes run beside claims that delete the rows they look at.
+      const producer = t.client({ max: 4 });
+      await Promise.all(
+        Array.from({ length: 4 }, async (_, p) => {
+          for (let i = 0; i < 150; i++) {
+            await producer.begin(async (tx) => {
+              await tx`SELECT pgpubsub.notify(${ch.name}, ${tx.json({ n: 100_000 + p * 1000 + i })})`;
+            });
+          }
+        }),
+      );
+      await waitFor(async () => (await countNotifications(t.sql, ch.name)).pending === 0, {
+        timeoutMs: 30_000,
+        what: 'all 600 notifications to be handled under serializable',
+      });
+      const [done] = await t.sql`SELECT count(*)::int AS n FROM done WHERE n >= 100000`;
+      expect(done!.n).toBe(600);
+      expect(errors).toEqual([]);
+    } finally {
+      await t.sql.unsafe(`ALTER DATABASE "${t.name}" RESET default_transaction_isolation`);
+    }
+  }, 60_000);
 });
 
 describe('pool size (issue 14, item 5)', () => {

@@ -74,9 +74,52 @@ class WakeupSql {
     this.lockTag = wakeLockTag(schema);
   }
 
+  private pin: Promise<boolean> | undefined;
+
+  /** Whether the database or role defaults to REPEATABLE READ or SERIALIZABLE (asked once). */
+  private pinned(): Promise<boolean> {
+    this.pin ??= this.sql
+      .unsafe(`SELECT current_setting('default_transaction_isolation') <> 'read committed' AS pin`)
+      .then(
+        ([row]) => row?.pin === true,
+        (error) => {
+          this.pin = undefined;
+          throw error;
+        },
+      );
+    return this.pin;
+  }
+
+  /**
+   * Runs one statement in a transaction of its own. Each statement here needs only its own snapshot,
+   * but under a REPEATABLE READ or SERIALIZABLE default the flag upserts and the probe's `FOR UPDATE
+   * SKIP LOCKED` fail on rows that concurrent claims changed ("could not serialize access"): then
+   * the statement runs in an explicit READ COMMITTED transaction, pipelined in one round trip.
+   */
+  private async run(
+    text: string,
+    params: unknown[],
+    conn?: postgres.ReservedSql,
+  ): Promise<postgres.RowList<postgres.Row[]>> {
+    const args = params as postgres.ParameterOrJSON<never>[];
+    if (!(await this.pinned())) return (conn ?? this.sql).unsafe(text, args, PREPARED);
+    const c = conn ?? (await this.sql.reserve());
+    try {
+      // A failed statement turns the pipelined COMMIT into a rollback; the statement's error is thrown.
+      const [, rows] = await Promise.all([
+        c.unsafe('BEGIN ISOLATION LEVEL READ COMMITTED').execute(),
+        c.unsafe(text, args, PREPARED).execute(),
+        c.unsafe('COMMIT').execute(),
+      ]);
+      return rows;
+    } finally {
+      if (!conn) c.release();
+    }
+  }
+
   /** Deletes the flags of `key` (a listener's own, when it stops or changed its session). */
   async release(key: number): Promise<void> {
-    await this.sql.unsafe(`DELETE FROM ${this.wakeups} WHERE "key" = $1`, [key]);
+    await this.run(`DELETE FROM ${this.wakeups} WHERE "key" = $1`, [key]);
   }
 
   /**
@@ -84,7 +127,7 @@ class WakeupSql {
    * its session took the lock, so a flag being set now is never taken for stale.
    */
   async prune(): Promise<number> {
-    const rows = await this.sql.unsafe(
+    const rows = await this.run(
       `DELETE FROM ${this.wakeups} w WHERE w."key"::oid NOT IN (SELECT l.objid FROM pg_catalog.pg_locks l
   WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.mode = 'ExclusiveLock' AND l.granted
     AND l.classid = hashtext($1)::oid
@@ -104,7 +147,7 @@ RETURNING 1`,
   async setIdle(channel: string, idle: boolean): Promise<void> {
     const key = this.session.key;
     if (key === null) return;
-    await this.sql.unsafe(this.setIdleSql(), [channel, idle, key], PREPARED);
+    await this.run(this.setIdleSql(), [channel, idle, key]);
   }
 
   /**
@@ -117,7 +160,7 @@ RETURNING 1`,
     if (key === null) return (await this.probe([channel]))[0];
     const conn = await this.sql.reserve();
     try {
-      const flag = conn.unsafe(this.setIdleSql(), [channel, true, key], PREPARED).execute();
+      const flag = this.run(this.setIdleSql(), [channel, true, key], conn);
       const probe = this.probe([channel], conn);
       flag.catch(() => {});
       probe.catch(() => {});
@@ -139,20 +182,17 @@ RETURNING 1`,
   }
 
   /** One statement that checks every given channel for ready and scheduled work. */
-  async probe(
-    channels: string[],
-    conn: postgres.Sql | postgres.ReservedSql = this.sql,
-  ): Promise<ProbeResult[]> {
+  async probe(channels: string[], conn?: postgres.ReservedSql): Promise<ProbeResult[]> {
     const filter = this.filter === null ? '' : ` AND n."context" @> $2::text::jsonb`;
-    const rows = await conn.unsafe(
+    const rows = await this.run(
       `SELECT c.name AS channel,
   ${this.readySql('c.name', '$2')} AS ready,
   (extract(epoch FROM (SELECT min(n."run_at") FROM ${this.notifications} n
    WHERE n."channel" = c.name AND ${pendingScheduled('n')}${filter}) - now()) * 1000)::float8 AS next_run_in,
   array(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS in_progress
 FROM jsonb_array_elements_text($1::text::jsonb) AS c(name)`,
-      (this.filter === null ? [JSON.stringify(channels)] : [JSON.stringify(channels), this.filter]) as any[],
-      PREPARED,
+      this.filter === null ? [JSON.stringify(channels)] : [JSON.stringify(channels), this.filter],
+      conn,
     );
     return rows.map((r) => ({
       channel: r.channel as string,
@@ -185,7 +225,7 @@ FROM jsonb_array_elements_text($1::text::jsonb) AS c(name)`,
       delay = Math.min(delay * 2, 50);
       const params = [arrayLiteral(pending), channel];
       if (this.filter !== null) params.push(this.filter);
-      const [row] = await this.sql.unsafe(query, params, PREPARED);
+      const [row] = await this.run(query, params);
       if (row?.ready) return 'ready';
       pending = (row?.pending as string[] | undefined) ?? [];
     }
