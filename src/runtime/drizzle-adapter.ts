@@ -15,17 +15,19 @@
  * @module
  */
 
+import { sql } from 'drizzle-orm';
 import type { Column } from 'drizzle-orm/column';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { type ColumnCasing, columnNamer } from '../casing.ts';
 import { PgPubSubError } from '../errors.ts';
+import type { ColumnCodecs } from './decode.ts';
 
 /** What the listener needs from the user's Drizzle database, read once per database. */
 export interface DrizzleParts {
   /** The `casing` of the user's database (drizzle-orm 0.x only), for decoding row images. */
   casing: ColumnCasing | undefined;
-  /** Names columns exactly as `db.select()` does. */
-  columns: { getColumnCasing(column: Column): string };
+  /** Names, selects and reads columns exactly as `db.select()` does. */
+  columns: ColumnCodecs;
   /**
    * A Drizzle transaction object whose queries go through `client` (a postgres.js-like client: the
    * claim connection, wrapped by the handler scope). Nothing is sent to build it.
@@ -110,7 +112,7 @@ export function drizzleParts(db: unknown): DrizzleParts {
   } as any);
   const parts: DrizzleParts = {
     casing: config.casing,
-    columns: columnNamer(config.casing),
+    columns: columnCodecs(config.casing, anyDb, inner),
     transaction(claimClient) {
       let tx: unknown;
       pending = claimClient;
@@ -134,4 +136,40 @@ export function drizzleParts(db: unknown): DrizzleParts {
   };
   cache.set(anyDb, parts);
   return parts;
+}
+
+/** drizzle-orm 1.0's `CodecsCollection` (a dialect's `codecs`), as far as decoding uses it. */
+interface Codecs {
+  get(column: Column, kind: 'cast' | 'normalize'): ((value: any, dimensions?: number) => any) | undefined;
+}
+
+/**
+ * How `db.select()` names, selects and reads a column. drizzle-orm 0.x: the casing, and the column's
+ * `mapFromDriverValue`. drizzle-orm 1.0 moved part of the conversion into the dialect's codecs (per
+ * driver, and a user's `drizzle({ codecs })`): a `cast` wraps the column in the SELECT (e.g.
+ * `::text[]` for arrays of dates), a `normalize` runs on the driver's value before
+ * `mapFromDriverValue` (e.g. `BigInt` for `bigint({ mode: 'bigint' })`, text to `Date` for
+ * timestamps), exactly as its result mappers chain them. The codecs are the user's database's, or
+ * those of the listener's own Drizzle database on the same driver.
+ */
+function columnCodecs(casing: ColumnCasing | undefined, db: any, inner: any): ColumnCodecs {
+  const namer = columnNamer(casing);
+  const dialect = typeof db?.dialect?.codecs?.get === 'function' ? db.dialect : inner?.dialect;
+  const codecs: Codecs | undefined = typeof dialect?.codecs?.get === 'function' ? dialect.codecs : undefined;
+  if (!codecs) return namer;
+  const dimensionsOf = (column: Column) => (column as { dimensions?: number }).dimensions;
+  return {
+    getColumnCasing: namer.getColumnCasing,
+    select(column, expression) {
+      const cast = codecs.get(column, 'cast');
+      if (!cast) return expression;
+      const query = dialect.sqlToQuery(cast(sql.raw(expression), dimensionsOf(column)));
+      return query.params.length === 0 ? query.sql : expression;
+    },
+    read(column, value) {
+      const normalize = codecs.get(column, 'normalize');
+      const normalized = normalize ? normalize(value, dimensionsOf(column)) : value;
+      return column.mapFromDriverValue(normalized);
+    },
+  };
 }
