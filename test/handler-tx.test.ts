@@ -110,4 +110,39 @@ describe(`handler tx on drizzle-orm ${V1 ? '1.0' : '0.x'} (built with drizzle()'
     expect(calls).toBe(1);
     expect(await db.select().from(books)).toEqual([]);
   });
+
+  it('takes relations/schema, casing and the query logger from the drizzle option, over what db has', async () => {
+    await installChannels(t.sql, [writerEvents], V1 ? undefined : 'snake_case');
+    // A database created without any of them: the option alone gives them to handlers.
+    const plain: any = drizzle({ client: t.sql } as any);
+    const logged: string[] = [];
+    const seen: unknown[] = [];
+    const listener = createListener(plain, {
+      pollIntervalMs: false,
+      drizzle: { ...relationalConfig(), logger: { logQuery: (query: string) => logged.push(query) } },
+    }).on(writerEvents, async (event, tx: any) => {
+      await tx.insert(books).values({ writerId: event.new.id, bookTitle: 'via option' });
+      seen.push({
+        new: event.new,
+        found: await tx.query.writers.findFirst({
+          where: V1 ? { id: event.new.id } : orm.eq(writers.id, event.new.id),
+          with: { books: true },
+        }),
+      });
+    });
+    running.push(listener);
+    await t.sql`INSERT INTO tx_writers (full_name) VALUES ('Katherine Johnson')`;
+    expect(await listener.drain()).toMatchObject({ processed: 1, retried: 0, dead: 0 });
+    expect(seen).toEqual([
+      {
+        new: { id: 1, fullName: 'Katherine Johnson' },
+        found: {
+          id: 1,
+          fullName: 'Katherine Johnson',
+          books: [{ id: 1, writerId: 1, bookTitle: 'via option' }],
+        },
+      },
+    ]);
+    expect(logged.some((q) => q.startsWith('insert into "tx_books"'))).toBe(true);
+  });
 });

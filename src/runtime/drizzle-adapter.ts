@@ -10,7 +10,8 @@
  * is sent (the claim transaction owns those).
  *
  * The only reads of Drizzle internals left are those of the user's configuration from `db`, below
- * in {@link drizzleConfig}; each has a fallback, and none is needed for plain (non-relational) use.
+ * in {@link drizzleConfig}, used only for what the listener's `drizzle` option does not give; each
+ * has a fallback, and none is needed for plain (non-relational) use.
  *
  * @module
  */
@@ -45,6 +46,22 @@ export interface DrizzleConfig {
   logger: unknown;
 }
 
+/**
+ * The user's Drizzle settings as the listener's `drizzle` option passes them (`createListener(db,
+ * { drizzle: { relations, logger } })`): they win over what is read from `db`, so nothing depends on
+ * Drizzle's internals when they are given.
+ */
+export interface DrizzleSettings {
+  /** drizzle-orm 0.x: the relational schema given to `drizzle({ schema })`, for `tx.query…`. */
+  schema?: Record<string, unknown>;
+  /** drizzle-orm 1.0: the relations given to `drizzle({ relations })`, for `tx.query…`. */
+  relations?: Record<string, unknown>;
+  /** The Drizzle query logger given to `drizzle({ logger })` (`true` for Drizzle's default logger). */
+  logger?: unknown;
+  /** drizzle-orm 0.x: the `casing` given to `drizzle({ casing })`. */
+  casing?: ColumnCasing;
+}
+
 const cache = new WeakMap<object, DrizzleParts>();
 
 const unsupported = () =>
@@ -67,25 +84,31 @@ function casingOf(db: any): ColumnCasing | undefined {
  * `db._.relations` and has no database-level casing; 0.x keeps the relational schema on
  * `db._.fullSchema` and the casing on its dialect. The logger sits in the session's options on both.
  */
-export function drizzleConfig(db: unknown): DrizzleConfig {
+export function drizzleConfig(db: unknown, settings: DrizzleSettings = {}): DrizzleConfig {
   const anyDb = db as any;
-  const meta = anyDb?._ ?? {};
-  const v1 = 'relations' in meta;
-  const relations =
-    v1 && meta.relations && Object.keys(meta.relations).length > 0 ? meta.relations : undefined;
+  let read: DrizzleConfig;
+  try {
+    const meta = anyDb?._ ?? {};
+    const v1 = 'relations' in meta;
+    read = {
+      casing: v1 ? undefined : casingOf(anyDb),
+      schema: !v1 && meta.schema ? meta.fullSchema : undefined,
+      relations: v1 && meta.relations && Object.keys(meta.relations).length > 0 ? meta.relations : undefined,
+      logger: (meta.session ?? anyDb?.session)?.options?.logger,
+    };
+  } catch {
+    read = { casing: undefined, schema: undefined, relations: undefined, logger: undefined };
+  }
   return {
-    casing: v1 ? undefined : casingOf(anyDb),
-    schema: !v1 && meta.schema ? meta.fullSchema : undefined,
-    relations,
-    logger: (meta.session ?? anyDb?.session)?.options?.logger,
+    casing: settings.casing ?? read.casing,
+    schema: settings.schema ?? read.schema,
+    relations: settings.relations ?? read.relations,
+    logger: settings.logger ?? read.logger,
   };
 }
 
-/**
- * Checks that `db` is a Drizzle postgres.js database and prepares what handler transactions and
- * decoders need; throws `UNSUPPORTED_DATABASE` on anything else. Cached per database.
- */
-export function drizzleParts(db: unknown): DrizzleParts {
+/** Throws `UNSUPPORTED_DATABASE` unless `db` is a Drizzle database the listener runs on. */
+export function assertSupportedDb(db: unknown): void {
   const anyDb = db as any;
   const client = anyDb?.$client;
   if (
@@ -95,9 +118,20 @@ export function drizzleParts(db: unknown): DrizzleParts {
   ) {
     throw unsupported();
   }
-  const known = cache.get(anyDb);
+}
+
+/**
+ * Checks that `db` is a Drizzle postgres.js database and prepares what handler transactions and
+ * decoders need; throws `UNSUPPORTED_DATABASE` on anything else. Cached per database when no
+ * `settings` are given.
+ */
+export function drizzleParts(db: unknown, settings?: DrizzleSettings): DrizzleParts {
+  const anyDb = db as any;
+  assertSupportedDb(anyDb);
+  const client = anyDb.$client;
+  const known = settings === undefined ? cache.get(anyDb) : undefined;
   if (known) return known;
-  const config = drizzleConfig(anyDb);
+  const config = drizzleConfig(anyDb, settings);
   let pending: unknown;
   // The client Drizzle builds transactions on: `begin(fn)` runs fn on the claim connection at once.
   const router = new Proxy(client, {
@@ -134,7 +168,7 @@ export function drizzleParts(db: unknown): DrizzleParts {
       return tx;
     },
   };
-  cache.set(anyDb, parts);
+  if (settings === undefined) cache.set(anyDb, parts);
   return parts;
 }
 

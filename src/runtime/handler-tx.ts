@@ -13,7 +13,7 @@ export interface ClaimLink {
   lost?: unknown;
 }
 
-export { type DrizzleParts, drizzleParts } from './drizzle-adapter.ts';
+export { assertSupportedDb, type DrizzleParts, drizzleParts } from './drizzle-adapter.ts';
 
 /**
  * One handler's window onto the claim transaction. The savepoint that isolates the handler is only

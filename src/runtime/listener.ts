@@ -16,7 +16,7 @@ import { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
 import type { Registration } from './claim-types.ts';
 import { assertNotificationsTable } from './connect.ts';
 import { rowDecoder } from './decode.ts';
-import { drizzleParts } from './handler-tx.ts';
+import { assertSupportedDb, type DrizzleParts, drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
 import { ListenSession, postgresSessionDriver } from './listen-session.ts';
 import type { AnyDb, HandlerOf, ListenerOptions, RetryOptions } from './listener-options.ts';
@@ -47,13 +47,14 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private readonly hardStop = new AbortController();
   private readonly broadcasts = new Set<Promise<void>>();
   private starting: Promise<void> | undefined;
+  private parts: DrizzleParts | undefined;
 
   constructor(
     /** The Drizzle database the listener was created with (the CLI closes its `$client` on exit). */
     readonly db: TDb,
     options: ListenerOptions = {},
   ) {
-    drizzleParts(db);
+    assertSupportedDb(db);
     this.sql = (db as any).$client as postgres.Sql;
     this.configure(options);
   }
@@ -161,15 +162,21 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   /** Resolves registrations with the final options (configure() may come after on()). */
   private registration({ channel: ch, handler, options }: HandlerEntry): Registration {
     // Column names exactly as db.select() resolves them (the database's casing, drizzle-adapter.ts).
-    const casing = drizzleParts(this.db).columns;
+    const codecs = this.drizzleParts().columns;
     return {
       channel: ch,
       handler,
-      decoder: ch.kind === 'trigger' ? rowDecoder(ch.table, casing) : undefined,
+      decoder: ch.kind === 'trigger' ? rowDecoder(ch.table, codecs) : undefined,
       maxAttempts: options.maxAttempts ?? this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       backoff: options.backoff ?? this.options.backoff ?? exponentialBackoff(),
       timeoutMs: options.timeoutMs ?? this.options.timeoutMs,
     };
+  }
+
+  /** What handler transactions and decoders need from the Drizzle database (after configure()). */
+  private drizzleParts(): DrizzleParts {
+    this.parts ??= drizzleParts(this.db, this.options.drizzle);
+    return this.parts;
   }
 
   private prepare(): Scheduler {
@@ -177,7 +184,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const filter = this.options.filter === undefined ? null : filterJson(this.options.filter);
     const ctx = {
       sql: this.sql,
-      parts: drizzleParts(this.db),
+      parts: this.drizzleParts(),
       table: this.table,
       filter,
       batchBytes: this.options.batchBytes,
