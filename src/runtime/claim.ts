@@ -144,6 +144,7 @@ export async function claimBatch(
       current = scope;
       const started = performance.now();
       try {
+        if (ctx.parts.driver === 'node-postgres') await scope.prepare();
         await guard.run(reg, item, scope);
         scope.commit();
         // withContext() in the handler set a transaction-local setting that outlives its released

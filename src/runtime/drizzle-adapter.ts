@@ -22,6 +22,8 @@ import { drizzle } from 'drizzle-orm/postgres-js';
 import { type ColumnCasing, columnNamer } from '../casing.ts';
 import { PgPubSubError } from '../errors.ts';
 import type { ColumnCodecs } from './decode.ts';
+import { isPgClient, isPgPool, type PgDriver, type PgHandlerPool } from './drivers/node-postgres.ts';
+import { isPostgresJs, postgresTransactionClient } from './drivers/postgres-js.ts';
 
 /** What the listener needs from the user's Drizzle database, read once per database. */
 export interface DrizzleParts {
@@ -29,9 +31,12 @@ export interface DrizzleParts {
   casing: ColumnCasing | undefined;
   /** Names, selects and reads columns exactly as `db.select()` does. */
   columns: ColumnCodecs;
+  /** The database's driver. */
+  driver: DriverKind;
   /**
-   * A Drizzle transaction object whose queries go through `client` (a postgres.js-like client: the
-   * claim connection, wrapped by the handler scope). Nothing is sent to build it.
+   * A Drizzle transaction object whose queries go through `client` (postgres.js: a postgres.js-like
+   * client, the claim connection wrapped by the handler scope, and the object is returned at once;
+   * node-postgres: a `PgHandlerPool`, and a promise of it). Nothing is sent to build it.
    */
   transaction(client: unknown): unknown;
 }
@@ -67,7 +72,7 @@ const cache = new WeakMap<object, DrizzleParts>();
 const unsupported = () =>
   new PgPubSubError(
     'UNSUPPORTED_DATABASE',
-    'createListener(db) needs a Drizzle database on postgres.js: `drizzle({ client: postgres(url) })` from drizzle-orm/postgres-js.',
+    'createListener(db) needs a Drizzle database on postgres.js (`drizzle({ client: postgres(url) })` from drizzle-orm/postgres-js) or on a node-postgres Pool (`drizzle({ client: new Pool(…) })` from drizzle-orm/node-postgres).',
   );
 
 /** The casing a 0.x database was created with, told from what its converter does. */
@@ -107,46 +112,75 @@ export function drizzleConfig(db: unknown, settings: DrizzleSettings = {}): Driz
   };
 }
 
-/** Throws `UNSUPPORTED_DATABASE` unless `db` is a Drizzle database the listener runs on. */
-export function assertSupportedDb(db: unknown): void {
+/** The driver under a Drizzle database the listener runs on. */
+export type DriverKind = 'postgres-js' | 'node-postgres';
+
+/**
+ * Which driver `db` is on; throws `UNSUPPORTED_DATABASE` unless it is a Drizzle database on
+ * postgres.js or on a node-postgres `pg.Pool`.
+ */
+export function assertSupportedDb(db: unknown): DriverKind {
   const anyDb = db as any;
   const client = anyDb?.$client;
-  if (
-    typeof anyDb?.transaction !== 'function' ||
-    typeof client?.begin !== 'function' ||
-    typeof client?.unsafe !== 'function'
-  ) {
-    throw unsupported();
+  if (typeof anyDb?.transaction === 'function') {
+    if (isPostgresJs(client)) return 'postgres-js';
+    if (isPgPool(client)) return 'node-postgres';
+    if (isPgClient(client)) {
+      throw new PgPubSubError(
+        'UNSUPPORTED_DATABASE',
+        'createListener(db) needs a node-postgres Pool, not a single pg.Client: a listener runs claims on several connections at once. Create the database with `drizzle({ client: new Pool({ connectionString }) })`.',
+      );
+    }
   }
+  throw unsupported();
 }
 
 /**
- * Checks that `db` is a Drizzle postgres.js database and prepares what handler transactions and
- * decoders need; throws `UNSUPPORTED_DATABASE` on anything else. Cached per database when no
+ * Checks that `db` is a Drizzle database on postgres.js or node-postgres and prepares what handler
+ * transactions and decoders need; throws `UNSUPPORTED_DATABASE` on anything else. `pg` is what
+ * `drivers/node-postgres.ts` loaded (required on node-postgres). Cached per database when no
  * `settings` are given.
  */
-export function drizzleParts(db: unknown, settings?: DrizzleSettings): DrizzleParts {
+export function drizzleParts(db: unknown, settings?: DrizzleSettings, pg?: PgDriver): DrizzleParts {
   const anyDb = db as any;
-  assertSupportedDb(anyDb);
-  const client = anyDb.$client;
+  const driver = assertSupportedDb(anyDb);
   const known = settings === undefined ? cache.get(anyDb) : undefined;
   if (known) return known;
   const config = drizzleConfig(anyDb, settings);
-  let pending: unknown;
-  // The client Drizzle builds transactions on: `begin(fn)` runs fn on the claim connection at once.
-  const router = new Proxy(client, {
-    get: (target, key) => (key === 'begin' ? (fn: (c: unknown) => unknown) => fn(pending) : target[key]),
-  });
-  const inner: any = drizzle({
-    client: router,
+  const options = {
     ...(config.casing === undefined ? {} : { casing: config.casing }),
     ...(config.schema === undefined ? {} : { schema: config.schema }),
     ...(config.relations === undefined ? {} : { relations: config.relations }),
     ...(config.logger === undefined ? {} : { logger: config.logger }),
+  };
+  const parts =
+    driver === 'postgres-js'
+      ? postgresJsParts(anyDb, config, options)
+      : nodePgParts(anyDb, config, options, pg);
+  if (settings === undefined) cache.set(anyDb, parts);
+  return parts;
+}
+
+const notSynchronous = () =>
+  new PgPubSubError(
+    'UNSUPPORTED_DATABASE',
+    'This drizzle-orm version does not build its transaction objects as expected; drizzle-pgpubsub supports drizzle-orm 0.44, 0.45 and 1.0.',
+  );
+
+/**
+ * postgres.js: one Drizzle database per listener over a client whose `begin(fn)` runs fn on the
+ * claim connection at once; `transaction(fn)` hands its transaction object to fn synchronously.
+ */
+function postgresJsParts(db: any, config: DrizzleConfig, options: object): DrizzleParts {
+  let pending: unknown;
+  const inner: any = drizzle({
+    client: postgresTransactionClient(db.$client, () => pending),
+    ...options,
   } as any);
-  const parts: DrizzleParts = {
+  return {
+    driver: 'postgres-js',
     casing: config.casing,
-    columns: columnCodecs(config.casing, anyDb, inner),
+    columns: columnCodecs(config.casing, db, inner),
     transaction(claimClient) {
       let tx: unknown;
       pending = claimClient;
@@ -159,17 +193,58 @@ export function drizzleParts(db: unknown, settings?: DrizzleSettings): DrizzlePa
       } finally {
         pending = undefined;
       }
-      if (tx === undefined) {
-        throw new PgPubSubError(
-          'UNSUPPORTED_DATABASE',
-          'This drizzle-orm version does not build its transaction objects synchronously; drizzle-pgpubsub supports drizzle-orm 0.44, 0.45 and 1.0.',
-        );
-      }
+      if (tx === undefined) throw notSynchronous();
       return tx;
     },
   };
-  if (settings === undefined) cache.set(anyDb, parts);
-  return parts;
+}
+
+/**
+ * node-postgres: one Drizzle database per listener (from `drizzle-orm/node-postgres`'s own
+ * `drizzle()`) over a pool-like router whose `connect()` gives the handler's client
+ * (`PgHandlerPool`); `transaction(fn)` awaits that connection, so the transaction object is built
+ * asynchronously, before the handler runs, with Drizzle's BEGIN and COMMIT held back.
+ */
+function nodePgParts(
+  db: any,
+  config: DrizzleConfig,
+  options: object,
+  pg: PgDriver | undefined,
+): DrizzleParts {
+  if (!pg) throw new Error('drizzle-pgpubsub: node-postgres was not loaded before the listener started');
+  let pending: PgHandlerPool | undefined;
+  class RouterPool {
+    connect(): Promise<PgHandlerPool> {
+      const client = pending;
+      return client ? Promise.resolve(client) : Promise.reject(notSynchronous());
+    }
+    query(): never {
+      throw notSynchronous();
+    }
+  }
+  const inner: any = pg.drizzle({ client: new RouterPool(), ...options });
+  return {
+    driver: 'node-postgres',
+    casing: config.casing,
+    columns: columnCodecs(config.casing, db, inner),
+    async transaction(client) {
+      const handlerPool = client as PgHandlerPool;
+      let tx: unknown;
+      pending = handlerPool;
+      let built: Promise<unknown>;
+      try {
+        built = inner.transaction(async (t: unknown) => {
+          tx = t;
+        });
+      } finally {
+        pending = undefined;
+      }
+      await built;
+      handlerPool.building = false;
+      if (tx === undefined) throw notSynchronous();
+      return tx;
+    },
+  };
 }
 
 /** drizzle-orm 1.0's `CodecsCollection` (a dialect's `codecs`), as far as decoding uses it. */

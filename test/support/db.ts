@@ -1,8 +1,17 @@
 import { randomBytes } from 'node:crypto';
+import { drizzle as nodePgDrizzle } from 'drizzle-orm/node-postgres';
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+import pg from 'pg';
 import postgres from 'postgres';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { withDatabase } from '../../tools/embedded-pg.ts';
+
+/**
+ * The driver test databases use: `PGPUBSUB_TEST_DRIVER=pg` runs the suite on node-postgres (`t.db`
+ * and `t.drizzle()` are `drizzle-orm/node-postgres` databases on a `pg.Pool`), else postgres.js.
+ */
+export const TEST_DRIVER: 'postgres-js' | 'pg' =
+  process.env.PGPUBSUB_TEST_DRIVER === 'pg' ? 'pg' : 'postgres-js';
 
 /** A database of its own for one test file. */
 export interface TestDb {
@@ -13,6 +22,12 @@ export interface TestDb {
   db: PostgresJsDatabase;
   /** Opens another client on the same database, closed after the file. */
   client(options?: postgres.Options<{}>): postgres.Sql;
+  /**
+   * Another Drizzle database on this file's database, on the test driver ({@link TEST_DRIVER}), with
+   * a pool of `max` connections and Drizzle's `config` (casing, schema, relations, logger).
+   * Typed as postgres.js's: the listener's API is the same on both.
+   */
+  drizzle(max?: number, config?: Record<string, unknown>): PostgresJsDatabase;
 }
 
 /**
@@ -21,7 +36,7 @@ export interface TestDb {
  */
 export function useTestDatabase(setupSql: string[] = []): TestDb {
   const admin = () => postgres(inject('pgAdminUrl'), { max: 1, onnotice: () => {} });
-  const clients: postgres.Sql[] = [];
+  const clients: { end(): Promise<unknown> }[] = [];
   const name = `t_${process.env.VITEST_POOL_ID ?? '0'}_${randomBytes(4).toString('hex')}`;
   const handle = { name } as TestDb;
   beforeAll(async () => {
@@ -31,15 +46,23 @@ export function useTestDatabase(setupSql: string[] = []): TestDb {
     handle.url = withDatabase(inject('pgAdminUrl'), name);
     handle.client = (options = {}) => {
       const c = postgres(handle.url, { onnotice: () => {}, ...options });
-      clients.push(c);
+      clients.push({ end: () => c.end({ timeout: 5 }) });
       return c;
     };
+    handle.drizzle = (max = 10, config = {}) => {
+      if (TEST_DRIVER === 'postgres-js') return drizzle({ client: handle.client({ max }), ...config } as any);
+      const pool = new pg.Pool({ connectionString: handle.url, max });
+      // Idle connections terminated by a test must not end the process.
+      pool.on('error', () => {});
+      clients.push(pool);
+      return nodePgDrizzle({ client: pool, ...config } as any) as unknown as PostgresJsDatabase;
+    };
     handle.sql = handle.client({ max: 10 });
-    handle.db = drizzle({ client: handle.sql });
+    handle.db = TEST_DRIVER === 'postgres-js' ? drizzle({ client: handle.sql }) : handle.drizzle(10);
     for (const statement of setupSql) await handle.sql.unsafe(statement);
   });
   afterAll(async () => {
-    await Promise.all(clients.map((c) => c.end({ timeout: 5 })));
+    await Promise.all(clients.map((c) => c.end()));
     const a = admin();
     await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     await a.end();
