@@ -13,6 +13,12 @@ import { withDatabase } from '../../tools/embedded-pg.ts';
 export const TEST_DRIVER: 'postgres-js' | 'pg' =
   process.env.PGPUBSUB_TEST_DRIVER === 'pg' ? 'pg' : 'postgres-js';
 
+/** Closes the client of a database made by `t.drizzle()` now (postgres.js: within 1 s). */
+export async function closeDb(db: unknown): Promise<void> {
+  const client = (db as { $client: { end(options?: unknown): Promise<unknown> } }).$client;
+  await (TEST_DRIVER === 'pg' ? client.end() : client.end({ timeout: 1 }));
+}
+
 /** A database of its own for one test file. */
 export interface TestDb {
   /** Connection URL of this file's database. */
@@ -23,11 +29,12 @@ export interface TestDb {
   /** Opens another client on the same database, closed after the file. */
   client(options?: postgres.Options<{}>): postgres.Sql;
   /**
-   * Another Drizzle database on this file's database, on the test driver ({@link TEST_DRIVER}), with
-   * a pool of `max` connections and Drizzle's `config` (casing, schema, relations, logger).
+   * Another Drizzle database on this file's database (or on `url`, e.g. through a proxy), on the
+   * test driver ({@link TEST_DRIVER}), with a pool of `max` connections and Drizzle's `config`
+   * (casing, schema, relations, logger). Closed after the file, or with {@link closeDb}.
    * Typed as postgres.js's: the listener's API is the same on both.
    */
-  drizzle(max?: number, config?: Record<string, unknown>): PostgresJsDatabase;
+  drizzle(max?: number, config?: Record<string, unknown>, url?: string): PostgresJsDatabase;
 }
 
 /**
@@ -49,16 +56,29 @@ export function useTestDatabase(setupSql: string[] = []): TestDb {
       clients.push({ end: () => c.end({ timeout: 5 }) });
       return c;
     };
-    handle.drizzle = (max = 10, config = {}) => {
-      if (TEST_DRIVER === 'postgres-js') return drizzle({ client: handle.client({ max }), ...config } as any);
-      const pool = new pg.Pool({ connectionString: handle.url, max });
+    handle.drizzle = (max = 10, config = {}, url = handle.url) => {
+      if (TEST_DRIVER === 'postgres-js') {
+        const c = postgres(url, { onnotice: () => {}, max, connect_timeout: 3 });
+        clients.push({ end: () => c.end({ timeout: 1 }) });
+        return drizzle({ client: c, ...config } as any);
+      }
+      const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 3000 });
       // Idle connections terminated by a test must not end the process.
       pool.on('error', () => {});
+      const end = pool.end.bind(pool);
+      let ending: Promise<void> | undefined;
+      pool.end = () => {
+        ending ??= end();
+        return ending;
+      };
       clients.push(pool);
       return nodePgDrizzle({ client: pool, ...config } as any) as unknown as PostgresJsDatabase;
     };
     handle.sql = handle.client({ max: 10 });
-    handle.db = TEST_DRIVER === 'postgres-js' ? drizzle({ client: handle.sql }) : handle.drizzle(10);
+    // drizzle() also sets the raw client's json and date (de)serializers, which tests writing
+    // through `t.sql` rely on: done on both drivers, so `t.sql` behaves the same.
+    const onSql = drizzle({ client: handle.sql });
+    handle.db = TEST_DRIVER === 'postgres-js' ? onSql : handle.drizzle(10);
     for (const statement of setupSql) await handle.sql.unsafe(statement);
   });
   afterAll(async () => {

@@ -253,6 +253,16 @@ class PgConnection {
     // A cut connection is destroyed, not given back to the pool.
     this.client.release?.(this.lost ? (this.lostError ?? new Error('connection lost')) : undefined);
   }
+
+  /**
+   * Drops the connection (cut, or not answering its ROLLBACK): `pg.Pool` closes it instead of taking
+   * it back, so it is never reused mid-transaction, and `pool.end()` does not wait for it.
+   */
+  discard(): void {
+    this.lost = true;
+    this.lostError ??= new Error('The claim connection was discarded.');
+    this.release();
+  }
 }
 
 /**
