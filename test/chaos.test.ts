@@ -11,17 +11,18 @@ import { channel } from '../src/channel.ts';
 import { notify } from '../src/notify.ts';
 import { createListener } from '../src/runtime/listener.ts';
 import { countNotifications } from './support/channels.ts';
-import { useTestDatabase } from './support/db.ts';
+import { closeDb, useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
 
 const t = useTestDatabase(['CREATE TABLE done (n int NOT NULL, by text NOT NULL)']);
 
-/** A proxy in front of this file's database and a postgres.js client that goes through it. */
-async function proxied(options: Record<string, unknown> = {}) {
+/** A proxy in front of this file's database and a database (on the test driver) that goes through it. */
+async function proxied(max = 2) {
   const url = new URL(t.url);
   const proxy = await ChaosProxy.start(url.hostname, Number(url.port));
-  const client = t.client({ host: '127.0.0.1', port: proxy.port, max: 2, ...options } as never);
-  return { proxy, client, db: drizzle({ client }) };
+  url.host = `127.0.0.1:${proxy.port}`;
+  const db = t.drizzle(max, {}, url.toString());
+  return { proxy, db, close: () => closeDb(db) };
 }
 
 // Deadlines fit a loaded 2-core machine (test processes, embedded servers and jiti start-ups compete
@@ -122,7 +123,7 @@ describe('chaos', () => {
     // never sent nor failed by postgres.js, so the claim hung and its channel was never claimed
     // again by that listener (`npm run chaos -- --faults blackhole` never drained).
     const ch = channel('cut_mid_handler', v.object({ n: v.number() }));
-    const { proxy, client, db } = await proxied({ max: 4, connect_timeout: 3 });
+    const { proxy, db, close } = await proxied(4);
     let release = () => {};
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -154,7 +155,7 @@ describe('chaos', () => {
       ]);
     } finally {
       await listener.stop({ timeoutMs: 1000 });
-      await client.end({ timeout: 1 });
+      await close();
       await proxy.close();
     }
   }, 90_000);
@@ -179,7 +180,7 @@ describe('chaos', () => {
     // unanswered; stop() used to wait for it and for ROLLBACK on the same dead connection, i.e. until
     // TCP gives up (minutes). The proxy heals after 12 s here; stop() must return well before.
     const ch = channel('half_open', v.object({ n: v.number() }));
-    const { proxy, client, db } = await proxied();
+    const { proxy, db, close } = await proxied();
     let release = () => {};
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -199,7 +200,7 @@ describe('chaos', () => {
     await listener.stop({ timeoutMs: 300 });
     const elapsed = performance.now() - t0;
     await hole;
-    await client.end({ timeout: 1 });
+    await close();
     await proxy.close();
     expect(elapsed).toBeLessThan(9000);
   }, 60_000);

@@ -23,7 +23,6 @@ import {
   uuid,
   varchar,
 } from 'drizzle-orm/pg-core';
-import { drizzle } from 'drizzle-orm/postgres-js';
 import { describe, expect, it } from 'vitest';
 import { triggerChannel } from '../src/channel.ts';
 import { createListener } from '../src/runtime/listener.ts';
@@ -85,7 +84,7 @@ const t = useTestDatabase([
 
 describe('decoding row images', () => {
   it('reads old/new back exactly as db.select() returns them, with casing', async () => {
-    const db = drizzle({ client: t.client({ max: 4 }), ...(V1 ? {} : { casing: 'snake_case' as const }) });
+    const db = t.drizzle(4, V1 ? {} : { casing: 'snake_case' });
     await installChannels(t.sql, [thingEvents], 'snake_case');
     const row = {
       fullName: `O'Brien "quoted" ✓`,

@@ -1,6 +1,5 @@
 import * as orm from 'drizzle-orm';
 import * as pgCore from 'drizzle-orm/pg-core';
-import { drizzle } from 'drizzle-orm/postgres-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { triggerChannel } from '../src/channel.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
@@ -50,11 +49,10 @@ describe(`handler tx on drizzle-orm ${V1 ? '1.0' : '0.x'} (built with drizzle()'
   it('has the database casing, relational queries, the logger and nested transactions', async () => {
     await installChannels(t.sql, [writerEvents], V1 ? undefined : 'snake_case');
     const logged: string[] = [];
-    const db: any = drizzle({
-      client: t.sql,
+    const db: any = t.drizzle(4, {
       logger: { logQuery: (query: string) => logged.push(query) },
       ...relationalConfig(),
-    } as any);
+    });
     const seen: unknown[] = [];
     const listener = createListener(db, { pollIntervalMs: false }).on(
       writerEvents,
@@ -93,7 +91,7 @@ describe(`handler tx on drizzle-orm ${V1 ? '1.0' : '0.x'} (built with drizzle()'
 
   it('rolls a failing handler back, relational writes included, and retries it', async () => {
     await installChannels(t.sql, [writerEvents], V1 ? undefined : 'snake_case');
-    const db: any = drizzle({ client: t.sql, ...relationalConfig() } as any);
+    const db: any = t.drizzle(4, relationalConfig());
     let calls = 0;
     const listener = createListener(db, { pollIntervalMs: false, maxAttempts: 1 }).on(
       writerEvents,
@@ -109,5 +107,40 @@ describe(`handler tx on drizzle-orm ${V1 ? '1.0' : '0.x'} (built with drizzle()'
     expect(await listener.drain()).toMatchObject({ dead: 1 });
     expect(calls).toBe(1);
     expect(await db.select().from(books)).toEqual([]);
+  });
+
+  it('takes relations/schema, casing and the query logger from the drizzle option, over what db has', async () => {
+    await installChannels(t.sql, [writerEvents], V1 ? undefined : 'snake_case');
+    // A database created without any of them: the option alone gives them to handlers.
+    const plain: any = t.drizzle(4);
+    const logged: string[] = [];
+    const seen: unknown[] = [];
+    const listener = createListener(plain, {
+      pollIntervalMs: false,
+      drizzle: { ...relationalConfig(), logger: { logQuery: (query: string) => logged.push(query) } },
+    }).on(writerEvents, async (event, tx: any) => {
+      await tx.insert(books).values({ writerId: event.new.id, bookTitle: 'via option' });
+      seen.push({
+        new: event.new,
+        found: await tx.query.writers.findFirst({
+          where: V1 ? { id: event.new.id } : orm.eq(writers.id, event.new.id),
+          with: { books: true },
+        }),
+      });
+    });
+    running.push(listener);
+    await t.sql`INSERT INTO tx_writers (full_name) VALUES ('Katherine Johnson')`;
+    expect(await listener.drain()).toMatchObject({ processed: 1, retried: 0, dead: 0 });
+    expect(seen).toEqual([
+      {
+        new: { id: 1, fullName: 'Katherine Johnson' },
+        found: {
+          id: 1,
+          fullName: 'Katherine Johnson',
+          books: [{ id: 1, writerId: 1, bookTitle: 'via option' }],
+        },
+      },
+    ]);
+    expect(logged.some((q) => q.startsWith('insert into "tx_books"'))).toBe(true);
   });
 });

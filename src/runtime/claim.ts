@@ -144,6 +144,7 @@ export async function claimBatch(
       current = scope;
       const started = performance.now();
       try {
+        if (ctx.parts.driver === 'node-postgres') await scope.prepare();
         await guard.run(reg, item, scope);
         scope.commit();
         // withContext() in the handler set a transaction-local setting that outlives its released
@@ -206,14 +207,16 @@ export async function claimBatch(
       // A lost connection's transaction is already rolled back by the server, and postgres.js takes
       // the connection back itself when it closes; a ROLLBACK queued on it might never be answered.
       // A connection that does not answer ROLLBACK is never handed back to the pool mid-transaction.
-      if (link.lost) return;
+      // A pool that does not take cut connections back by itself (node-postgres) is told to drop it.
+      const discard = () => (tsql as { discard?: () => void }).discard?.();
+      if (link.lost) return discard();
       if (inTransaction) {
         const ok = await within(tsql.unsafe('ROLLBACK'), 10_000, () => new Error('ROLLBACK timed out')).then(
           () => true,
           (rollbackError) =>
             !isConnectionLost(rollbackError) && rollbackError.message !== 'ROLLBACK timed out',
         );
-        if (!ok) return;
+        if (!ok) return discard();
       }
       tsql.release();
     })();

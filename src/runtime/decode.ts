@@ -12,29 +12,55 @@ import { RAW_JSON_KEY } from '../storage/trigger-sql.ts';
  */
 export const MAX_TARGET_ENTRIES = 1664;
 
+/**
+ * How the columns of a table are named and read, exactly as `db.select()` names and reads them
+ * (built by `drizzle-adapter.ts` for the installed drizzle-orm version and the database's driver).
+ */
+export interface ColumnCodecs {
+  /** The column's database name. */
+  getColumnCasing(column: Column): string;
+  /** Wraps the SQL expression selecting the column as Drizzle's select does (1.0 codecs' casts). */
+  select?(column: Column, expression: string): string;
+  /** Turns the driver's value (never null) into the `db.select()` value; default `mapFromDriverValue`. */
+  read?(column: Column, value: unknown): unknown;
+}
+
 /** How to read one table's row images back into `typeof table.$inferSelect` values. */
 export interface RowDecoder {
   /** `jsonb_populate_record` target type, e.g. `"public"."authors"`. */
   rowType: string;
   /** The table's pg schema (its row type lives there: the listener needs USAGE on it). */
   schema: string;
-  /** JS key, database name and Drizzle column of each column, in a fixed order. */
-  columns: { key: string; dbName: string; column: Column }[];
+  /**
+   * JS key, database name and Drizzle column of each column, in a fixed order, with how to select
+   * it (`select`, given the column reference) and how to read the driver's value (`read`).
+   */
+  columns: {
+    key: string;
+    dbName: string;
+    column: Column;
+    select: (ref: string) => string;
+    read: (value: unknown) => unknown;
+  }[];
 }
 
 /**
- * Builds the decoder of a table. `casing` is the Drizzle database's own casing cache, so column
- * names resolve exactly as `db.select()` resolves them.
+ * Builds the decoder of a table. `codecs` come from the Drizzle database (drizzle-adapter.ts), so
+ * column names resolve and values read exactly as `db.select()` resolves and reads them.
  */
-export function rowDecoder(table: PgTable, casing: { getColumnCasing(column: Column): string }): RowDecoder {
+export function rowDecoder(table: PgTable, codecs: ColumnCodecs): RowDecoder {
   const config = getTableConfig(table);
   return {
     rowType: qualify(config.schema, config.name),
     schema: config.schema ?? 'public',
     columns: Object.entries(getTableColumns(table) as Record<string, Column>).map(([key, column]) => ({
       key,
-      dbName: casing.getColumnCasing(column),
+      dbName: codecs.getColumnCasing(column),
       column,
+      select: codecs.select ? (ref: string) => codecs.select!(column, ref) : (ref: string) => ref,
+      read: codecs.read
+        ? (value: unknown) => codecs.read!(column, value)
+        : (value: unknown) => column.mapFromDriverValue(value),
     })),
   };
 }
@@ -50,7 +76,7 @@ export function isWide(decoder: RowDecoder, extra: number): boolean {
  * keep full fidelity, unknown keys are ignored and missing ones are NULL.
  */
 export function expandImageSql(decoder: RowDecoder, alias: string): string {
-  return decoder.columns.map((c) => `${quoteIdent(alias)}.${quoteIdent(c.dbName)}`).join(', ');
+  return decoder.columns.map((c) => c.select(`${quoteIdent(alias)}.${quoteIdent(c.dbName)}`)).join(', ');
 }
 
 /** The lateral join that produces `alias` from the image in `expression`. */
@@ -114,7 +140,7 @@ export function mapRow(
   const row: Record<string, unknown> = {};
   decoder.columns.forEach((c, i) => {
     const value = rawJson(c.column, values[offset + i]);
-    row[c.key] = value === null || value === undefined ? null : c.column.mapFromDriverValue(value);
+    row[c.key] = value === null || value === undefined ? null : c.read(value);
   });
   return row;
 }

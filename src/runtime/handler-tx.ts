@@ -2,6 +2,7 @@ import type postgres from 'postgres';
 import { PgPubSubError } from '../errors.ts';
 import { within } from '../timeouts.ts';
 import { isConnectionLost } from './connection-errors.ts';
+import { PgHandlerPool } from './drivers/node-postgres.ts';
 import type { DrizzleParts } from './drizzle-adapter.ts';
 
 const SAVEPOINT = 'pgpubsub_item';
@@ -13,7 +14,7 @@ export interface ClaimLink {
   lost?: unknown;
 }
 
-export { type DrizzleParts, drizzleParts } from './drizzle-adapter.ts';
+export { assertSupportedDb, type DrizzleParts, drizzleParts } from './drizzle-adapter.ts';
 
 /**
  * One handler's window onto the claim transaction. The savepoint that isolates the handler is only
@@ -52,6 +53,16 @@ export class HandlerScope {
         },
       },
     );
+  }
+
+  /**
+   * Builds the handler's transaction ahead of the handler where the driver's Drizzle builds it
+   * asynchronously (node-postgres); a no-op on postgres.js, where it is built on first use.
+   */
+  async prepare(): Promise<void> {
+    if (this.parts.driver !== 'node-postgres' || this.real) return;
+    const pool = new PgHandlerPool((config, values) => this.run(config, values));
+    this.real = (await this.parts.transaction(pool)) as object;
   }
 
   private transaction(): object {
@@ -106,9 +117,11 @@ export class HandlerScope {
     }
   }
 
-  private run(query: string, params?: unknown[], opts?: unknown) {
+  private run(query: string | { text?: unknown }, params?: unknown[], opts?: unknown) {
     this.open();
-    const q = this.tsql.unsafe(query, params as any[], opts as any);
+    // node-postgres: a nested `tx.transaction()` is Drizzle's own SAVEPOINT statement.
+    if (typeof query === 'object' && /^savepoint\s/i.test(String(query.text))) this.nested++;
+    const q = this.tsql.unsafe(query as string, params as any[], opts as any);
     this.inflight.add(q);
     q.then(
       () => this.inflight.delete(q),

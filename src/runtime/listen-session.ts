@@ -1,5 +1,4 @@
 import { randomInt } from 'node:crypto';
-import postgres from 'postgres';
 import { quoteIdent } from '../identifiers.ts';
 import { LISTEN_SESSION_MARK, wakeLockTag } from '../storage/sql-names.ts';
 import type { WakeKey } from './idle.ts';
@@ -8,8 +7,8 @@ import type { WakeKey } from './idle.ts';
  * The listener's own LISTEN session: one dedicated database connection that LISTENs on every channel
  * and holds the wake-up locks of idle.ts (`(class, key)` exclusive, `(class, 0)` shared), so the
  * wake-up flags live and die with it. It uses no driver internals: a driver only has to open one
- * plain session ({@link SessionDriver}); the postgres.js one is {@link postgresSessionDriver}, a
- * node-postgres one is a dedicated `pg.Client` with its `'notification'` and `'end'` events.
+ * plain session ({@link SessionDriver}); the postgres.js one is in `drivers/postgres-js.ts`, the
+ * node-postgres one (a dedicated `pg.Client`) in `drivers/node-postgres.ts`.
  *
  * On connection loss it reconnects with backoff, LISTENs again, takes a NEW key (the old session's
  * flags stop counting with its locks) and calls `onReconnect`, which sweeps every channel.
@@ -35,58 +34,6 @@ export interface SessionEvents {
 export interface SessionDriver {
   /** Opens a new session and resolves once it is connected. */
   connect(events: SessionEvents): Promise<SessionConnection>;
-}
-
-/**
- * A {@link SessionDriver} for postgres.js 3 and 4: a single-connection client per session, made from
- * the public `sql.options` of the user's client (host lists, ssl, auth, `connection` parameters: all
- * as the user configured them; postgres.js makes its own LISTEN client the same way), or from
- * `listenUrl` (e.g. a direct URL when the pool goes through PgBouncer).
- */
-export function postgresSessionDriver(sql: postgres.Sql, listenUrl?: string): SessionDriver {
-  return {
-    async connect(events) {
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
-        events.onClose();
-      };
-      const session = {
-        max: 1,
-        idle_timeout: 0,
-        max_lifetime: null,
-        fetch_types: false,
-        onnotice: () => {},
-        onnotify: (channel: string, payload: string) => !closed && events.onNotify(channel, payload),
-        onclose: close,
-      };
-      const client = listenUrl
-        ? postgres(listenUrl, session)
-        : postgres({ ...(sql.options as unknown as postgres.Options<{}>), ...session });
-      const connection: SessionConnection = {
-        async query(text, params) {
-          // A max-1 client reconnects by itself for the next statement: never on a closed session.
-          if (closed) throw new Error('the LISTEN session is closed');
-          const rows = await client.unsafe(text, params as postgres.ParameterOrJSON<never>[]);
-          if (closed) throw new Error('the LISTEN session closed');
-          return rows as unknown as Record<string, unknown>[];
-        },
-        async end() {
-          closed = true;
-          await client.end({ timeout: 1 });
-        },
-      };
-      try {
-        await connection.query('SELECT 1', []);
-      } catch (error) {
-        closed = true;
-        await client.end({ timeout: 0 }).catch(() => {});
-        throw error;
-      }
-      return connection;
-    },
-  };
 }
 
 /** What a {@link ListenSession} tells the listener. */

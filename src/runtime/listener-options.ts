@@ -3,6 +3,7 @@ import type { CustomChannel, TriggerChannel, TriggerOp } from '../channel.ts';
 import type { BroadcastEvent, PayloadEvent, TriggerEvent } from '../events.ts';
 import type { StandardSchemaV1 } from '../standard-schema.ts';
 import type { Backoff } from './backoff.ts';
+import type { DrizzleSettings } from './drizzle-adapter.ts';
 
 /** The types of a listener's options and handlers (types only: nothing here runs). */
 
@@ -58,4 +59,12 @@ export interface ListenerOptions extends RetryOptions {
   listenUrl?: string;
   /** How long to wait for in-flight producer transactions when going idle. Default 1000. */
   idleWaitMs?: number;
+  /**
+   * The Drizzle settings your `db` was created with that handlers' `tx` should have: `relations`
+   * (drizzle-orm 1.0) or `schema` (0.x) for `tx.query…`, the query `logger`, and `casing` (0.x).
+   * Each one given wins over what the listener reads from `db` (which works on 0.44, 0.45 and 1.0
+   * today, but reads Drizzle internals): pass them to depend on public API only.
+   * @example createListener(db, { drizzle: { relations, logger: true } })
+   */
+  drizzle?: DrizzleSettings;
 }

@@ -16,9 +16,19 @@ import { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
 import type { Registration } from './claim-types.ts';
 import { assertNotificationsTable } from './connect.ts';
 import { rowDecoder } from './decode.ts';
-import { drizzleParts } from './handler-tx.ts';
+import {
+  loadPg,
+  type PgDriver,
+  type PgPool,
+  pgPoolMax,
+  pgSessionDriver,
+  pgSql,
+} from './drivers/node-postgres.ts';
+import { postgresSessionDriver } from './drivers/postgres-js.ts';
+import type { DriverKind } from './drizzle-adapter.ts';
+import { assertSupportedDb, type DrizzleParts, drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
-import { ListenSession, postgresSessionDriver } from './listen-session.ts';
+import { ListenSession, type SessionDriver } from './listen-session.ts';
 import type { AnyDb, HandlerOf, ListenerOptions, RetryOptions } from './listener-options.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
@@ -37,7 +47,10 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   readonly events = new ListenerEvents();
   private readonly handlers = new Map<string, HandlerEntry>();
   private readonly options: ListenerOptions = {};
-  private readonly sql: postgres.Sql;
+  /** The database client in postgres.js's shape (node-postgres: set by `ready()`). */
+  private sql!: postgres.Sql;
+  private readonly driver: DriverKind;
+  private pg: PgDriver | undefined;
   private scheduler: Scheduler | undefined;
   private idle: IdleProtocol | undefined;
   private session: ListenSession | undefined;
@@ -47,14 +60,15 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private readonly hardStop = new AbortController();
   private readonly broadcasts = new Set<Promise<void>>();
   private starting: Promise<void> | undefined;
+  private parts: DrizzleParts | undefined;
 
   constructor(
     /** The Drizzle database the listener was created with (the CLI closes its `$client` on exit). */
     readonly db: TDb,
     options: ListenerOptions = {},
   ) {
-    drizzleParts(db);
-    this.sql = (db as any).$client as postgres.Sql;
+    this.driver = assertSupportedDb(db);
+    if (this.driver === 'postgres-js') this.sql = (db as any).$client as postgres.Sql;
     this.configure(options);
   }
 
@@ -161,15 +175,47 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   /** Resolves registrations with the final options (configure() may come after on()). */
   private registration({ channel: ch, handler, options }: HandlerEntry): Registration {
     // Column names exactly as db.select() resolves them (the database's casing, drizzle-adapter.ts).
-    const casing = drizzleParts(this.db).columns;
+    const codecs = this.drizzleParts().columns;
     return {
       channel: ch,
       handler,
-      decoder: ch.kind === 'trigger' ? rowDecoder(ch.table, casing) : undefined,
+      decoder: ch.kind === 'trigger' ? rowDecoder(ch.table, codecs) : undefined,
       maxAttempts: options.maxAttempts ?? this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       backoff: options.backoff ?? this.options.backoff ?? exponentialBackoff(),
       timeoutMs: options.timeoutMs ?? this.options.timeoutMs,
     };
+  }
+
+  /** What handler transactions and decoders need from the Drizzle database (after configure()). */
+  private drizzleParts(): DrizzleParts {
+    this.parts ??= drizzleParts(this.db, this.options.drizzle, this.pg);
+    return this.parts;
+  }
+
+  /**
+   * Loads the driver's part of the runtime: nothing on postgres.js; on node-postgres, `pg` and
+   * `drizzle-orm/node-postgres` (imported only then), and the pool in the runtime's shape.
+   */
+  private async ready(): Promise<void> {
+    if (this.driver !== 'node-postgres' || this.pg) return;
+    const pg = await loadPg();
+    const pool = (this.db as any).$client as PgPool;
+    this.sql = pgSql(pool, pg.pg);
+    this.pg = pg;
+    // An idle pooled connection that fails emits 'error' on the pool: unhandled, it ends the process.
+    if (pool.listenerCount('error') === 0) {
+      pool.on('error', (error: unknown) =>
+        this.events.emit('error', { error, during: 'an idle connection of the node-postgres pool' }),
+      );
+    }
+  }
+
+  /** Opens the LISTEN session's connections on the database's driver. */
+  private sessionDriver(): SessionDriver {
+    if (this.driver === 'node-postgres') {
+      return pgSessionDriver((this.db as any).$client as PgPool, this.pg!.pg, this.options.listenUrl);
+    }
+    return postgresSessionDriver(this.sql, this.options.listenUrl);
   }
 
   private prepare(): Scheduler {
@@ -177,7 +223,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const filter = this.options.filter === undefined ? null : filterJson(this.options.filter);
     const ctx = {
       sql: this.sql,
-      parts: drizzleParts(this.db),
+      parts: this.drizzleParts(),
       table: this.table,
       filter,
       batchBytes: this.options.batchBytes,
@@ -244,8 +290,9 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     return this;
   }
 
-  /** The database client's pool size (postgres.js `options.max`), or Infinity when unknown. */
+  /** The database client's pool size (postgres.js `options.max`, pg `Pool` `options.max`), or Infinity when unknown. */
   private poolMax(): number {
+    if (this.driver === 'node-postgres') return pgPoolMax((this.db as any).$client as PgPool);
     const max = (this.sql as { options?: { max?: unknown } }).options?.max;
     return typeof max === 'number' && max >= 1 ? max : Number.POSITIVE_INFINITY;
   }
@@ -274,22 +321,18 @@ export class Listener<TDb extends AnyDb = AnyDb> {
    */
   private async listen(active: HandlerEntry[]): Promise<void> {
     const schema = this.options.schema ?? DEFAULT_SCHEMA;
+    await this.ready();
     await assertNotificationsTable(this.sql, schema);
     const scheduler = this.prepare();
     const entries = new Map(active.map((entry) => [entry.channel.name, entry]));
-    const session = new ListenSession(
-      postgresSessionDriver(this.sql, this.options.listenUrl),
-      [...entries.keys()],
-      schema,
-      {
-        onNotify: (channel, payload) => {
-          const entry = entries.get(channel);
-          if (entry) this.onNotify(entry, payload);
-        },
-        onReconnect: (oldKey) => this.reconnected(scheduler, oldKey),
-        onError: (error, during) => this.events.emit('error', { error, during }),
+    const session = new ListenSession(this.sessionDriver(), [...entries.keys()], schema, {
+      onNotify: (channel, payload) => {
+        const entry = entries.get(channel);
+        if (entry) this.onNotify(entry, payload);
       },
-    );
+      onReconnect: (oldKey) => this.reconnected(scheduler, oldKey),
+      onError: (error, during) => this.events.emit('error', { error, during }),
+    });
     this.session = session;
     await session.open();
     await this.idle!.prune();
@@ -383,6 +426,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (this.phase !== 'new') {
       throw new PgPubSubError('LISTENER_STATE', 'drain() is for a listener that is not started.');
     }
+    await this.ready();
     await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
     return this.prepare().drain();
   }

@@ -17,8 +17,16 @@ function runtimeSpecifiers(file: string): string[] {
   return specs;
 }
 
+/** Dynamic `import('…')` specifiers only. */
+function dynamicSpecifiers(file: string): string[] {
+  return [...readFileSync(file, 'utf8').matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)].map((m) => m[1]!);
+}
+
 /** Every module `entry` loads, transitively: relative ones as paths, packages as specifiers. */
-function moduleGraph(entry: string): { files: string[]; packages: Map<string, string> } {
+function moduleGraph(
+  entry: string,
+  specifiers: (file: string) => string[] = runtimeSpecifiers,
+): { files: string[]; packages: Map<string, string> } {
   const files: string[] = [];
   const packages = new Map<string, string>();
   const todo = [resolve(ROOT, entry)];
@@ -26,7 +34,7 @@ function moduleGraph(entry: string): { files: string[]; packages: Map<string, st
     const file = todo.pop()!;
     if (files.includes(file)) continue;
     files.push(file);
-    for (const spec of runtimeSpecifiers(file)) {
+    for (const spec of specifiers(file)) {
       if (spec.startsWith('.')) todo.push(resolve(dirname(file), spec));
       else if (!packages.has(spec)) packages.set(spec, relative(ROOT, file));
     }
@@ -60,5 +68,21 @@ describe('entry points that must load no database driver', () => {
       .filter((f) => !relative(ROOT, f).startsWith('src/runtime/'))
       .filter((f) => runtimeSpecifiers(f).some((s) => DRIVERS.includes(s)));
     expect(offenders.map((f) => relative(ROOT, f))).toEqual([]);
+  });
+
+  it('an app on postgres.js never loads pg: node-postgres is imported dynamically, in one file', () => {
+    const staticOnly = (file: string) => {
+      const dynamic = dynamicSpecifiers(file);
+      return runtimeSpecifiers(file).filter((spec) => !dynamic.includes(spec));
+    };
+    for (const entry of ['src/index.ts', 'src/cli/main.ts']) {
+      const loaded = [...moduleGraph(entry, staticOnly).packages.keys()];
+      expect(loaded).not.toContain('pg');
+      expect(loaded).not.toContain('drizzle-orm/node-postgres');
+    }
+    const importers = moduleGraph('src/index.ts').files.filter((f) =>
+      dynamicSpecifiers(f).some((s) => s === 'pg' || s === 'drizzle-orm/node-postgres'),
+    );
+    expect(importers.map((f) => relative(ROOT, f))).toEqual(['src/runtime/drivers/node-postgres.ts']);
   });
 });
