@@ -100,7 +100,9 @@ describe('batch handlers', () => {
     });
     expect(await l.drain()).toMatchObject({ processed: 0, dead: 2 });
     expect(await t.sql`SELECT * FROM effects`).toHaveLength(0);
-    const [row] = await t.sql<{ last_error: string }[]>`SELECT last_error FROM pgpubsub.notifications LIMIT 1`;
+    const [row] = await t.sql<
+      { last_error: string }[]
+    >`SELECT last_error FROM pgpubsub.notifications LIMIT 1`;
     expect(row!.last_error).toContain('not in its batch');
   });
 
