@@ -1,4 +1,3 @@
-import { sql as dsql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import * as v from 'valibot';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
