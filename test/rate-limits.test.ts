@@ -1,3 +1,4 @@
+import { sql as dsql } from 'drizzle-orm';
 import * as v from 'valibot';
 import { afterEach, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
@@ -79,6 +80,25 @@ describe('per-channel concurrency', () => {
     free.release();
     await waitFor(async () => (await countNotifications(t.sql)).pending === 0, { what: 'all handled' });
     expect(limited).toMatchObject({ max: 2, done: 10 });
+  });
+
+  it('does not shrink transactional batches to the channel concurrency', async () => {
+    await enqueue(20);
+    const xids = new Set<string>();
+    const l = createListener(t.db, { batchSize: 10, pollIntervalMs: false }).on(
+      jobs,
+      async (_event, tx) => {
+        const [row] = (await tx.execute(dsql`SELECT txid_current()::text AS xid`)) as unknown as {
+          xid: string;
+        }[];
+        xids.add(row!.xid);
+      },
+      { concurrency: 1 },
+    );
+    running.push(l);
+    await l.start();
+    await waitFor(async () => (await countNotifications(t.sql)).pending === 0, { what: 'all handled' });
+    expect(xids.size).toBeLessThanOrEqual(4);
   });
 
   it('runs at most `concurrency` lease handlers of the channel at once', async () => {

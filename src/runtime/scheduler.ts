@@ -226,17 +226,19 @@ export class Scheduler {
   }
 
   /**
-   * How many more handlers of the channel may start now, after its own `concurrency` (claims in
-   * flight; lease handlers running) and `rate` (starts in the window). When the rate is what stops
-   * it, a timer wakes the channel when the window has room again.
+   * How many notifications the channel's next claim may take now (0: do not claim), after its own
+   * `concurrency` and `rate`. A transactional claim runs its handlers one after another, so its
+   * `concurrency` counts claims in flight and does not shrink batches; a lease claim's handlers all
+   * run at once, so it takes at most the free handler slots. When the rate is what stops the
+   * channel, a timer wakes it when the window has room again.
    */
   private room(state: ChannelState): number {
     const reg = state.reg;
     let room = Number.POSITIVE_INFINITY;
     if (reg.leaseMs !== undefined) {
       room = (reg.concurrency ?? this.settings.concurrency) - state.leaseRunning;
-    } else if (reg.concurrency !== undefined) {
-      room = reg.concurrency - state.inflight;
+    } else if (reg.concurrency !== undefined && state.inflight >= reg.concurrency) {
+      room = 0;
     }
     if (room > 0 && reg.rate) {
       const available = reg.rate.available();
