@@ -3,6 +3,7 @@
  * checks against the pool, start/stop, LISTEN and broadcast dispatch); its types are in listener-options.ts, claiming in
  * scheduler.ts and claim.ts.
  */
+import { setMaxListeners } from 'node:events';
 import type postgres from 'postgres';
 import type { AnyChannel } from '../channel.ts';
 import { isChannel } from '../channel.ts';
@@ -85,6 +86,8 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     options: ListenerOptions = {},
   ) {
     drizzleParts(db);
+    // Every running handler (lease handlers, rate waits) watches the hard stop: no listener cap.
+    setMaxListeners(0, this.hardStop.signal);
     this.sql = (db as any).$client as postgres.Sql;
     this.configure(options);
   }

@@ -133,7 +133,12 @@ export class Scheduler {
       progress = false;
       for (const state of this.states.values()) {
         const leased: Claimed[] = [];
-        const outcome = await this.claimOnce(state, { limit: this.limitFor(state) }, undefined, leased);
+        const reg = state.reg;
+        const limit =
+          reg.leaseMs === undefined
+            ? this.limitFor(state)
+            : Math.min(this.limitFor(state), reg.concurrency ?? this.settings.concurrency);
+        const outcome = await this.claimOnce(state, { limit }, undefined, leased);
         for (const run of await Promise.all(leased.map((item) => this.runLease(state, item)))) {
           outcome?.processed.push(...(run?.processed ?? []));
           outcome?.failed.push(...(run?.failed ?? []));
