@@ -24,24 +24,20 @@ export type { SqlExecutor } from './notify.ts';
 export { MAX_BROADCAST_BYTES, notify, withContext, withoutWakeup } from './notify.ts';
 export type { Backoff, ExponentialBackoffOptions } from './runtime/backoff.ts';
 export { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './runtime/backoff.ts';
+export type { DrainSummary, HandlerOf, ListenerOptions, RetryOptions, TxOf } from './runtime/listener.ts';
+export { createListener, drain, Listener } from './runtime/listener.ts';
 export type {
   BatchHandlerOf,
   BatchHandlerOptions,
   BatchResult,
-  DrainSummary,
   Duration,
   EventOf,
-  HandlerOf,
   HandlerOptions,
   LeaseFields,
   LeaseHandlerOf,
   LeaseHandlerOptions,
-  ListenerOptions,
   Rate,
-  RetryOptions,
-  TxOf,
-} from './runtime/listener.ts';
-export { createListener, drain, Listener } from './runtime/listener.ts';
+} from './runtime/listener-options.ts';
 export * from './schema.ts';
 export type { NotificationStatus } from './storage/notifications.ts';
 export {

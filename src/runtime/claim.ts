@@ -1,3 +1,4 @@
+import type postgres from 'postgres';
 import { PgPubSubError } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
 import { CONTEXT_SETTING } from '../storage/sql-names.ts';
@@ -66,6 +67,19 @@ function hardStopped(): never {
   throw new HardStop();
 }
 
+/**
+ * Starts a claim transaction, pipelined (its failure shows in the next statement). The claim picks
+ * its own isolation level: under a database or role default of REPEATABLE READ or SERIALIZABLE,
+ * FOR UPDATE SKIP LOCKED fails with serialization errors on rows other listeners just handled, and
+ * the claim's correctness rests on READ COMMITTED row locking.
+ */
+export function beginClaim(tsql: postgres.ReservedSql): void {
+  tsql
+    .unsafe('BEGIN ISOLATION LEVEL READ COMMITTED')
+    .execute()
+    .catch(() => {});
+}
+
 const RESET_CONTEXT = `SELECT set_config('${CONTEXT_SETTING}', '', true)`;
 
 /** Options of one claim. */
@@ -107,13 +121,7 @@ export async function claimBatch(
   const link: ClaimLink = {};
   const guard = new StopGuard(ctx.hardStop);
   try {
-    // The claim picks its own isolation level: under a database or role default of REPEATABLE READ
-    // or SERIALIZABLE, FOR UPDATE SKIP LOCKED fails with serialization errors on rows other
-    // listeners just handled, and the claim's correctness rests on READ COMMITTED row locking.
-    tsql
-      .unsafe('BEGIN ISOLATION LEVEL READ COMMITTED')
-      .execute()
-      .catch(() => {});
+    beginClaim(tsql);
     inTransaction = true;
     const cachedLimit = cachedIdleLimit(ctx.sql);
     const limitQuery = cachedLimit === undefined ? tsql.unsafe(IDLE_LIMIT_SQL).execute() : undefined;

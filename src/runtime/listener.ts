@@ -35,22 +35,7 @@ import type {
 import { parseRate, RateLimiter } from './rate-limit.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
-export type {
-  BatchHandlerOf,
-  BatchHandlerOptions,
-  BatchResult,
-  Duration,
-  EventOf,
-  HandlerOf,
-  HandlerOptions,
-  LeaseFields,
-  LeaseHandlerOf,
-  LeaseHandlerOptions,
-  ListenerOptions,
-  Rate,
-  RetryOptions,
-  TxOf,
-} from './listener-options.ts';
+export type { HandlerOf, ListenerOptions, RetryOptions, TxOf } from './listener-options.ts';
 export type { DrainSummary } from './scheduler.ts';
 
 interface HandlerEntry {
