@@ -8,3 +8,18 @@ export function formatDuration(ms: number): string {
     return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)}m` : ''}`;
   return `${Math.floor(s / 86_400)}d${Math.floor((s % 86_400) / 3600) ? ` ${Math.floor((s % 86_400) / 3600)}h` : ''}`;
 }
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Milliseconds of a duration given as a number of ms or a string `'500ms'`, `'30s'`, `'5m'`, `'1h'`;
+ * `undefined` when it is neither, or not positive and finite.
+ */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value > 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/.exec(value);
+  if (!match) return undefined;
+  const ms = Number(match[1]) * UNIT_MS[match[2]!]!;
+  return ms > 0 && Number.isFinite(ms) ? ms : undefined;
+}

@@ -27,6 +27,18 @@ export { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './runtime/backoff.ts';
 export type { DrizzleSettings } from './runtime/drizzle-adapter.ts';
 export type { DrainSummary, HandlerOf, ListenerOptions, RetryOptions, TxOf } from './runtime/listener.ts';
 export { createListener, drain, Listener } from './runtime/listener.ts';
+export type {
+  BatchHandlerOf,
+  BatchHandlerOptions,
+  BatchResult,
+  Duration,
+  EventOf,
+  HandlerOptions,
+  LeaseFields,
+  LeaseHandlerOf,
+  LeaseHandlerOptions,
+  Rate,
+} from './runtime/listener-options.ts';
 export * from './schema.ts';
 export type { NotificationStatus } from './storage/notifications.ts';
 export {

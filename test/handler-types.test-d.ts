@@ -73,4 +73,65 @@ describe('handler types', () => {
     triggerChannel(authors, { on: ['update'], columns: ['nope'] });
     triggerChannel(authors, { on: ['update'], columns: ['name', 'age'] });
   });
+
+  it('types lease handlers: the event gains idempotencyKey, the second argument is db', () => {
+    const mail = channel('mail_lease', v.object({ to: v.string() }));
+    createListener(db).on(
+      mail,
+      (event, database) => {
+        expectTypeOf(event.payload).toEqualTypeOf<{ to: string }>();
+        expectTypeOf(event.idempotencyKey).toEqualTypeOf<string>();
+        expectTypeOf(event.signal).toEqualTypeOf<AbortSignal>();
+        expectTypeOf(database).toEqualTypeOf<typeof db>();
+      },
+      { lease: '5m' },
+    );
+    createListener(db).on(mail, () => {}, { lease: 300_000, concurrency: 2, rate: '10/s', maxAttempts: 3 });
+    createListener(db).on(mail, () => {}, { rate: { limit: 100, perMs: 1000 }, concurrency: 5 });
+    // @ts-expect-error not a duration
+    createListener(db).on(mail, () => {}, { lease: '5 minutes' });
+    // @ts-expect-error not a rate
+    createListener(db).on(mail, () => {}, { rate: '10 per second' });
+    createListener(db).on(mail, (event) => {
+      // @ts-expect-error only lease handlers get an idempotency key
+      event.idempotencyKey;
+    });
+    const inserts = triggerChannel(authors, { on: ['insert'] });
+    createListener(db).on(
+      inserts,
+      (event) => {
+        expectTypeOf(event.new).toEqualTypeOf<Author>();
+        expectTypeOf(event.idempotencyKey).toEqualTypeOf<string>();
+      },
+      { lease: '1m' },
+    );
+    const bust = channel('bust_lease', v.object({ key: v.string() }), { broadcast: true });
+    // @ts-expect-error a broadcast handler takes no lease
+    createListener(db).on(bust, () => {}, { lease: '1m' });
+  });
+
+  it('types batch handlers: an array of events, tx, and an optional { failed } result', () => {
+    const inserts = triggerChannel(authors, { on: ['insert'] });
+    createListener(db).onBatch(
+      inserts,
+      (events, tx) => {
+        expectTypeOf(events[0]!.new).toEqualTypeOf<Author>();
+        expectTypeOf(events[0]!.op).toEqualTypeOf<'insert'>();
+        expectTypeOf(tx.insert).toBeFunction();
+        return { failed: [{ event: events[0]!, error: new Error('x') }] };
+      },
+      { size: 50, maxWaitMs: 100, concurrency: 2 },
+    );
+    const mail = channel('mail_batch', v.object({ to: v.string() }));
+    createListener(db).onBatch(mail, async (events) => {
+      expectTypeOf(events[0]!.payload).toEqualTypeOf<{ to: string }>();
+    });
+    // @ts-expect-error failed entries name events
+    createListener(db).onBatch(mail, () => ({ failed: ['1'] }));
+    // @ts-expect-error rate is not a batch handler option
+    createListener(db).onBatch(mail, () => {}, { rate: '1/s' });
+    const bust = channel('bust_batch', v.object({ key: v.string() }), { broadcast: true });
+    // @ts-expect-error batch handlers are for durable channels
+    createListener(db).onBatch(bust, () => {});
+  });
 });

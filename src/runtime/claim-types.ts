@@ -2,6 +2,7 @@ import type postgres from 'postgres';
 import type { AnyChannel } from '../channel.ts';
 import type { RowDecoder } from './decode.ts';
 import type { DrizzleParts } from './handler-tx.ts';
+import type { RateLimiter } from './rate-limit.ts';
 
 /** One `.on(channel, handler)` registration, resolved for claiming. */
 export interface Registration {
@@ -11,6 +12,14 @@ export interface Registration {
   maxAttempts: number;
   backoff: (failedAttempt: number) => number;
   timeoutMs: number | undefined;
+  /** Handlers (or batch calls) of this channel at once in this process; undefined: no limit of its own. */
+  concurrency: number | undefined;
+  /** Limit on handler starts of this channel in this process (`rate`). */
+  rate: RateLimiter | undefined;
+  /** Lease length in ms: the handler runs outside the claim transaction (lease.ts). */
+  leaseMs: number | undefined;
+  /** Set for `onBatch`: the handler gets all events of a claim in one call. */
+  batch: { size: number; maxWaitMs: number } | undefined;
 }
 
 /** A position in claim order: a row's `run_at` (epoch microseconds) and id, both decimal strings. */
@@ -38,6 +47,8 @@ export interface ClaimContext {
   filter: string | null;
   /** Stored bytes of images and payloads one claim loads at most (plus one row); default 16 MiB. */
   batchBytes?: number | undefined;
+  /** The user's Drizzle database, handed to lease handlers. */
+  db: unknown;
   /** Aborted when the listener gives up waiting for in-flight handlers at stop(). */
   hardStop: AbortSignal;
 }

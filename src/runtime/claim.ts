@@ -1,8 +1,10 @@
+import type postgres from 'postgres';
 import { PgPubSubError } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
 import { CONTEXT_SETTING } from '../storage/sql-names.ts';
 import { waitAtMost, within } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
+import { runBatchHandler } from './batch-run.ts';
 import { type Claimed, decodeBatch } from './claim-decode.ts';
 import { type ClaimWindow, MAX_SUBTRANSACTIONS, PREPARED, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
@@ -61,6 +63,23 @@ async function chargeExpired(
   };
 }
 
+function hardStopped(): never {
+  throw new HardStop();
+}
+
+/**
+ * Starts a claim transaction, pipelined (its failure shows in the next statement). The claim picks
+ * its own isolation level: under a database or role default of REPEATABLE READ or SERIALIZABLE,
+ * FOR UPDATE SKIP LOCKED fails with serialization errors on rows other listeners just handled, and
+ * the claim's correctness rests on READ COMMITTED row locking.
+ */
+export function beginClaim(tsql: postgres.ReservedSql): void {
+  tsql
+    .unsafe('BEGIN ISOLATION LEVEL READ COMMITTED')
+    .execute()
+    .catch(() => {});
+}
+
 const RESET_CONTEXT = `SELECT set_config('${CONTEXT_SETTING}', '', true)`;
 
 /** Options of one claim. */
@@ -102,13 +121,7 @@ export async function claimBatch(
   const link: ClaimLink = {};
   const guard = new StopGuard(ctx.hardStop);
   try {
-    // The claim picks its own isolation level: under a database or role default of REPEATABLE READ
-    // or SERIALIZABLE, FOR UPDATE SKIP LOCKED fails with serialization errors on rows other
-    // listeners just handled, and the claim's correctness rests on READ COMMITTED row locking.
-    tsql
-      .unsafe('BEGIN ISOLATION LEVEL READ COMMITTED')
-      .execute()
-      .catch(() => {});
+    beginClaim(tsql);
     inTransaction = true;
     const cachedLimit = cachedIdleLimit(ctx.sql);
     const limitQuery = cachedLimit === undefined ? tsql.unsafe(IDLE_LIMIT_SQL).execute() : undefined;
@@ -124,7 +137,14 @@ export async function claimBatch(
     options.onClaimed?.(batch.length, last ? { runAtUs: last.cursor, id: last.meta.id } : null);
     const done: string[] = [];
     const failures: { id: string; error: unknown; delayMs: number; dead: boolean }[] = [];
-    for (const item of batch) {
+    if (reg.batch) {
+      culprit = batch.find((item) => item.body !== undefined);
+      current = new HandlerScope(csql, ctx.parts, link);
+      clock.assertAlive();
+      await runBatchHandler(reg, batch, current, guard, outcome, done, failures);
+      outcome.subtransactions += current.subtransactions;
+    }
+    for (const item of reg.batch ? [] : batch) {
       const { id, attempt } = item.meta;
       if (outcome.subtransactions >= MAX_SUBTRANSACTIONS) {
         outcome.released++;
@@ -137,6 +157,7 @@ export async function claimBatch(
       }
       // Nothing is sent on a session the server has closed for idling (a previous handler was slow);
       // a batch of handlers that are each fast but together idle long keeps the session alive.
+      if (reg.rate) await reg.rate.take(ctx.hardStop).catch(hardStopped);
       clock.assertAlive();
       if (limitMs > 0 && clock.idleMs() >= limitMs / 2) await csql.unsafe('SELECT 1');
       culprit = item;

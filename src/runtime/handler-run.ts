@@ -52,14 +52,28 @@ export class StopGuard {
   }
 
   /** Runs one handler; it rejects when the handler times out or the listener gives up on it. */
-  async run(reg: Registration, claimed: Claimed, scope: HandlerScope): Promise<void> {
-    if (this.hardStop.aborted) throw new HardStop();
+  run(reg: Registration, claimed: Claimed, scope: HandlerScope): Promise<void> {
     const event = new HandlerEvent(claimed.meta, claimed.body!);
+    return this.invoke(reg, [event], scope, () => reg.handler(event, scope.tx)).then(() => {});
+  }
+
+  /**
+   * Runs `call` (a handler invocation) as the running handler of `events`: a hard stop or the
+   * timeout aborts their signals and cancels the scope's queries (if any), and rejects. Resolves
+   * with what the handler returned.
+   */
+  async invoke(
+    reg: Registration,
+    events: HandlerEvent[],
+    scope: { abort(message: string): void } | undefined,
+    call: () => unknown,
+  ): Promise<unknown> {
+    if (this.hardStop.aborted) throw new HardStop();
     let timer: NodeJS.Timeout | undefined;
     let timedOut: Promise<never> | undefined;
     this.current = (reason) => {
-      event[CONTROLLER]().abort(reason);
-      scope.abort(reason.message);
+      for (const event of events) event[CONTROLLER]().abort(reason);
+      scope?.abort(reason.message);
     };
     const ms = reg.timeoutMs;
     if (ms !== undefined) {
@@ -76,14 +90,15 @@ export class StopGuard {
     }
     try {
       // The claim does not wait for a handler that ignores its signal: it races the stop (and timeout).
-      const result = reg.handler(event, scope.tx) as PromiseLike<unknown> | undefined;
-      if (typeof result?.then === 'function') {
-        const races = [result, this.stopped];
+      let result = call() as PromiseLike<unknown> | unknown;
+      if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+        const races = [result as PromiseLike<unknown>, this.stopped];
         if (timedOut) races.push(timedOut);
-        await Promise.race(races);
+        result = await Promise.race(races);
       }
       // A handler that returns after the listener gave up on it must not commit.
       if (this.hardStop.aborted) throw new HardStop();
+      return result;
     } catch (error) {
       if (this.hardStop.aborted) throw new HardStop();
       throw error;
@@ -91,6 +106,11 @@ export class StopGuard {
       this.current = undefined;
       clearTimeout(timer);
     }
+  }
+
+  /** Aborts the running handler's signal (e.g. its lease was lost), without failing it. */
+  interrupt(reason: Error): void {
+    this.current?.(reason);
   }
 
   dispose(): void {

@@ -12,6 +12,14 @@ export type AnyDb = PostgresJsDatabase<any>;
 /** The transaction type handed to handlers: the same as `db.transaction()` gives. */
 export type TxOf<TDb extends AnyDb> = Parameters<Parameters<TDb['transaction']>[0]>[0];
 
+/** The event a handler of a durable channel receives (never a broadcast's). */
+export type EventOf<TChannel> =
+  TChannel extends TriggerChannel<infer TTable, infer TOp extends TriggerOp>
+    ? TriggerEvent<TTable, TOp>
+    : TChannel extends CustomChannel<infer TSchema, false>
+      ? PayloadEvent<StandardSchemaV1.InferOutput<TSchema>>
+      : never;
+
 /** The handler type of a channel. */
 export type HandlerOf<TChannel, TDb extends AnyDb> =
   TChannel extends TriggerChannel<infer TTable, infer TOp extends TriggerOp>
@@ -21,6 +29,80 @@ export type HandlerOf<TChannel, TDb extends AnyDb> =
       : TChannel extends CustomChannel<infer TSchema, boolean>
         ? (event: PayloadEvent<StandardSchemaV1.InferOutput<TSchema>>, tx: TxOf<TDb>) => unknown
         : never;
+
+/** What a lease handler's event adds: a key that stays the same across attempts. */
+export interface LeaseFields {
+  /**
+   * Stable across every attempt of this notification (its id, `"<channel>:<id>"`): pass it to the
+   * API you call (an `Idempotency-Key` header, a unique column) so a retried attempt is a no-op there.
+   */
+  idempotencyKey: string;
+}
+
+/** The handler of a channel registered with `{ lease }`: runs outside any transaction, gets `db`. */
+export type LeaseHandlerOf<TChannel, TDb extends AnyDb> = [EventOf<TChannel>] extends [never]
+  ? never
+  : (event: EventOf<TChannel> & LeaseFields, db: TDb) => unknown;
+
+/** A batch handler's report of the events it could not handle; the others count as handled. */
+export interface BatchResult {
+  /** Events (matched by `id`) that failed: each gets a failed attempt (retry with backoff, or dead letter). */
+  failed?: ReadonlyArray<{ event: { id: string }; error: unknown }>;
+}
+
+/** The handler of `listener.onBatch(channel, …)`: one call, in one claim transaction, for many events. */
+export type BatchHandlerOf<TChannel, TDb extends AnyDb> = [EventOf<TChannel>] extends [never]
+  ? never
+  : (
+      events: EventOf<TChannel>[],
+      tx: TxOf<TDb>,
+    ) => BatchResult | undefined | void | Promise<BatchResult | undefined> | Promise<void>;
+
+/** A duration: milliseconds, or a string such as `'500ms'`, `'30s'`, `'5m'`, `'1h'`. */
+export type Duration = number | `${number}${'ms' | 's' | 'm' | 'h'}`;
+
+/**
+ * At most `limit` handler starts per `perMs` (a sliding window, per listener process), or the short
+ * form `'100/s'`, `'20/m'`, `'500/h'`.
+ */
+export type Rate = { limit: number; perMs: number } | `${number}/${'s' | 'm' | 'h'}`;
+
+/** Options of `listener.on(channel, handler, options)`. */
+export interface HandlerOptions extends RetryOptions {
+  /**
+   * Handlers of this channel running at once in this listener process. Default: no limit of its own
+   * (the listener's `concurrency` bounds all channels together).
+   */
+  concurrency?: number;
+  /** Handler starts of this channel per time window, in this listener process. Default: no limit. */
+  rate?: Rate;
+  /** Only on lease handlers (see {@link LeaseHandlerOptions}). */
+  lease?: undefined;
+}
+
+/** Options of a long handler: `listener.on(channel, handler, { lease: '5m' })`. */
+export interface LeaseHandlerOptions extends Omit<HandlerOptions, 'lease'> {
+  /**
+   * Run the handler outside any transaction under a lease of this length, renewed by a heartbeat
+   * every third of it; completion is a short transaction of its own. If the process dies, another
+   * listener takes the notification over once the lease runs out (at-least-once: use
+   * `event.idempotencyKey`). `concurrency` defaults to the listener's `concurrency`.
+   */
+  lease: Duration;
+}
+
+/** Options of `listener.onBatch(channel, handler, options)`. */
+export interface BatchHandlerOptions extends RetryOptions {
+  /** The most events per call (one claim transaction). Default: the listener's `batchSize` (100). */
+  size?: number;
+  /**
+   * How long to let events accumulate before calling the handler with fewer than `size`. Default 0:
+   * call as soon as something is there (a full backlog is always handed over at once).
+   */
+  maxWaitMs?: number;
+  /** Batch handler calls of this channel running at once in this process. Default: no limit of its own. */
+  concurrency?: number;
+}
 
 /** Retry and timeout settings, per listener or per handler. */
 export interface RetryOptions {

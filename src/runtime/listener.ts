@@ -3,9 +3,11 @@
  * checks against the pool, start/stop, LISTEN and broadcast dispatch); its types are in listener-options.ts, claiming in
  * scheduler.ts and claim.ts.
  */
+import { setMaxListeners } from 'node:events';
 import type postgres from 'postgres';
 import type { AnyChannel } from '../channel.ts';
 import { isChannel } from '../channel.ts';
+import { parseDuration } from '../duration.ts';
 import { PgPubSubError } from '../errors.ts';
 import { ListenerEvents } from '../events.ts';
 import { storableString } from '../notify.ts';
@@ -29,7 +31,18 @@ import type { DriverKind } from './drizzle-adapter.ts';
 import { assertSupportedDb, type DrizzleParts, drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
 import { ListenSession, type SessionDriver } from './listen-session.ts';
-import type { AnyDb, HandlerOf, ListenerOptions, RetryOptions } from './listener-options.ts';
+import type {
+  AnyDb,
+  BatchHandlerOf,
+  BatchHandlerOptions,
+  HandlerOf,
+  HandlerOptions,
+  LeaseHandlerOf,
+  LeaseHandlerOptions,
+  ListenerOptions,
+  RetryOptions,
+} from './listener-options.ts';
+import { parseRate, RateLimiter } from './rate-limit.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
 export type { HandlerOf, ListenerOptions, RetryOptions, TxOf } from './listener-options.ts';
@@ -39,6 +52,10 @@ interface HandlerEntry {
   channel: AnyChannel;
   handler: Registration['handler'];
   options: RetryOptions;
+  concurrency: number | undefined;
+  rate: { limit: number; perMs: number } | undefined;
+  leaseMs: number | undefined;
+  batch: { size: number | undefined; maxWaitMs: number } | undefined;
 }
 
 /** A set of handlers bound to a database. Build with {@link createListener}. */
@@ -69,6 +86,8 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   ) {
     this.driver = assertSupportedDb(db);
     if (this.driver === 'postgres-js') this.sql = (db as any).$client as postgres.Sql;
+    // Every running handler (lease handlers, rate waits) watches the hard stop: no listener cap.
+    setMaxListeners(0, this.hardStop.signal);
     this.configure(options);
   }
 
@@ -101,25 +120,117 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     return this;
   }
 
-  /** Registers the handler of a channel. Chainable; typed from the channel. */
+  /**
+   * Registers the handler of a channel. Chainable; typed from the channel. By default the handler
+   * runs in the claim transaction and gets `tx`; with `{ lease }` it runs outside any transaction
+   * under a renewed lease and gets `db` (docs/jobs.md). `concurrency` and `rate` limit this channel's
+   * handlers in this process.
+   */
+  on<TChannel extends AnyChannel>(
+    ch: TChannel,
+    handler: LeaseHandlerOf<TChannel, TDb>,
+    options: LeaseHandlerOptions,
+  ): this;
   on<TChannel extends AnyChannel>(
     ch: TChannel,
     handler: HandlerOf<TChannel, TDb>,
-    options: RetryOptions = {},
+    options?: HandlerOptions,
+  ): this;
+  on(ch: AnyChannel, handler: unknown, options: HandlerOptions | LeaseHandlerOptions = {}): this {
+    const where = `.on("${isChannel(ch) ? ch.name : '?'}")`;
+    this.checkRegistration(ch, handler, options, where);
+    const leaseMs = options.lease === undefined ? undefined : parseDuration(options.lease);
+    if (options.lease !== undefined && leaseMs === undefined) {
+      throw new PgPubSubError(
+        'INVALID_OPTIONS',
+        `${where}: \`lease\` must be a positive number of milliseconds or a string like '30s', '5m', '1h'; got ${JSON.stringify(options.lease)}.`,
+      );
+    }
+    if (leaseMs !== undefined && ch.broadcast) {
+      throw new PgPubSubError(
+        'INVALID_OPTIONS',
+        `${where}: \`lease\` is for durable channels; a broadcast handler holds no transaction anyway.`,
+      );
+    }
+    this.handlers.set(ch.name, {
+      channel: ch,
+      handler: handler as Registration['handler'],
+      options,
+      concurrency: options.concurrency,
+      rate: options.rate === undefined ? undefined : parseRate(options.rate, ch.name),
+      leaseMs,
+      batch: undefined,
+    });
+    return this;
+  }
+
+  /**
+   * Registers a batch handler: one call, in one claim transaction, for up to `size` events of the
+   * channel (`(events, tx) => …`). Return `{ failed: [{ event, error }] }` to fail some events (they
+   * are retried or dead-lettered; the others are deleted); a thrown error rolls back the call's
+   * writes and fails every event of the call.
+   */
+  onBatch<TChannel extends AnyChannel>(
+    ch: TChannel,
+    handler: BatchHandlerOf<TChannel, TDb>,
+    options: BatchHandlerOptions = {},
   ): this {
+    const where = `.onBatch("${isChannel(ch) ? ch.name : '?'}")`;
+    this.checkRegistration(ch, handler, options, where);
+    if (ch.broadcast) {
+      throw new PgPubSubError('INVALID_OPTIONS', `${where}: batch handlers are for durable channels.`);
+    }
+    const { size, maxWaitMs = 0 } = options;
+    if (size !== undefined && (!Number.isInteger(size) || size < 1)) {
+      throw new PgPubSubError(
+        'INVALID_OPTIONS',
+        `${where}: \`size\` must be a positive integer, got ${size}.`,
+      );
+    }
+    if (!Number.isFinite(maxWaitMs) || maxWaitMs < 0) {
+      throw new PgPubSubError(
+        'INVALID_OPTIONS',
+        `${where}: \`maxWaitMs\` must be a number of milliseconds >= 0, got ${maxWaitMs}.`,
+      );
+    }
+    this.handlers.set(ch.name, {
+      channel: ch,
+      handler: handler as Registration['handler'],
+      options,
+      concurrency: options.concurrency,
+      rate: undefined,
+      leaseMs: undefined,
+      batch: { size, maxWaitMs },
+    });
+    return this;
+  }
+
+  private checkRegistration(
+    ch: AnyChannel,
+    handler: unknown,
+    options: RetryOptions & { concurrency?: number | undefined },
+    where: string,
+  ): void {
     if (!isChannel(ch)) {
       throw new PgPubSubError(
         'INVALID_CHANNEL',
-        '.on() takes a channel made by triggerChannel() or channel().',
+        `${where.split('(')[0]}() takes a channel made by triggerChannel() or channel().`,
       );
     }
     if (typeof handler !== 'function') {
-      throw new PgPubSubError('INVALID_OPTIONS', `.on("${ch.name}") needs a handler function.`);
+      throw new PgPubSubError('INVALID_OPTIONS', `${where} needs a handler function.`);
     }
     if (options.backoff !== undefined && typeof options.backoff !== 'function') {
       throw new PgPubSubError(
         'INVALID_OPTIONS',
-        `.on("${ch.name}"): \`backoff\` must be a function (failedAttempt) => milliseconds, e.g. exponentialBackoff().`,
+        `${where}: \`backoff\` must be a function (failedAttempt) => milliseconds, e.g. exponentialBackoff().`,
+      );
+    }
+    const { concurrency } = options;
+    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
+      throw new PgPubSubError(
+        'INVALID_OPTIONS',
+        `${where}: \`concurrency\` must be a positive integer, got ${concurrency}.`,
       );
     }
     if (this.handlers.has(ch.name)) {
@@ -131,8 +242,6 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (this.phase !== 'new' || this.scheduler) {
       throw new PgPubSubError('LISTENER_STATE', 'Register handlers before start() or drain().');
     }
-    this.handlers.set(ch.name, { channel: ch, handler: handler as Registration['handler'], options });
-    return this;
   }
 
   /** The options in force, defaults filled in (read-only view, e.g. for logging). */
@@ -173,7 +282,8 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   }
 
   /** Resolves registrations with the final options (configure() may come after on()). */
-  private registration({ channel: ch, handler, options }: HandlerEntry): Registration {
+  private registration(entry: HandlerEntry): Registration {
+    const { channel: ch, handler, options } = entry;
     // Column names exactly as db.select() resolves them (the database's casing, drizzle-adapter.ts).
     const codecs = this.drizzleParts().columns;
     return {
@@ -183,6 +293,13 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       maxAttempts: options.maxAttempts ?? this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       backoff: options.backoff ?? this.options.backoff ?? exponentialBackoff(),
       timeoutMs: options.timeoutMs ?? this.options.timeoutMs,
+      concurrency: entry.concurrency,
+      rate: entry.rate ? new RateLimiter(entry.rate.limit, entry.rate.perMs) : undefined,
+      leaseMs: entry.leaseMs,
+      batch: entry.batch && {
+        size: entry.batch.size ?? this.resolved().batchSize,
+        maxWaitMs: entry.batch.maxWaitMs,
+      },
     };
   }
 
@@ -228,6 +345,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       filter,
       batchBytes: this.options.batchBytes,
       hardStop: this.hardStop.signal,
+      db: this.db,
     };
     const durable = this.active().filter((h) => !h.channel.broadcast);
     const wakeKey = this.wakeKey;

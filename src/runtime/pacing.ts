@@ -47,6 +47,10 @@ export interface ChannelState {
   notBefore: number;
   timer: NodeJS.Timeout | undefined;
   timerAt: number;
+  /** Lease handlers of this channel running now (they hold no claim transaction). */
+  leaseRunning: number;
+  /** A batch channel lets events accumulate until then (`maxWaitMs`) before it claims a short batch. */
+  batchDueAt: number | undefined;
 }
 
 /** The state of a channel nothing is known about yet: dirty, so it is claimed at start (recovery). */
@@ -69,6 +73,8 @@ export function newChannelState(reg: Registration): ChannelState {
     notBefore: 0,
     timer: undefined,
     timerAt: 0,
+    leaseRunning: 0,
+    batchDueAt: undefined,
   };
 }
 

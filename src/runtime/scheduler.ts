@@ -8,10 +8,12 @@ import type { ListenerEvents } from '../events.ts';
 import { waitAtMost } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
 import { claimBatch } from './claim.ts';
+import type { Claimed } from './claim-decode.ts';
 import { type ClaimWindow, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
 import { isConnectionLost } from './connection-errors.ts';
 import type { IdleProtocol } from './idle.ts';
+import { claimLeased, runLeased } from './lease.ts';
 import {
   batchLimit,
   type ChannelState,
@@ -55,6 +57,8 @@ export class Scheduler {
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly background = new Set<Promise<unknown>>();
   private settled: (() => void) | undefined;
+  /** Lease handlers running now, all channels (they count for stop(), not for `concurrency`). */
+  private leaseTotal = 0;
 
   constructor(
     private readonly sql: postgres.Sql,
@@ -101,11 +105,11 @@ export class Scheduler {
     this.active = false;
     clearInterval(this.sweepTimer);
     for (const state of this.states.values()) clearTimeout(state.timer);
-    if (this.running === 0) return 0;
+    if (this.idleNow()) return 0;
     const settled = new Promise<void>((resolve) => {
       this.settled = resolve;
     });
-    return (await waitAtMost(settled, timeoutMs, { unref: false })) ? 0 : this.running;
+    return (await waitAtMost(settled, timeoutMs, { unref: false })) ? 0 : this.running + this.leaseTotal;
   }
 
   /**
@@ -115,7 +119,7 @@ export class Scheduler {
    */
   async settle(limitMs: number): Promise<void> {
     const claims = (async () => {
-      while (this.running > 0) await new Promise<void>((resolve) => (this.settled = resolve));
+      while (!this.idleNow()) await new Promise<void>((resolve) => (this.settled = resolve));
     })();
     const rest = Promise.allSettled([claims, ...this.background, ...this.idle.pendingWrites()]);
     await waitAtMost(rest, limitMs);
@@ -128,7 +132,17 @@ export class Scheduler {
     while (progress) {
       progress = false;
       for (const state of this.states.values()) {
-        const outcome = await this.claimOnce(state, { limit: batchLimit(state, this.settings.batchSize) });
+        const leased: Claimed[] = [];
+        const reg = state.reg;
+        const limit =
+          reg.leaseMs === undefined
+            ? this.limitFor(state)
+            : Math.min(this.limitFor(state), reg.concurrency ?? this.settings.concurrency);
+        const outcome = await this.claimOnce(state, { limit }, undefined, leased);
+        for (const run of await Promise.all(leased.map((item) => this.runLease(state, item)))) {
+          outcome?.processed.push(...(run?.processed ?? []));
+          outcome?.failed.push(...(run?.failed ?? []));
+        }
         if (!outcome) {
           if (state.errors > 3) throw state.lastError;
           progress = true;
@@ -180,28 +194,81 @@ export class Scheduler {
           this.scheduleAt(state, state.notBefore);
           continue;
         }
-        // Claims overlap only while batches come back full, and a new one waits until the previous
-        // one's rows are locked, so it can start after them instead of walking past them.
-        if (state.inflight > 0 && !(state.full && state.careful === 0 && state.selecting === 0)) continue;
-        this.launch(state);
+        const room = this.room(state);
+        if (room <= 0) continue;
+        const reg = state.reg;
+        if (reg.leaseMs !== undefined) {
+          // Lease claims commit at once: the next may start as soon as this one's rows are leased.
+          if (state.selecting > 0) continue;
+        } else {
+          if (reg.batch && reg.batch.maxWaitMs > 0 && state.inflight === 0 && !state.full) {
+            state.batchDueAt ??= now + reg.batch.maxWaitMs;
+            if (now < state.batchDueAt) {
+              this.scheduleAt(state, state.batchDueAt);
+              continue;
+            }
+          }
+          // Claims overlap only while batches come back full, and a new one waits until the previous
+          // one's rows are locked, so it can start after them instead of walking past them.
+          if (state.inflight > 0 && !(state.full && state.careful === 0 && state.selecting === 0)) continue;
+        }
+        this.launch(state, room);
         launched = true;
       }
     }
   }
 
-  private launch(state: ChannelState): void {
+  /** True when no claim and no lease handler runs. */
+  private idleNow(): boolean {
+    return this.running === 0 && this.leaseTotal === 0;
+  }
+
+  /** The batch size of a channel's next claim, before its `concurrency` and `rate` room. */
+  private limitFor(state: ChannelState): number {
+    const batch = state.reg.batch;
+    if (batch) return state.careful > 0 ? 1 : batch.size;
+    return batchLimit(state, this.settings.batchSize);
+  }
+
+  /**
+   * How many notifications the channel's next claim may take now (0: do not claim), after its own
+   * `concurrency` and `rate`. A transactional claim runs its handlers one after another, so its
+   * `concurrency` counts claims in flight and does not shrink batches; a lease claim's handlers all
+   * run at once, so it takes at most the free handler slots. When the rate is what stops the
+   * channel, a timer wakes it when the window has room again.
+   */
+  private room(state: ChannelState): number {
+    const reg = state.reg;
+    let room = Number.POSITIVE_INFINITY;
+    if (reg.leaseMs !== undefined) {
+      room = (reg.concurrency ?? this.settings.concurrency) - state.leaseRunning;
+    } else if (reg.concurrency !== undefined && state.inflight >= reg.concurrency) {
+      room = 0;
+    }
+    if (room > 0 && reg.rate) {
+      const available = reg.rate.available();
+      if (available <= 0) this.scheduleAt(state, Date.now() + Math.ceil(reg.rate.waitMs()));
+      room = Math.min(room, available);
+    }
+    return room;
+  }
+
+  private launch(state: ChannelState, room: number): void {
     this.running++;
     state.inflight++;
     state.selecting++;
     const gen = state.gen;
     const now = Date.now();
-    const limit = batchLimit(state, this.settings.batchSize);
-    const lead = isLead(state, now);
+    const lease = state.reg.leaseMs !== undefined;
+    const limit = Math.max(1, Math.min(this.limitFor(state), room));
+    state.batchDueAt = undefined;
+    const lead = lease || isLead(state, now);
     if (lead) {
       state.leadAt = now;
       state.needLead = false;
     }
     const window: ClaimWindow = { limit, after: lead ? null : state.frontier };
+    const leased: Claimed[] = [];
     let selected = false;
     const onClaimed = (count: number, last: ClaimCursor | null) => {
       selected = true;
@@ -212,12 +279,14 @@ export class Scheduler {
       if (state.full) this.pump();
     };
     this.track(
-      this.claimOnce(state, window, onClaimed).then((outcome) => {
+      this.claimOnce(state, window, onClaimed, leased).then((outcome) => {
         if (!selected) state.selecting--;
         this.running--;
         state.inflight--;
         if (state.inflight === 0) state.frontier = null;
-        if (outcome) learn(state, outcome);
+        for (const item of leased) this.startLease(state, item);
+        if (lease) state.full = outcome !== null && outcome.claimed >= limit;
+        if (outcome && !lease) learn(state, outcome);
         else state.full = false;
         // A claim that found more than one notification claims again at once: work keeps coming, and
         // producers send no NOTIFY while the flag is clear. Otherwise a claim from the head that found
@@ -227,9 +296,38 @@ export class Scheduler {
         else if (outcome && lead && state.gen === gen) state.dirty = false;
         if (!state.dirty && state.inflight === 0) this.goIdle(state);
         this.pump();
-        if (this.running === 0) this.settled?.();
+        if (this.idleNow()) this.settled?.();
       }),
     );
+  }
+
+  /** Runs a leased notification's handler in the background (lease.ts); it holds no transaction. */
+  private startLease(state: ChannelState, item: Claimed): void {
+    state.leaseRunning++;
+    this.leaseTotal++;
+    this.track(
+      this.runLease(state, item).finally(() => {
+        state.leaseRunning--;
+        this.leaseTotal--;
+        this.pump();
+        if (this.idleNow()) this.settled?.();
+      }),
+    );
+  }
+
+  /** One lease handler, its completion, and its report; `null` when the listener stopped first. */
+  private async runLease(state: ChannelState, item: Claimed): Promise<ClaimOutcome | null> {
+    const name = state.reg.channel.name;
+    const onError = (error: unknown, during: string) => this.events.emit('error', { error, during });
+    try {
+      const outcome = await runLeased(state.reg, this.ctx, item, onError);
+      if (outcome) this.report(state, outcome);
+      return outcome;
+    } catch (error) {
+      // Completion failed (database unreachable): the lease runs out and the notification is retried.
+      onError(error, `completing a lease handler of notification ${item.meta.id} on "${name}"`);
+      return null;
+    }
   }
 
   /** Runs one claim; after a failed transaction, claims one at a time and isolates the culprit. */
@@ -237,15 +335,24 @@ export class Scheduler {
     state: ChannelState,
     window: ClaimWindow,
     onClaimed?: (count: number, last: ClaimCursor | null) => void,
+    leased?: Claimed[],
   ): Promise<ClaimOutcome | null> {
     const claimedIds: string[] = [];
     const careful = state.careful > 0;
     try {
-      const outcome = await claimBatch(state.reg, this.ctx, window, {
-        safe: careful,
-        claimedIds,
-        ...(onClaimed ? { onClaimed } : {}),
-      });
+      let outcome: ClaimOutcome;
+      if (state.reg.leaseMs !== undefined) {
+        const claim = await claimLeased(state.reg, this.ctx, window.limit, { safe: careful, claimedIds });
+        outcome = claim.outcome;
+        // No onClaimed: the next lease claim waits until these handlers count as running.
+        leased?.push(...claim.leased);
+      } else {
+        outcome = await claimBatch(state.reg, this.ctx, window, {
+          safe: careful,
+          claimedIds,
+          ...(onClaimed ? { onClaimed } : {}),
+        });
+      }
       if (careful) state.careful--;
       state.errors = 0;
       state.notBefore = 0;
