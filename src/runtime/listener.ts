@@ -9,6 +9,7 @@ import { isChannel } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import { ListenerEvents } from '../events.ts';
 import { storableString } from '../notify.ts';
+import { isSchedule } from '../schedule.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 import { waitAtMost } from '../timeouts.ts';
@@ -20,6 +21,7 @@ import { drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
 import { ListenSession, postgresSessionDriver } from './listen-session.ts';
 import type { AnyDb, HandlerOf, ListenerOptions, RetryOptions } from './listener-options.ts';
+import { ScheduleRunner } from './schedule-runner.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
 export type { HandlerOf, ListenerOptions, RetryOptions, TxOf } from './listener-options.ts';
@@ -41,6 +43,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private scheduler: Scheduler | undefined;
   private idle: IdleProtocol | undefined;
   private session: ListenSession | undefined;
+  private schedules: ScheduleRunner | undefined;
   /** The LISTEN session's key as far as the idle protocol is concerned (none for drain()). */
   private readonly wakeKey = { get: () => this.session?.key ?? null };
   private phase: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -234,12 +237,14 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       this.session = undefined;
       this.scheduler = undefined;
       this.idle = undefined;
+      this.schedules = undefined;
       if (this.phase === 'starting') this.phase = 'new';
       throw error;
     }
     if (this.phase !== 'starting') return this; // stop() was called meanwhile and cleans up
     this.phase = 'running';
     this.scheduler!.start();
+    this.schedules?.start();
     this.events.emit('started', { channels: active.map((h) => h.channel.name) });
     return this;
   }
@@ -268,6 +273,17 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     );
   }
 
+  /** The runner of the schedules among `active` (one timer per schedule, schedule-runner.ts). */
+  private scheduleRunner(active: HandlerEntry[]): ScheduleRunner {
+    this.schedules ??= new ScheduleRunner(
+      this.sql,
+      this.options.schema ?? DEFAULT_SCHEMA,
+      active.filter((h) => isSchedule(h.channel)).map((h) => h.channel.name),
+      (error, during) => this.events.emit('error', { error, during }),
+    );
+    return this.schedules;
+  }
+
   /**
    * Opens the listener's own LISTEN session (listen-session.ts) on every channel, then deletes the
    * wake-up flags of sessions that are gone.
@@ -275,6 +291,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private async listen(active: HandlerEntry[]): Promise<void> {
     const schema = this.options.schema ?? DEFAULT_SCHEMA;
     await assertNotificationsTable(this.sql, schema);
+    await this.scheduleRunner(active).check();
     const scheduler = this.prepare();
     const entries = new Map(active.map((entry) => [entry.channel.name, entry]));
     const session = new ListenSession(
@@ -348,6 +365,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const wasStarting = this.phase === 'starting';
     this.phase = 'stopping';
     if (wasStarting) await this.starting?.catch(() => {});
+    await this.schedules?.stop();
     const aborted = (await this.scheduler?.quiesce(timeoutMs)) ?? 0;
     if (aborted > 0) this.hardStop.abort();
     await this.scheduler?.settle(aborted > 0 ? 2000 : timeoutMs);
@@ -384,6 +402,9 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       throw new PgPubSubError('LISTENER_STATE', 'drain() is for a listener that is not started.');
     }
     await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
+    const schedules = this.scheduleRunner(this.active());
+    await schedules.check();
+    await schedules.fireDue();
     return this.prepare().drain();
   }
 }
