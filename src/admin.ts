@@ -6,8 +6,8 @@
  */
 import { sql } from 'drizzle-orm';
 import type { AnyPgDb as CompatDb } from './drizzle-compat.ts';
-import { isUndefinedTable, tableMissing } from './storage/missing-table.ts';
 import { nextSlot } from './schedule-slots.ts';
+import { isUndefinedTable, tableMissing } from './storage/missing-table.ts';
 import { DEFAULT_SCHEMA, type notifications } from './storage/notifications.ts';
 import {
   LISTEN_SESSION_MARK,
