@@ -365,7 +365,8 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const wasStarting = this.phase === 'starting';
     this.phase = 'stopping';
     if (wasStarting) await this.starting?.catch(() => {});
-    await this.schedules?.stop();
+    // A firing in progress commits or rolls back as a whole; a black-holed database must not hold up stop().
+    if (this.schedules) await waitAtMost(this.schedules.stop(), Math.min(timeoutMs, 5000));
     const aborted = (await this.scheduler?.quiesce(timeoutMs)) ?? 0;
     if (aborted > 0) this.hardStop.abort();
     await this.scheduler?.settle(aborted > 0 ? 2000 : timeoutMs);
