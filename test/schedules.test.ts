@@ -6,6 +6,7 @@ import { createListener } from '../src/runtime/listener.ts';
 import { ScheduleRunner } from '../src/runtime/schedule-runner.ts';
 import { type AnySchedule, MAX_CATCH_UP, schedule } from '../src/schedule.ts';
 import { upsertScheduleSql } from '../src/storage/schedules.ts';
+import { buildCli, removeCli, runCli } from './fixtures/cli-run.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
 import { workerPool } from './support/workers.ts';
@@ -130,12 +131,27 @@ describe('schedules: catch-up after every listener was down', () => {
     expect(new Set(slots).size).toBe(slots.length);
   });
 
-  it('status() shows each schedule with its last slot and next run', async () => {
+  it('status() and `drizzle-pgpubsub status` show each schedule with its last slot and next run', async () => {
+    await install(schedule('shown', '*/5 * * * *', { timezone: 'Asia/Tokyo' }));
+    await t.sql`UPDATE pgpubsub.schedules SET last_slot = '2026-01-01T00:07:00Z' WHERE name = 'shown'`;
     const report = await status(t.db);
-    const entry = report.schedules.find((s) => s.name === 'catch_all');
-    expect(entry).toMatchObject({ cron: '* * * * *', timezone: 'UTC' });
-    expect(entry!.nextRunAt!.getTime() - entry!.lastSlot.getTime()).toBe(60_000);
-  });
+    const entry = report.schedules.find((s) => s.name === 'shown');
+    expect(entry).toMatchObject({ cron: '*/5 * * * *', timezone: 'Asia/Tokyo' });
+    expect(entry!.lastSlot.toISOString()).toBe('2026-01-01T00:07:00.000Z');
+    expect(entry!.nextRunAt!.toISOString()).toBe('2026-01-01T00:10:00.000Z');
+    buildCli();
+    try {
+      const { code, stdout } = await runCli(['status'], { DATABASE_URL: t.url });
+      expect(code).toBe(0);
+      const line = stdout.split('\n').find((l) => l.startsWith('shown '));
+      expect(line).toMatch(
+        /^shown +\*\/5 \* \* \* \* +Asia\/Tokyo +2026-01-01T00:07:00\.000Z +2026-01-01T00:10:00\.000Z$/,
+      );
+      expect(stdout).toMatch(/^schedule +cron +timezone +last slot +next run$/m);
+    } finally {
+      removeCli();
+    }
+  }, 120_000);
 });
 
 describe('schedules: a listener refuses a schedule that is not installed', () => {
