@@ -29,7 +29,9 @@ export type PgPubSubErrorCode =
   | 'NO_LISTENER_EXPORT'
   | 'NO_DATABASE_URL'
   | 'DATABASE_UNREACHABLE'
-  | 'POOL_TOO_SMALL';
+  | 'POOL_TOO_SMALL'
+  | 'INVALID_SCHEDULE'
+  | 'SCHEDULE_MISSING';
 
 const BRAND = Symbol.for('drizzle-pgpubsub.error');
 

@@ -32,6 +32,9 @@ export type TriggerEvent<TTable extends PgTable, TOp extends TriggerOp = Trigger
 /** The event of a durable custom channel. */
 export type PayloadEvent<TPayload> = EventMeta & { payload: TPayload };
 
+/** The event of a schedule: one per slot, `slot` being the time the slot was due. */
+export type ScheduleEvent<TPayload> = EventMeta & { slot: Date; payload: TPayload };
+
 /** The event of a broadcast channel (nothing stored, so no id or attempts). */
 export interface BroadcastEvent<TPayload> {
   channel: string;

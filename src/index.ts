@@ -12,6 +12,7 @@ export type {
   ListenerConnection,
   NotificationRow,
   RetrySelector,
+  ScheduleStatus,
   StatusReport,
 } from './admin.ts';
 export { healthProblems, status } from './admin.ts';
@@ -48,5 +49,6 @@ export {
   STORAGE_VERSION,
   storageMigrationSql,
 } from './storage/notifications.ts';
+export { schedulesTable } from './storage/schedules.ts';
 export type { TriggerSpec } from './storage/trigger-sql.ts';
 export { createTriggerSql, dropTriggerSql, resolveTriggerSpec } from './storage/trigger-sql.ts';

@@ -142,6 +142,7 @@ describe('least privilege', () => {
       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgpubsub' AND c.relkind = 'r' ORDER BY 1`;
     expect(tables).toEqual([
       { relname: 'notifications', owner: ROLES.migration },
+      { relname: 'schedules', owner: ROLES.migration },
       { relname: 'wakeups', owner: ROLES.migration },
     ]);
   });

@@ -1,6 +1,7 @@
 import { getTableConfig } from 'drizzle-orm/pg-core';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SCHEMA, notificationsTable, wakeupsTable } from '../src/storage/notifications.ts';
+import { schedulesTable } from '../src/storage/schedules.ts';
 import { useTestDatabase } from './support/db.ts';
 
 // The storage has one definition with two spellings: the Drizzle tables (for typed queries) and the
@@ -45,6 +46,7 @@ describe('storage: the Drizzle tables match the DDL', () => {
   for (const [name, table] of [
     ['notifications', notificationsTable(DEFAULT_SCHEMA)],
     ['wakeups', wakeupsTable(DEFAULT_SCHEMA)],
+    ['schedules', schedulesTable(DEFAULT_SCHEMA)],
   ] as const) {
     it(`${name}: same columns, types, nullability, defaults and primary key`, async () => {
       const config = getTableConfig(table);

@@ -26,6 +26,8 @@ const CONFIG_CODES: ReadonlySet<PgPubSubErrorCode> = new Set<PgPubSubErrorCode>(
   'DUPLICATE_CHANNEL',
   'LISTENER_STATE',
   'POOL_TOO_SMALL',
+  'INVALID_SCHEDULE',
+  'SCHEDULE_MISSING',
 ]);
 
 /** The exit code for an error that ends a command. */

@@ -4,7 +4,9 @@ import { getTableConfig, PgTable } from 'drizzle-orm/pg-core';
 import type { ColumnCasing as Casing } from '../casing.ts';
 import { type AnyChannel, assertChannelName, isChannel, isTriggerChannel } from '../channel.ts';
 import { PgPubSubError, pgPubSubErrorCode } from '../errors.ts';
+import { isSchedule } from '../schedule.ts';
 import { DEFAULT_SCHEMA, STORAGE_VERSION, storageMigrationSql } from '../storage/notifications.ts';
+import { deleteScheduleSql, type ScheduleSpec, upsertScheduleSql } from '../storage/schedules.ts';
 import { NOTIFICATIONS_TABLE, WAKEUPS_TABLE } from '../storage/sql-names.ts';
 import {
   createTriggerSql,
@@ -45,10 +47,19 @@ export interface RecordedChannel {
   migration: string;
 }
 
+/** What the existing migrations say is installed for one schedule. */
+export interface RecordedSchedule {
+  name: string;
+  hash: string;
+  migration: string;
+}
+
 /** The installed state, rebuilt from the markers of existing migrations in apply order. */
 export interface RecordedState {
   storage: { version: number; schema: string; migration: string } | null;
   channels: Map<string, RecordedChannel>;
+  /** Installed schedules (absent: none). */
+  schedules?: Map<string, RecordedSchedule>;
 }
 
 /** The outcome of comparing the declared channels with the recorded state. */
@@ -154,7 +165,7 @@ export function markerLines(sql: string): string[] {
  * `migrations`, in apply order. No separate state file: the migrations are the state.
  */
 export function readRecordedState(migrations: readonly ExistingMigration[]): RecordedState {
-  const state: RecordedState = { storage: null, channels: new Map() };
+  const state: RecordedState = { storage: null, channels: new Map(), schedules: new Map() };
   for (const migration of migrations) {
     for (const line of markerLines(migration.sql)) {
       const [kind, value] = parseMarker(line, migration);
@@ -171,6 +182,10 @@ export function readRecordedState(migrations: readonly ExistingMigration[]): Rec
         state.channels.set(name, { name, hash, tableSchema, table, migration: migration.name });
       } else if (kind === 'drop' && typeof value.name === 'string') {
         state.channels.delete(value.name);
+      } else if (kind === 'schedule' && typeof value.name === 'string' && typeof value.hash === 'string') {
+        state.schedules!.set(value.name, { name: value.name, hash: value.hash, migration: migration.name });
+      } else if (kind === 'unschedule' && typeof value.name === 'string') {
+        state.schedules!.delete(value.name);
       } else {
         throw new PgPubSubError(
           'MIGRATIONS_INVALID',
@@ -247,6 +262,21 @@ export function planGenerate(input: {
     desired.set(spec.channel, { spec, hash: channelHash(spec, schema) });
   }
 
+  const schedules = new Map<string, { sql: string; hash: string }>();
+  for (const found of input.channels) {
+    if (!isSchedule(found.channel)) continue;
+    const { cron, timezone, payload, catchUp } = found.channel.schedule;
+    const spec: ScheduleSpec = { name: found.channel.name, cron, timezone, payload, catchUp };
+    const sql = upsertScheduleSql(spec, schema);
+    if (sql.includes('--> statement-breakpoint')) {
+      throw new PgPubSubError(
+        'INVALID_SCHEDULE',
+        `The name or payload of ${where(found)} contains "--> statement-breakpoint", which would split the migration. Change it.`,
+      );
+    }
+    schedules.set(spec.name, { sql, hash: createHash('sha256').update(sql).digest('hex').slice(0, 16) });
+  }
+
   const header = [HEADER];
   const statements: string[] = [];
   if (storage) {
@@ -277,6 +307,19 @@ export function planGenerate(input: {
     installed.push(marker);
     header.push(`${MARKER}channel ${JSON.stringify(marker)}`);
     statements.push(...createTriggerSql(spec, schema));
+  }
+  const recordedSchedules = state.schedules ?? new Map<string, RecordedSchedule>();
+  for (const name of [...recordedSchedules.keys()].filter((n) => !schedules.has(n)).sort(byName)) {
+    removed.push(name);
+    header.push(`${MARKER}unschedule ${JSON.stringify({ name })}`);
+    statements.push(deleteScheduleSql(name, schema));
+  }
+  for (const [name, { sql, hash }] of [...schedules].sort(([a], [b]) => byName(a, b))) {
+    const old = recordedSchedules.get(name);
+    if (old?.hash === hash) continue;
+    (old ? changed : added).push(name);
+    header.push(`${MARKER}schedule ${JSON.stringify({ name, hash })}`);
+    statements.push(sql);
   }
   return {
     schema,

@@ -2,6 +2,7 @@ import type postgres from 'postgres';
 import type { TriggerChannel, TriggerOp } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import type { EventMeta } from '../events.ts';
+import { isSchedule, type StoredSlot } from '../schedule.ts';
 import { formatIssues, type StandardSchemaV1 } from '../standard-schema.ts';
 import {
   type ClaimWindow,
@@ -85,6 +86,12 @@ function payloadBody(result: StandardSchemaV1.Result<unknown>): Record<string, u
   return { payload: result.value };
 }
 
+/** A schedule's event: its slot time and the schedule's payload, at the top level of the event. */
+function slotBody(body: Record<string, unknown>): Record<string, unknown> {
+  const { slot, payload } = body.payload as StoredSlot;
+  return { slot: new Date(slot), payload };
+}
+
 /** Validates a stored payload; synchronous for synchronous schemas (valibot, zod), so no microtask per row. */
 function validatePayload(
   reg: Registration,
@@ -92,6 +99,11 @@ function validatePayload(
 ): Record<string, unknown> | Promise<Record<string, unknown>> {
   if (reg.channel.kind !== 'custom') throw new Error('unreachable');
   const result = reg.channel.schema['~standard'].validate(payload);
+  if (isSchedule(reg.channel)) {
+    return result instanceof Promise
+      ? result.then((r) => slotBody(payloadBody(r)))
+      : slotBody(payloadBody(result));
+  }
   return result instanceof Promise ? result.then(payloadBody) : payloadBody(result);
 }
 

@@ -1,6 +1,7 @@
 import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import type { CustomChannel, TriggerChannel, TriggerOp } from '../channel.ts';
-import type { BroadcastEvent, PayloadEvent, TriggerEvent } from '../events.ts';
+import type { BroadcastEvent, PayloadEvent, ScheduleEvent, TriggerEvent } from '../events.ts';
+import type { Schedule } from '../schedule.ts';
 import type { StandardSchemaV1 } from '../standard-schema.ts';
 import type { Backoff } from './backoff.ts';
 import type { DrizzleSettings } from './drizzle-adapter.ts';
@@ -24,11 +25,13 @@ export type EventOf<TChannel> =
 export type HandlerOf<TChannel, TDb extends AnyDb> =
   TChannel extends TriggerChannel<infer TTable, infer TOp extends TriggerOp>
     ? (event: TriggerEvent<TTable, TOp>, tx: TxOf<TDb>) => unknown
-    : TChannel extends CustomChannel<infer TSchema, true>
-      ? (event: BroadcastEvent<StandardSchemaV1.InferOutput<TSchema>>, db: TDb) => unknown
-      : TChannel extends CustomChannel<infer TSchema, boolean>
-        ? (event: PayloadEvent<StandardSchemaV1.InferOutput<TSchema>>, tx: TxOf<TDb>) => unknown
-        : never;
+    : TChannel extends Schedule<infer TPayload>
+      ? (event: ScheduleEvent<TPayload>, tx: TxOf<TDb>) => unknown
+      : TChannel extends CustomChannel<infer TSchema, true>
+        ? (event: BroadcastEvent<StandardSchemaV1.InferOutput<TSchema>>, db: TDb) => unknown
+        : TChannel extends CustomChannel<infer TSchema, boolean>
+          ? (event: PayloadEvent<StandardSchemaV1.InferOutput<TSchema>>, tx: TxOf<TDb>) => unknown
+          : never;
 
 /** What a lease handler's event adds: a key that stays the same across attempts. */
 export interface LeaseFields {

@@ -11,6 +11,7 @@ import { parseDuration } from '../duration.ts';
 import { PgPubSubError } from '../errors.ts';
 import { ListenerEvents } from '../events.ts';
 import { storableString } from '../notify.ts';
+import { isSchedule } from '../schedule.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 import { waitAtMost } from '../timeouts.ts';
@@ -43,6 +44,7 @@ import type {
   RetryOptions,
 } from './listener-options.ts';
 import { parseRate, RateLimiter } from './rate-limit.ts';
+import { ScheduleRunner } from './schedule-runner.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
 export type { HandlerOf, ListenerOptions, RetryOptions, TxOf } from './listener-options.ts';
@@ -71,6 +73,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private scheduler: Scheduler | undefined;
   private idle: IdleProtocol | undefined;
   private session: ListenSession | undefined;
+  private schedules: ScheduleRunner | undefined;
   /** The LISTEN session's key as far as the idle protocol is concerned (none for drain()). */
   private readonly wakeKey = { get: () => this.session?.key ?? null };
   private phase: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -398,12 +401,14 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       this.session = undefined;
       this.scheduler = undefined;
       this.idle = undefined;
+      this.schedules = undefined;
       if (this.phase === 'starting') this.phase = 'new';
       throw error;
     }
     if (this.phase !== 'starting') return this; // stop() was called meanwhile and cleans up
     this.phase = 'running';
     this.scheduler!.start();
+    this.schedules?.start();
     this.events.emit('started', { channels: active.map((h) => h.channel.name) });
     return this;
   }
@@ -433,6 +438,17 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     );
   }
 
+  /** The runner of the schedules among `active` (one timer per schedule, schedule-runner.ts). */
+  private scheduleRunner(active: HandlerEntry[]): ScheduleRunner {
+    this.schedules ??= new ScheduleRunner(
+      this.sql,
+      this.options.schema ?? DEFAULT_SCHEMA,
+      active.filter((h) => isSchedule(h.channel)).map((h) => h.channel.name),
+      (error, during) => this.events.emit('error', { error, during }),
+    );
+    return this.schedules;
+  }
+
   /**
    * Opens the listener's own LISTEN session (listen-session.ts) on every channel, then deletes the
    * wake-up flags of sessions that are gone.
@@ -441,6 +457,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const schema = this.options.schema ?? DEFAULT_SCHEMA;
     await this.ready();
     await assertNotificationsTable(this.sql, schema);
+    await this.scheduleRunner(active).check();
     const scheduler = this.prepare();
     const entries = new Map(active.map((entry) => [entry.channel.name, entry]));
     const session = new ListenSession(this.sessionDriver(), [...entries.keys()], schema, {
@@ -509,6 +526,8 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const wasStarting = this.phase === 'starting';
     this.phase = 'stopping';
     if (wasStarting) await this.starting?.catch(() => {});
+    // A firing in progress commits or rolls back as a whole; a black-holed database must not hold up stop().
+    if (this.schedules) await waitAtMost(this.schedules.stop(), Math.min(timeoutMs, 5000));
     const aborted = (await this.scheduler?.quiesce(timeoutMs)) ?? 0;
     if (aborted > 0) this.hardStop.abort();
     await this.scheduler?.settle(aborted > 0 ? 2000 : timeoutMs);
@@ -546,6 +565,9 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     }
     await this.ready();
     await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
+    const schedules = this.scheduleRunner(this.active());
+    await schedules.check();
+    await schedules.fireDue();
     return this.prepare().drain();
   }
 }

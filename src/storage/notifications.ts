@@ -11,6 +11,7 @@ import {
   timestamp,
 } from 'drizzle-orm/pg-core';
 import { dollarQuote, quoteIdent, quoteLiteral } from '../identifiers.ts';
+import { createSchedulesTableSql } from './schedules.ts';
 import {
   NOTIFICATIONS_TABLE,
   notificationsRef,
@@ -25,7 +26,7 @@ import {
 export const DEFAULT_SCHEMA = 'pgpubsub';
 
 /** Version of the storage layout that {@link storageMigrationSql} creates. */
-export const STORAGE_VERSION = 3;
+export const STORAGE_VERSION = 4;
 
 /**
  * Whether a producer must NOTIFY (the protocol and its no-loss argument: runtime/idle.ts).
@@ -157,5 +158,7 @@ BEGIN
   END IF;
   RETURN v_id;
 END`)}`,
+    // Storage version 4: installed schedules and their exactly-once fence (storage/schedules.ts).
+    createSchedulesTableSql(schemaName),
   ];
 }

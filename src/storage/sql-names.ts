@@ -8,6 +8,9 @@ import { quoteIdent } from '../identifiers.ts';
 /** Name of the notifications table (in the configured pg schema). */
 export const NOTIFICATIONS_TABLE = 'notifications';
 
+/** Name of the table of installed schedules and their exactly-once fence (`last_slot`). */
+export const SCHEDULES_TABLE = 'schedules';
+
 /** Name of the unlogged table of per-channel idle flags (the wake-up protocol). */
 export const WAKEUPS_TABLE = 'wakeups';
 
@@ -43,6 +46,11 @@ export function notifyFunctionRef(schema: string): string {
 /** Quoted `"schema"."notifications"`. */
 export function notificationsRef(schema: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(NOTIFICATIONS_TABLE)}`;
+}
+
+/** Quoted `"schema"."schedules"`. */
+export function schedulesRef(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(SCHEDULES_TABLE)}`;
 }
 
 /** Quoted `"schema"."wakeups"`. */

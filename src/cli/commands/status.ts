@@ -10,7 +10,8 @@ export const usage = `Usage: drizzle-pgpubsub status [--check [--max-age <dur>] 
 
 Per channel: pending (due now), scheduled (retries waiting for their backoff), failed
 (dead letters) and how long the oldest due notification has waited; then the listeners
-connected now (connections whose last statement is LISTEN).
+connected now (connections whose last statement is LISTEN), and each schedule's
+last slot and next run.
 
 Options:
   --check                  health check: exit 1 when a notification has failed or
@@ -38,6 +39,21 @@ function render(report: StatusReport): string {
       rows.push(['(total)', report.totals.pending, report.totals.scheduled, report.totals.failed, '']);
     }
     lines.push(formatTable(['channel', 'pending', 'scheduled', 'failed', 'oldest pending'], rows));
+  }
+  if (report.schedules.length > 0) {
+    lines.push(
+      '',
+      formatTable(
+        ['schedule', 'cron', 'timezone', 'last slot', 'next run'],
+        report.schedules.map((s) => [
+          s.name,
+          s.cron,
+          s.timezone,
+          s.lastSlot.toISOString(),
+          s.nextRunAt === null ? 'never' : s.nextRunAt.toISOString(),
+        ]),
+      ),
+    );
   }
   const n = report.listeners.length;
   lines.push('', `listeners connected: ${n}`);
