@@ -14,6 +14,7 @@ import {
 } from './claim-sql.ts';
 import type { ClaimContext, Registration } from './claim-types.ts';
 import { environmentError, isWide, mapRow } from './decode.ts';
+import { orderModeOf } from './ordered-sql.ts';
 
 export interface Claimed {
   meta: Omit<EventMeta, 'signal'>;
@@ -95,7 +96,7 @@ function validatePayload(
   return result instanceof Promise ? result.then(payloadBody) : payloadBody(result);
 }
 
-function claimParams(ctx: ClaimContext, name: string, window: ClaimWindow): unknown[] {
+export function claimParams(ctx: ClaimContext, name: string, window: ClaimWindow): unknown[] {
   const params: unknown[] = ctx.filter === null ? [name] : [name, ctx.filter];
   if (window.after) params.push(window.after.runAtUs, window.after.id);
   return params;
@@ -112,7 +113,11 @@ export async function decodeBatch(
   const params = claimParams(ctx, name, window) as any[];
   if (!safe || !reg.decoder) {
     let rows = (await tsql
-      .unsafe(claimSql(reg, ctx.table, ctx.filter !== null, window, ctx.batchBytes), params, PREPARED)
+      .unsafe(
+        claimSql(reg, ctx.table, ctx.filter !== null, window, ctx.batchBytes, orderModeOf(reg.channel)),
+        params,
+        PREPARED,
+      )
       .values()
       .catch((error) => {
         throw (reg.decoder && environmentError(reg.decoder, name, error)) ?? error;
@@ -151,7 +156,11 @@ export async function decodeBatch(
   }
   const decoder = reg.decoder;
   const rows = (await tsql
-    .unsafe(rawClaimSql(ctx.table, ctx.filter !== null, window, ctx.batchBytes), params, PREPARED)
+    .unsafe(
+      rawClaimSql(ctx.table, ctx.filter !== null, window, ctx.batchBytes, orderModeOf(reg.channel)),
+      params,
+      PREPARED,
+    )
     .values()) as unknown[][];
   const out: Claimed[] = [];
   for (const row of rows) {

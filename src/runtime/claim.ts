@@ -3,12 +3,19 @@ import { arrayLiteral } from '../identifiers.ts';
 import { CONTEXT_SETTING } from '../storage/sql-names.ts';
 import { waitAtMost, within } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
-import { type Claimed, decodeBatch } from './claim-decode.ts';
-import { type ClaimWindow, MAX_SUBTRANSACTIONS, PREPARED, recordFailures } from './claim-sql.ts';
+import { type Claimed, claimParams, decodeBatch } from './claim-decode.ts';
+import {
+  type ClaimWindow,
+  MAX_SUBTRANSACTIONS,
+  orderedParkSql,
+  PREPARED,
+  recordFailures,
+} from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
 import { isConnectionLost, isIdleInTransactionTimeout } from './connection-errors.ts';
 import { HardStop, StopGuard } from './handler-run.ts';
 import { type ClaimLink, HandlerScope } from './handler-tx.ts';
+import { orderModeOf, pullForwardSql } from './ordered-sql.ts';
 import {
   cachedIdleLimit,
   IDLE_LIMIT_SQL,
@@ -38,9 +45,12 @@ async function chargeExpired(
   const dead = attempt >= reg.maxAttempts;
   const retry = dead ? { delayMs: 0 } : retryDelay(reg.backoff, attempt, reg.channel.name);
   try {
-    await recordFailures(ctx.sql, ctx.table, [
-      { id, error: withProblem(recorded, retry.problem), delayMs: retry.delayMs, dead },
-    ]);
+    await recordFailures(
+      ctx.sql,
+      ctx.table,
+      [{ id, error: withProblem(recorded, retry.problem), delayMs: retry.delayMs, dead }],
+      orderModeOf(reg.channel),
+    );
   } catch {
     return undefined;
   }
@@ -101,7 +111,20 @@ export async function claimBatch(
   let released = false;
   const link: ClaimLink = {};
   const guard = new StopGuard(ctx.hardStop);
+  const mode = orderModeOf(reg.channel);
   try {
+    if (mode !== null) {
+      // Ordered channel: park the blocked rows of the window first, in their own short transaction
+      // (runtime/ordered-sql.ts); pipelined with the claim. Its failure costs only speed.
+      tsql
+        .unsafe(
+          orderedParkSql(ctx.table, ctx.filter !== null, window, mode),
+          claimParams(ctx, reg.channel.name, window) as any[],
+          PREPARED,
+        )
+        .execute()
+        .catch(() => {});
+    }
     // The claim picks its own isolation level: under a database or role default of REPEATABLE READ
     // or SERIALIZABLE, FOR UPDATE SKIP LOCKED fails with serialization errors on rows other
     // listeners just handled, and the claim's correctness rests on READ COMMITTED row locking.
@@ -176,7 +199,14 @@ export async function claimBatch(
       }
     }
     clock.assertAlive();
-    await recordFailures(csql, ctx.table, failures);
+    await recordFailures(csql, ctx.table, failures, mode);
+    // Ordered channel: the next event of each handled key moves to the front of the queue.
+    if (mode !== null && done.length) {
+      csql
+        .unsafe(pullForwardSql(ctx.table), [arrayLiteral(done)], PREPARED)
+        .execute()
+        .catch(() => {});
+    }
     // DELETE and COMMIT go out together (one round trip); if the DELETE fails, COMMIT answers ROLLBACK.
     const deleted = done.length
       ? csql

@@ -20,6 +20,7 @@ import { drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
 import { ListenSession, postgresSessionDriver } from './listen-session.ts';
 import type { AnyDb, HandlerOf, ListenerOptions, RetryOptions } from './listener-options.ts';
+import { orderModeOf } from './ordered-sql.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
 export type { HandlerOf, ListenerOptions, RetryOptions, TxOf } from './listener-options.ts';
@@ -193,6 +194,12 @@ export class Listener<TDb extends AnyDb = AnyDb> {
           return wakeKey.get();
         },
       },
+      ordered: new Map(
+        durable.flatMap((h) => {
+          const mode = orderModeOf(h.channel);
+          return mode === null ? [] : [[h.channel.name, mode] as const];
+        }),
+      ),
       wake: (name) => this.phase === 'running' && this.scheduler?.hint(name),
       onError: (error, during) => this.events.emit('error', { error, during }),
     });

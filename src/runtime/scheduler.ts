@@ -12,6 +12,7 @@ import { type ClaimWindow, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
 import { isConnectionLost } from './connection-errors.ts';
 import type { IdleProtocol } from './idle.ts';
+import { orderModeOf } from './ordered-sql.ts';
 import {
   batchLimit,
   type ChannelState,
@@ -279,9 +280,12 @@ export class Scheduler {
     const retry = dead ? { delayMs: 0 } : retryDelay(state.reg.backoff, attempt, state.reg.channel.name);
     const delayMs = retry.delayMs;
     try {
-      await recordFailures(this.sql, this.ctx.table, [
-        { id, error: withProblem(error, retry.problem), delayMs, dead },
-      ]);
+      await recordFailures(
+        this.sql,
+        this.ctx.table,
+        [{ id, error: withProblem(error, retry.problem), delayMs, dead }],
+        orderModeOf(state.reg.channel),
+      );
     } catch (recordError) {
       this.events.emit('error', { error: recordError, during: 'recording a failed attempt' });
       return null;
