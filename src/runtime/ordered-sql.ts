@@ -15,9 +15,10 @@ import { pendingAndDue } from '../storage/sql-names.ts';
  * order (the claim index), so a hot key's backlog at the head of the queue cannot make one claim
  * walk all of it.
  *
- * **Parking.** Before each claim, blocked rows of the window are *parked*: their `run_at` moves a
- * little into the future (their age, between 1 s and 5 min), out of the window, so the next claims see
- * other keys. The transaction that removes a key's head (success, or a dead letter with `'skip'`)
+ * **Parking.** Before each claim, rows of the window blocked for longer than their key's next
+ * handler run (`longBlockedSql`) are *parked*: their `run_at` moves a little into the future (their
+ * age, between 1 s and 5 min), out of the window, so the next claims see other keys. A window then
+ * holds at most one unparked blocked row per key whose head is being handled. The transaction that removes a key's head (success, or a dead letter with `'skip'`)
  * *pulls forward* the key's next pending row (`run_at` back to `created_at`, the front of the
  * queue). Parking is a short autocommit statement that never waits (`SKIP LOCKED`) and touches only
  * row versions it read (`xmin`), so a pull-forward committed meanwhile always wins; should some path
@@ -53,6 +54,19 @@ export function blockedSql(table: string, alias: string, mode: OnDeadLetter): st
 }
 
 /**
+ * `EXISTS`: row `alias` is blocked for longer than its key's next handler run, so parking it pays: two
+ * or more earlier events of its key are stored, or the one before it waits (a retry's backoff, a
+ * parked row) or is dead (`'block'`). The event right behind a head being handled is not parked: the
+ * head's pull-forward would undo it at once.
+ */
+export function longBlockedSql(table: string, alias: string, mode: OnDeadLetter): string {
+  const sameKey = `p."channel" = ${alias}."channel" AND p."ordering_key" = ${alias}."ordering_key" AND p."id" < ${alias}."id"`;
+  const live = mode === 'skip' ? ` AND p."status" = 'pending'` : '';
+  const waits = mode === 'skip' ? `p."run_at" > now()` : `(p."status" = 'failed' OR p."run_at" > now())`;
+  return `(EXISTS (SELECT 1 FROM ${table} AS p WHERE ${sameKey}${live} OFFSET 1) OR EXISTS (SELECT 1 FROM ${table} AS p WHERE ${sameKey}${live} AND ${waits}))`;
+}
+
+/**
  * An array of the ids of the first `size` pending-and-due rows of a channel in claim order (the
  * claim index), locked or not. `conditions`: extra SQL on alias `w` (context filter, cursor).
  */
@@ -67,7 +81,7 @@ export function windowSql(table: string, channel: string, conditions: string, si
  * an `xmin` the statement did not read (a pull-forward committed meanwhile) is left alone.
  */
 export function parkSql(table: string, window: string, mode: OnDeadLetter): string {
-  return `WITH b AS (SELECT o."id", o."xmin" AS x FROM ${table} AS o WHERE o."id" = ANY(${window}) AND ${blockedSql(table, 'o', mode)}),
+  return `WITH b AS (SELECT o."id", o."xmin" AS x FROM ${table} AS o WHERE o."id" = ANY(${window}) AND ${longBlockedSql(table, 'o', mode)}),
   l AS (SELECT s."id" FROM ${table} AS s JOIN b ON s."id" = b."id" WHERE s."xmin" = b.x AND ${pendingAndDue('s')} FOR UPDATE OF s SKIP LOCKED)
 UPDATE ${table} AS u SET "run_at" = now() + least(interval '5 minutes', greatest(interval '1 second', now() - u."created_at"))
 FROM l WHERE u."id" = l."id"`;
