@@ -3,6 +3,7 @@ import type { TriggerChannel, TriggerOp } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import type { EventMeta } from '../events.ts';
 import { formatIssues, type StandardSchemaV1 } from '../standard-schema.ts';
+import { orderModeOf } from '../storage/ordered.ts';
 import {
   type ClaimWindow,
   claimSql,
@@ -14,7 +15,6 @@ import {
 } from './claim-sql.ts';
 import type { ClaimContext, Registration } from './claim-types.ts';
 import { environmentError, isWide, mapRow } from './decode.ts';
-import { orderModeOf } from './ordered-sql.ts';
 
 export interface Claimed {
   meta: Omit<EventMeta, 'signal'>;

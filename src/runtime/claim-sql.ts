@@ -1,9 +1,6 @@
 import type postgres from 'postgres';
 import { errorChain } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
-import { pendingAndDue } from '../storage/sql-names.ts';
-import type { ClaimCursor, Registration } from './claim-types.ts';
-import { expandImageSql, isWide, populateSql, type RowDecoder } from './decode.ts';
 import {
   blockedSql,
   type OrderMode,
@@ -11,7 +8,10 @@ import {
   parkSql,
   pullForwardSql,
   windowSql,
-} from './ordered-sql.ts';
+} from '../storage/ordered.ts';
+import { pendingAndDue } from '../storage/sql-names.ts';
+import type { ClaimCursor, Registration } from './claim-types.ts';
+import { expandImageSql, isWide, populateSql, type RowDecoder } from './decode.ts';
 
 /**
  * Savepoints one claim transaction may open before it commits and leaves the rest of its batch for

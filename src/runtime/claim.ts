@@ -1,5 +1,6 @@
 import { PgPubSubError } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
+import { orderModeOf, pullForwardSql } from '../storage/ordered.ts';
 import { CONTEXT_SETTING } from '../storage/sql-names.ts';
 import { waitAtMost, within } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
@@ -15,7 +16,6 @@ import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './cl
 import { isConnectionLost, isIdleInTransactionTimeout } from './connection-errors.ts';
 import { HardStop, StopGuard } from './handler-run.ts';
 import { type ClaimLink, HandlerScope } from './handler-tx.ts';
-import { orderModeOf, pullForwardSql } from './ordered-sql.ts';
 import {
   cachedIdleLimit,
   IDLE_LIMIT_SQL,

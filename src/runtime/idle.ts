@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
 import { arrayLiteral, quoteLiteral } from '../identifiers.ts';
+import { blockedSql, PROBE_WINDOW, windowSql } from '../storage/ordered.ts';
 import {
   notificationsRef,
   pendingAndDue,
@@ -7,7 +8,6 @@ import {
   wakeLockTag,
   wakeupsRef,
 } from '../storage/sql-names.ts';
-import { blockedSql, PROBE_WINDOW, windowSql } from './ordered-sql.ts';
 
 const PREPARED = { prepare: true } as const;
 

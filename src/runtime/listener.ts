@@ -10,6 +10,7 @@ import { PgPubSubError } from '../errors.ts';
 import { ListenerEvents } from '../events.ts';
 import { storableString } from '../notify.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
+import { orderModeOf } from '../storage/ordered.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 import { waitAtMost } from '../timeouts.ts';
 import { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
@@ -20,7 +21,6 @@ import { drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
 import { ListenSession, postgresSessionDriver } from './listen-session.ts';
 import type { AnyDb, HandlerOf, ListenerOptions, RetryOptions } from './listener-options.ts';
-import { orderModeOf } from './ordered-sql.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
 
 export type { HandlerOf, ListenerOptions, RetryOptions, TxOf } from './listener-options.ts';

@@ -5,6 +5,7 @@
  */
 import type postgres from 'postgres';
 import type { ListenerEvents } from '../events.ts';
+import { orderModeOf } from '../storage/ordered.ts';
 import { waitAtMost } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
 import { claimBatch } from './claim.ts';
@@ -12,7 +13,6 @@ import { type ClaimWindow, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
 import { isConnectionLost } from './connection-errors.ts';
 import type { IdleProtocol } from './idle.ts';
-import { orderModeOf } from './ordered-sql.ts';
 import {
   batchLimit,
   type ChannelState,

@@ -1,5 +1,5 @@
 import type { AnyChannel, OnDeadLetter } from '../channel.ts';
-import { pendingAndDue } from '../storage/sql-names.ts';
+import { pendingAndDue } from './sql-names.ts';
 
 /**
  * The SQL of ordered channels (docs/channels.md#ordered-channels): which notifications of a channel
