@@ -305,4 +305,18 @@ describe('storage', () => {
         if (!(error instanceof Rollback)) throw error;
       });
   });
+
+  it('a listener of an ordered channel on storage older than version 4 says what to run', async () => {
+    await t.sql.unsafe('CREATE SCHEMA old3');
+    for (const s of storageMigrationSql('old3').slice(0, -3)) await t.sql.unsafe(s);
+    await t.sql.unsafe('ALTER TABLE old3.notifications DROP COLUMN ordering_key');
+    const l = createListener(t.db, { schema: 'old3', pollIntervalMs: false }).on(orders, () => {});
+    await expect(l.drain()).rejects.toMatchObject({
+      code: 'TABLE_MISSING',
+      message: expect.stringContaining('drizzle-pgpubsub generate'),
+    });
+    // Unordered channels keep working on it.
+    const u = createListener(t.db, { schema: 'old3', pollIntervalMs: false }).on(plain, () => {});
+    await expect(u.drain()).resolves.toMatchObject({ processed: 0 });
+  });
 });

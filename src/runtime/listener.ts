@@ -173,6 +173,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     };
   }
 
+  /** Whether some durable channel this listener handles is ordered (it needs storage version 4). */
+  private hasOrdered(): boolean {
+    return this.active().some((h) => !h.channel.broadcast && orderModeOf(h.channel) !== null);
+  }
+
   private prepare(): Scheduler {
     if (this.scheduler) return this.scheduler;
     const filter = this.options.filter === undefined ? null : filterJson(this.options.filter);
@@ -281,7 +286,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
    */
   private async listen(active: HandlerEntry[]): Promise<void> {
     const schema = this.options.schema ?? DEFAULT_SCHEMA;
-    await assertNotificationsTable(this.sql, schema);
+    await assertNotificationsTable(this.sql, schema, this.hasOrdered());
     const scheduler = this.prepare();
     const entries = new Map(active.map((entry) => [entry.channel.name, entry]));
     const session = new ListenSession(
@@ -390,7 +395,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (this.phase !== 'new') {
       throw new PgPubSubError('LISTENER_STATE', 'drain() is for a listener that is not started.');
     }
-    await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
+    await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA, this.hasOrdered());
     return this.prepare().drain();
   }
 }
