@@ -23,10 +23,36 @@ export interface TriggerChannelOptions<TTable extends PgTable, TOp extends Trigg
    * (update, delete); the missing one is all NULL. Example: `NEW.status = 'published'`.
    */
   when?: string;
+  /**
+   * `true`: events of the same row (same primary key) are handled one at a time, in commit order,
+   * across every listener process and machine; other rows flow in parallel. Default `false`.
+   * See docs/channels.md#ordered-channels.
+   */
+  ordered?: boolean;
+  /** What a dead-lettered event does to its key on an ordered channel (default `'block'`). */
+  onDeadLetter?: OnDeadLetter;
 }
 
+/**
+ * What a dead-lettered (`failed`) event does to the later events of its key on an ordered channel:
+ * `'block'` (default) holds them until the failed one is retried and succeeds or is purged;
+ * `'skip'` lets them flow, so the key's order has a gap where the failed event was.
+ */
+export type OnDeadLetter = 'block' | 'skip';
+
+const DEAD_LETTER_CHOICES: readonly OnDeadLetter[] = ['block', 'skip'];
+
 /** Options of {@link channel}. */
-export interface ChannelOptions {
+export interface ChannelOptions<TPayload = any> {
+  /**
+   * Makes the channel ordered: notifications with the same key are handled one at a time, in
+   * commit order, across every listener. `notify(…, { orderingKey })` overrides it per message.
+   */
+  key?: (payload: TPayload) => string;
+  /** Ordered without a default key: only messages sent with `orderingKey` are ordered. */
+  ordered?: boolean;
+  /** What a dead-lettered message does to its key (ordered channels; default `'block'`). */
+  onDeadLetter?: OnDeadLetter;
   /**
    * `true`: every listening process gets every message and nothing is stored (cache invalidation,
    * live updates). Payloads must fit PostgreSQL's NOTIFY limit (7999 bytes of JSON).
@@ -45,6 +71,9 @@ export interface TriggerChannel<TTable extends PgTable = PgTable, TOp extends Tr
   readonly columns: readonly string[];
   readonly when: string | undefined;
   readonly broadcast: false;
+  /** Events of one primary key are handled one at a time, in commit order. */
+  readonly ordered: boolean;
+  readonly onDeadLetter: OnDeadLetter;
 }
 
 /** A channel whose messages are sent with `notify()`. Create it with {@link channel}. */
@@ -57,6 +86,11 @@ export interface CustomChannel<
   readonly name: string;
   readonly schema: TSchema;
   readonly broadcast: TBroadcast;
+  /** Messages with the same ordering key are handled one at a time, in commit order. */
+  readonly ordered: boolean;
+  /** The default ordering key of a message (from `channel(…, { key })`). */
+  readonly key: ((payload: any) => string) | undefined;
+  readonly onDeadLetter: OnDeadLetter;
 }
 
 /** Any channel. */
@@ -126,6 +160,12 @@ export function triggerChannel<TTable extends PgTable, const TOp extends Trigger
       );
     }
   }
+  if (options.ordered !== undefined && typeof options.ordered !== 'boolean') {
+    throw new PgPubSubError(
+      'INVALID_CHANNEL',
+      `triggerChannel "${name}": \`ordered\` must be true or false.`,
+    );
+  }
   return Object.freeze({
     [KIND]: 'trigger' as const,
     kind: 'trigger' as const,
@@ -135,6 +175,8 @@ export function triggerChannel<TTable extends PgTable, const TOp extends Trigger
     columns: [...(options.columns ?? [])],
     when: options.when,
     broadcast: false as const,
+    ordered: options.ordered === true,
+    onDeadLetter: deadLetterChoice(name, options.onDeadLetter),
   });
 }
 
@@ -148,7 +190,7 @@ export function triggerChannel<TTable extends PgTable, const TOp extends Trigger
 export function channel<TSchema extends StandardSchemaV1, const TOptions extends ChannelOptions = {}>(
   name: string,
   schema: TSchema,
-  options?: TOptions,
+  options?: TOptions & ChannelOptions<StandardSchemaV1.InferInput<TSchema>>,
 ): CustomChannel<TSchema, TOptions['broadcast'] extends true ? true : false> {
   assertChannelName(name);
   if (typeof schema?.['~standard']?.validate !== 'function') {
@@ -157,13 +199,41 @@ export function channel<TSchema extends StandardSchemaV1, const TOptions extends
       `channel("${name}"): the second argument must be a valibot schema (or another Standard Schema v1 object).`,
     );
   }
+  const key = options?.key;
+  if (key !== undefined && typeof key !== 'function') {
+    throw new PgPubSubError(
+      'INVALID_CHANNEL',
+      `channel("${name}"): \`key\` must be a function of the payload returning a string, e.g. { key: (p) => p.customerId }.`,
+    );
+  }
+  const ordered = options?.ordered === true || key !== undefined;
+  if (ordered && options?.broadcast === true) {
+    throw new PgPubSubError(
+      'INVALID_CHANNEL',
+      `channel("${name}"): a broadcast channel cannot be ordered (nothing is stored to order). Remove \`key\`/\`ordered\` or \`broadcast\`.`,
+    );
+  }
   return Object.freeze({
     [KIND]: 'custom' as const,
     kind: 'custom' as const,
     name,
     schema,
     broadcast: (options?.broadcast === true) as TOptions['broadcast'] extends true ? true : false,
+    ordered,
+    key,
+    onDeadLetter: deadLetterChoice(name, options?.onDeadLetter),
   });
+}
+
+function deadLetterChoice(name: string, choice: unknown): OnDeadLetter {
+  if (choice === undefined) return 'block';
+  if (!DEAD_LETTER_CHOICES.includes(choice as OnDeadLetter)) {
+    throw new PgPubSubError(
+      'INVALID_CHANNEL',
+      `Channel "${name}": \`onDeadLetter\` must be 'block' or 'skip', got ${JSON.stringify(choice)}.`,
+    );
+  }
+  return choice as OnDeadLetter;
 }
 
 /** True when `value` is a channel made by {@link triggerChannel} or {@link channel}. */

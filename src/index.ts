@@ -21,7 +21,7 @@ export { createDashboard, toNodeHandler } from './dashboard/index.ts';
 export { countFailed, listFailed, purgeFailed, retryFailed } from './dead-letters.ts';
 export type { ListenerEventMap } from './events.ts';
 export { ListenerEvents } from './events.ts';
-export type { SqlExecutor } from './notify.ts';
+export type { NotifyOptions, SqlExecutor } from './notify.ts';
 export { MAX_BROADCAST_BYTES, notify, withContext, withoutWakeup } from './notify.ts';
 export type { Backoff, ExponentialBackoffOptions } from './runtime/backoff.ts';
 export { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './runtime/backoff.ts';
@@ -51,4 +51,9 @@ export {
 } from './storage/notifications.ts';
 export { schedulesTable } from './storage/schedules.ts';
 export type { TriggerSpec } from './storage/trigger-sql.ts';
-export { createTriggerSql, dropTriggerSql, resolveTriggerSpec } from './storage/trigger-sql.ts';
+export {
+  createTriggerSql,
+  dropTriggerSql,
+  orderingKeySql,
+  resolveTriggerSpec,
+} from './storage/trigger-sql.ts';

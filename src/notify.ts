@@ -84,6 +84,41 @@ export async function serializePayload(ch: CustomChannel<any, boolean>, payload:
   return json as string;
 }
 
+/** Options of {@link notify}. */
+export interface NotifyOptions {
+  /** The pg schema of the storage, when it is not `pgpubsub`. */
+  schema?: string;
+  /**
+   * Ordered channels: the ordering key of this message, overriding the channel's `key` function.
+   * Messages with the same key are handled one at a time, in commit order.
+   */
+  orderingKey?: string;
+}
+
+/** The ordering key of a message on `ch`, or null (unordered channel, or no key given). */
+function orderingKeyOf(
+  ch: CustomChannel<any, boolean>,
+  payload: unknown,
+  options: NotifyOptions,
+): string | null {
+  const given = options.orderingKey;
+  if (given !== undefined && !ch.ordered) {
+    throw new PgPubSubError(
+      'INVALID_OPTIONS',
+      `notify(): channel "${ch.name}" is not ordered, so \`orderingKey\` would be ignored. Declare it with channel(name, schema, { key }) or { ordered: true }.`,
+    );
+  }
+  if (!ch.ordered) return null;
+  const key = given !== undefined ? given : ch.key ? ch.key(payload) : null;
+  if (key !== null && (typeof key !== 'string' || key.includes('\0') || !key.isWellFormed())) {
+    throw new PgPubSubError(
+      'INVALID_OPTIONS',
+      `notify(): the ordering key of a message on channel "${ch.name}" must be a string without NUL characters, got ${typeof key === 'string' ? JSON.stringify(key.slice(0, 40)) : typeof key}. Nothing was stored.`,
+    );
+  }
+  return key;
+}
+
 /**
  * Sends a message on a custom channel, inside the caller's transaction: it is stored (durable
  * channel) or NOTIFY'd (broadcast channel) if and only if that transaction commits. The payload is
@@ -99,7 +134,7 @@ export async function notify<TSchema extends StandardSchemaV1>(
   tx: SqlExecutor,
   ch: CustomChannel<TSchema, boolean>,
   payload: StandardSchemaV1.InferInput<TSchema>,
-  options: { schema?: string } = {},
+  options: NotifyOptions = {},
 ): Promise<void> {
   if (!isChannel(ch) || ch.kind !== 'custom') {
     throw new PgPubSubError(
@@ -108,6 +143,7 @@ export async function notify<TSchema extends StandardSchemaV1>(
     );
   }
   const json = await serializePayload(ch, payload);
+  const orderingKey = orderingKeyOf(ch, payload, options);
   if (ch.broadcast) {
     const bytes = byteLength(json);
     if (bytes > MAX_BROADCAST_BYTES) {
@@ -120,6 +156,11 @@ export async function notify<TSchema extends StandardSchemaV1>(
     return;
   }
   const fn = sql.raw(notifyFunctionRef(options.schema ?? DEFAULT_SCHEMA));
+  if (orderingKey !== null) {
+    // Takes a transaction-scoped lock on (channel, key) first: see the function in storage/notifications.ts.
+    await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::text::jsonb, ${orderingKey}::text)`);
+    return;
+  }
   await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::text::jsonb)`);
 }
 

@@ -8,6 +8,7 @@ export type {
   AnyChannel,
   ChannelOptions,
   CustomChannel,
+  OnDeadLetter,
   TriggerChannel,
   TriggerChannelOptions,
   TriggerOp,

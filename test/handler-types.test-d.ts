@@ -134,4 +134,29 @@ describe('handler types', () => {
     // @ts-expect-error batch handlers are for durable channels
     createListener(db).onBatch(bust, () => {});
   });
+
+  it('types the options of ordered channels', async () => {
+    const rows = triggerChannel(authors, { on: ['update'], ordered: true, onDeadLetter: 'skip' });
+    expectTypeOf(rows.ordered).toEqualTypeOf<boolean>();
+    // @ts-expect-error onDeadLetter is 'block' or 'skip'
+    triggerChannel(authors, { on: ['update'], ordered: true, onDeadLetter: 'drop' });
+    // @ts-expect-error ordered is a boolean
+    triggerChannel(authors, { on: ['update'], ordered: 'yes' });
+    const orders = channel(
+      'orders',
+      v.object({ customer: v.string(), n: v.pipe(v.string(), v.transform(Number)) }),
+      {
+        // The key function gets the payload as notify() takes it (the schema's input).
+        key: (p) => {
+          expectTypeOf(p).toEqualTypeOf<{ customer: string; n: string }>();
+          return p.customer;
+        },
+      },
+    );
+    // @ts-expect-error the key is a string
+    channel('bad', v.object({ n: v.number() }), { key: (p) => p.n });
+    await notify(db, orders, { customer: 'c', n: '1' }, { orderingKey: 'other' });
+    // @ts-expect-error orderingKey is a string
+    await notify(db, orders, { customer: 'c', n: '1' }, { orderingKey: 1 });
+  });
 });

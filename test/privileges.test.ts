@@ -55,6 +55,7 @@ function grantsSql(): string[] {
     `GRANT USAGE ON SEQUENCE shipments_id_seq TO ${ROLES.listener}`,
     // Only the roles that send custom notifications may call notify().
     `REVOKE EXECUTE ON FUNCTION pgpubsub.notify(text, jsonb) FROM PUBLIC`,
+    `REVOKE EXECUTE ON FUNCTION pgpubsub.notify(text, jsonb, text) FROM PUBLIC`,
   ];
 }
 
@@ -120,7 +121,8 @@ describe('least privilege', () => {
     const functions = await t.sql`
       SELECT p.proname, pg_get_userbyid(p.proowner) AS owner, p.prosecdef, p.proconfig
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgpubsub' ORDER BY 1`;
-    expect(functions.map((f) => f.proname)).toEqual(['ch_orders', 'notify']);
+    // notify(text, jsonb) and notify(text, jsonb, text) (ordered channels).
+    expect(functions.map((f) => f.proname)).toEqual(['ch_orders', 'notify', 'notify']);
     for (const f of functions) {
       expect(f).toMatchObject({ owner: ROLES.migration, prosecdef: true });
       expect(f.proconfig[0]).toBe('search_path=pg_catalog, pg_temp');

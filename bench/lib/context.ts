@@ -103,6 +103,14 @@ export const VARIANTS = {
     concurrency: 10,
     batchSize: 100,
   },
+  oursOrdered: {
+    key: 'ours-ordered',
+    system: 'ours',
+    label: 'drizzle-pgpubsub ordered (1,000 keys; c10, batch 100)',
+    concurrency: 10,
+    batchSize: 100,
+    ordered: true,
+  },
   graphileBatched: {
     key: 'graphile-batched',
     system: 'graphile',

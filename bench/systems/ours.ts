@@ -16,6 +16,14 @@ import { JOB, type System } from './types.ts';
 /** The custom channel every workload of ours uses. */
 export const noop = channel(JOB, v.object({ i: v.number() }));
 
+/** Keys of the ordered variant: job `i` has key `i % ORDER_KEYS`, so each key has a queue of jobs. */
+export const ORDER_KEYS = 1000;
+
+/** The same channel, ordered: jobs of one key are handled one at a time, in commit order. */
+export const noopOrdered = channel(JOB, v.object({ i: v.number() }), {
+  key: (p) => String(p.i % ORDER_KEYS),
+});
+
 /** W4's table, written by many clients, with and without a trigger channel. */
 export const items = pgTable('w4_items', {
   id: bigserial({ mode: 'number' }).primaryKey(),
@@ -46,7 +54,11 @@ async function once<T>(url: string, fn: (sql: postgres.Sql) => Promise<T>): Prom
 }
 
 /** Inserts `n` pending notifications in one statement, as a backlog (no wake-up: workers start after). */
-export function bulkInsertSql(from: number, to: number): string {
+export function bulkInsertSql(from: number, to: number, ordered = false): string {
+  if (ordered) {
+    return `INSERT INTO pgpubsub.notifications (channel, payload, ordering_key)
+SELECT '${JOB}', jsonb_build_object('i', g), (g % ${ORDER_KEYS})::text FROM generate_series(${from}, ${to}) g`;
+  }
   return `INSERT INTO pgpubsub.notifications (channel, payload)
 SELECT '${JOB}', jsonb_build_object('i', g) FROM generate_series(${from}, ${to}) g`;
 }
@@ -58,8 +70,8 @@ export const ours: System = {
       for (const statement of storageMigrationSql()) await sql.unsafe(statement);
     });
   },
-  async enqueueBulk(url, n) {
-    await once(url, (sql) => sql.unsafe(bulkInsertSql(1, n)));
+  async enqueueBulk(url, n, variant) {
+    await once(url, (sql) => sql.unsafe(bulkInsertSql(1, n, variant?.ordered === true)));
   },
   async remaining(sql) {
     const [row] = await sql`SELECT count(*)::int AS n FROM pgpubsub.notifications WHERE channel = ${JOB}`;
@@ -73,6 +85,7 @@ export const ours: System = {
       ...(variant.batchSize ? { batchSize: variant.batchSize } : {}),
     });
     if (variant.channel === 'items') listener.on(itemEvents, (event) => onJob(event.new.id));
+    else if (variant.ordered) listener.on(noopOrdered, ({ payload }) => onJob(payload.i));
     else listener.on(noop, ({ payload }) => onJob(payload.i));
     listener.events.on('error', ({ error, during }) =>
       console.error(`[ours] error during ${during}:`, error),
@@ -85,11 +98,12 @@ export const ours: System = {
       },
     };
   },
-  async producer(url) {
+  async producer(url, variant) {
     const sql = client(url, 8);
     const db = drizzle({ client: sql });
+    const ch = variant?.ordered ? noopOrdered : noop;
     return {
-      send: (i) => db.transaction((tx) => notify(tx, noop, { i })),
+      send: (i) => db.transaction((tx) => notify(tx, ch, { i })),
       close: () => sql.end({ timeout: 5 }),
     };
   },

@@ -7,13 +7,13 @@ export interface System {
   /** Installs the system's schema into an empty database (the template every run is cloned from). */
   install(url: string): Promise<void>;
   /** Enqueues `n` no-op jobs with payload `{ i }` for i = 1..n, as fast as the system allows. */
-  enqueueBulk(url: string, n: number): Promise<void>;
+  enqueueBulk(url: string, n: number, variant?: Variant): Promise<void>;
   /** Jobs not yet completed (committed as done). */
   remaining(sql: postgres.Sql): Promise<number>;
   /** Starts a worker; `onJob(i)` is called when a job's handler starts. */
   startWorker(url: string, variant: Variant, onJob: (i: number) => void): Promise<WorkerHandle>;
   /** A producer that commits one job per transaction. */
-  producer(url: string): Promise<Producer>;
+  producer(url: string, variant?: Variant): Promise<Producer>;
 }
 
 export type SystemId = 'ours' | 'graphile' | 'pgboss';
@@ -42,6 +42,8 @@ export interface Variant {
   batched?: boolean;
   /** ours: listen to W4's trigger channel on `w4_items` instead of the no-op channel. */
   channel?: 'items';
+  /** ours: the no-op channel ordered, keyed by `i % ORDER_KEYS` (jobs of one key one at a time). */
+  ordered?: boolean;
 }
 
 /** The task/channel name every system uses. */

@@ -10,6 +10,7 @@ export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
   const n = ctx.sizes.w1Jobs;
   const variants: Variant[] = [
     VARIANTS.ours,
+    VARIANTS.oursOrdered,
     ...ctx.sizes.w1Batches.map(oursWithBatch),
     VARIANTS.graphileBatched,
     VARIANTS.graphileDefault,
@@ -21,7 +22,7 @@ export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
       const db = await ctx.fresh(variant.system);
       try {
         const t = performance.now();
-        await (await loadSystem(variant.system)).enqueueBulk(db.url, n);
+        await (await loadSystem(variant.system)).enqueueBulk(db.url, n, variant);
         const enqueueSeconds = (performance.now() - t) / 1000;
         await analyze(db.url);
         const r = await drain(db.url, variant, n);

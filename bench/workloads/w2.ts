@@ -14,7 +14,13 @@ const now = () => performance.timeOrigin + performance.now();
  */
 export async function w2(
   ctx: BenchContext,
-  variants: Variant[] = [VARIANTS.ours, VARIANTS.graphileBatched, VARIANTS.graphileDefault, VARIANTS.pgboss],
+  variants: Variant[] = [
+    VARIANTS.ours,
+    VARIANTS.oursOrdered,
+    VARIANTS.graphileBatched,
+    VARIANTS.graphileDefault,
+    VARIANTS.pgboss,
+  ],
 ): Promise<WorkloadResult> {
   const { w2Rate: rate, w2Seconds: seconds } = ctx.sizes;
   const warmup = ctx.sizes.w2Warmup;
@@ -34,7 +40,7 @@ export async function w2(
         else startedAt[i] = now();
         handled++;
       });
-      const producer = await system.producer(db.url);
+      const producer = await system.producer(db.url, variant);
       try {
         await sleep(ctx.options.quick ? 100 : 500); // let the worker settle into its idle state
         const interval = 1000 / rate;

@@ -4,6 +4,7 @@ import { PgPubSubError } from '../errors.ts';
 import type { EventMeta } from '../events.ts';
 import { isSchedule, type StoredSlot } from '../schedule.ts';
 import { formatIssues, type StandardSchemaV1 } from '../standard-schema.ts';
+import { orderModeOf } from '../storage/ordered.ts';
 import {
   type ClaimWindow,
   claimSql,
@@ -107,7 +108,7 @@ function validatePayload(
   return result instanceof Promise ? result.then(payloadBody) : payloadBody(result);
 }
 
-function claimParams(ctx: ClaimContext, name: string, window: ClaimWindow): unknown[] {
+export function claimParams(ctx: ClaimContext, name: string, window: ClaimWindow): unknown[] {
   const params: unknown[] = ctx.filter === null ? [name] : [name, ctx.filter];
   if (window.after) params.push(window.after.runAtUs, window.after.id);
   return params;
@@ -124,7 +125,11 @@ export async function decodeBatch(
   const params = claimParams(ctx, name, window) as any[];
   if (!safe || !reg.decoder) {
     let rows = (await tsql
-      .unsafe(claimSql(reg, ctx.table, ctx.filter !== null, window, ctx.batchBytes), params, PREPARED)
+      .unsafe(
+        claimSql(reg, ctx.table, ctx.filter !== null, window, ctx.batchBytes, orderModeOf(reg.channel)),
+        params,
+        PREPARED,
+      )
       .values()
       .catch((error) => {
         throw (reg.decoder && environmentError(reg.decoder, name, error)) ?? error;
@@ -163,7 +168,11 @@ export async function decodeBatch(
   }
   const decoder = reg.decoder;
   const rows = (await tsql
-    .unsafe(rawClaimSql(ctx.table, ctx.filter !== null, window, ctx.batchBytes), params, PREPARED)
+    .unsafe(
+      rawClaimSql(ctx.table, ctx.filter !== null, window, ctx.batchBytes, orderModeOf(reg.channel)),
+      params,
+      PREPARED,
+    )
     .values()) as unknown[][];
   const out: Claimed[] = [];
   for (const row of rows) {

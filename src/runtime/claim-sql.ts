@@ -1,5 +1,14 @@
 import type postgres from 'postgres';
 import { errorChain } from '../errors.ts';
+import { arrayLiteral } from '../identifiers.ts';
+import {
+  blockedSql,
+  type OrderMode,
+  orderWindow,
+  parkSql,
+  pullForwardSql,
+  windowSql,
+} from '../storage/ordered.ts';
 import { pendingAndDue } from '../storage/sql-names.ts';
 import type { ClaimCursor, Registration } from './claim-types.ts';
 import { expandImageSql, isWide, populateSql, type RowDecoder } from './decode.ts';
@@ -43,9 +52,61 @@ function budgeted(locked: string, bytes: number | undefined): string {
   return `l AS (${locked}), c AS (SELECT * FROM (SELECT l.*, sum(${SIZE}) OVER (ORDER BY l."run_at", l."id" ROWS UNBOUNDED PRECEDING) - (${SIZE}) AS "pgpubsub_before" FROM l) AS s WHERE s."pgpubsub_before" < ${budget})`;
 }
 
-function lockedSelect(table: string, filter: boolean, columns: string, window: ClaimWindow): string {
+/** The context filter and cursor conditions of a claim on alias `w` (ordered claims' window). */
+function windowConditions(filter: boolean, window: ClaimWindow): string {
+  const cursorParam = filter ? 3 : 2;
+  return `${filter ? ` AND w."context" @> $2::text::jsonb` : ''}${
+    window.after
+      ? ` AND (w."run_at", w."id") > (timestamptz 'epoch' + $${cursorParam}::bigint * interval '1 microsecond', $${cursorParam + 1}::bigint)`
+      : ''
+  }`;
+}
+
+/**
+ * The statement an ordered claim runs first, in its own (autocommit) transaction: parks the blocked
+ * rows of the claim's window (runtime/ordered-sql.ts). Same parameters as the claim.
+ */
+export function orderedParkSql(
+  table: string,
+  filter: boolean,
+  window: ClaimWindow,
+  mode: 'block' | 'skip',
+): string {
+  return parkSql(
+    table,
+    windowSql(table, '$1', windowConditions(filter, window), orderWindow(window.limit)),
+    mode,
+  );
+}
+
+/**
+ * An ordered channel's claim: the heads of their keys (no earlier notification of the key is
+ * stored) among the first rows of claim order (the window), so it stays O(batch) whatever the
+ * backlog. The outer conditions repeat the window's so that a row changed meanwhile is re-checked.
+ */
+function orderedSelect(
+  table: string,
+  filter: boolean,
+  columns: string,
+  window: ClaimWindow,
+  mode: 'block' | 'skip',
+): string {
+  const ids = windowSql(table, '$1', windowConditions(filter, window), orderWindow(window.limit));
+  return `SELECT ${columns} FROM ${table} AS o
+  WHERE o."id" = ANY(${ids}) AND o."channel" = $1 AND ${pendingAndDue('o')} AND NOT ${blockedSql(table, 'o', mode)}
+  ORDER BY o."run_at", o."id" LIMIT ${window.limit} FOR UPDATE OF o SKIP LOCKED`;
+}
+
+function lockedSelect(
+  table: string,
+  filter: boolean,
+  columns: string,
+  window: ClaimWindow,
+  mode: OrderMode = null,
+): string {
   if (!Number.isSafeInteger(window.limit) || window.limit < 1)
     throw new Error(`bad claim limit ${window.limit}`);
+  if (mode !== null) return orderedSelect(table, filter, columns, window, mode);
   const cursorParam = filter ? 3 : 2;
   // Reads the claim index in (run_at, id) order for one channel and skips rows other listeners hold,
   // so a claim costs O(batch) whatever the backlog and never waits on another listener. A claim
@@ -60,6 +121,8 @@ function lockedSelect(table: string, filter: boolean, columns: string, window: C
   ORDER BY "run_at", "id" LIMIT ${window.limit} FOR UPDATE SKIP LOCKED`;
 }
 
+const CLAIM_COLUMNS = `"id", "op", "old", "new", "payload", "context", "attempts", "created_at", "run_at"`;
+
 /** SQL that claims and, for trigger channels, decodes a batch in one round trip. */
 export function claimSql(
   reg: Registration,
@@ -67,13 +130,9 @@ export function claimSql(
   filter: boolean,
   window: ClaimWindow,
   bytes?: number,
+  mode: OrderMode = null,
 ): string {
-  const locked = lockedSelect(
-    table,
-    filter,
-    `"id", "op", "old", "new", "payload", "context", "attempts", "created_at", "run_at"`,
-    window,
-  );
+  const locked = lockedSelect(table, filter, CLAIM_COLUMNS, window, mode);
   const ctes = budgeted(locked, bytes);
   if (!reg.decoder) {
     return `WITH ${ctes} SELECT ${META}, c."payload" FROM c ORDER BY c."run_at", c."id"`;
@@ -107,13 +166,14 @@ export function mergeSides(rows: unknown[][], prefix: number): unknown[][] {
 }
 
 /** SQL that claims raw (undecoded) rows: the fallback when a batch holds an image that cannot decode. */
-export function rawClaimSql(table: string, filter: boolean, window: ClaimWindow, bytes?: number): string {
-  const locked = lockedSelect(
-    table,
-    filter,
-    `"id", "op", "old", "new", "payload", "context", "attempts", "created_at", "run_at"`,
-    window,
-  );
+export function rawClaimSql(
+  table: string,
+  filter: boolean,
+  window: ClaimWindow,
+  bytes?: number,
+  mode: OrderMode = null,
+): string {
+  const locked = lockedSelect(table, filter, CLAIM_COLUMNS, window, mode);
   return `WITH ${budgeted(locked, bytes)} SELECT ${META}, c."old"::text, c."new"::text FROM c ORDER BY c."run_at", c."id"`;
 }
 
@@ -165,8 +225,12 @@ export async function recordFailures(
   sql: postgres.Sql | postgres.ReservedSql,
   table: string,
   failures: { id: string; error: unknown; delayMs: number; dead: boolean }[],
+  mode: OrderMode = null,
 ): Promise<void> {
   if (failures.length === 0) return;
+  // Ordered channel, `onDeadLetter: 'skip'`: a dead letter frees its key; its next event moves up.
+  const freed = mode === 'skip' ? failures.filter((f) => f.dead).map((f) => f.id) : [];
+  if (freed.length) await sql.unsafe(pullForwardSql(table), [arrayLiteral(freed)], PREPARED);
   const rows = failures.map((f) => ({
     id: f.id,
     error: describeError(f.error),

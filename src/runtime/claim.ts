@@ -1,12 +1,19 @@
 import type postgres from 'postgres';
 import { PgPubSubError } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
+import { orderModeOf, pullForwardSql } from '../storage/ordered.ts';
 import { CONTEXT_SETTING } from '../storage/sql-names.ts';
 import { waitAtMost, within } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
 import { runBatchHandler } from './batch-run.ts';
-import { type Claimed, decodeBatch } from './claim-decode.ts';
-import { type ClaimWindow, MAX_SUBTRANSACTIONS, PREPARED, recordFailures } from './claim-sql.ts';
+import { type Claimed, claimParams, decodeBatch } from './claim-decode.ts';
+import {
+  type ClaimWindow,
+  MAX_SUBTRANSACTIONS,
+  orderedParkSql,
+  PREPARED,
+  recordFailures,
+} from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
 import { isConnectionLost, isIdleInTransactionTimeout } from './connection-errors.ts';
 import { HardStop, StopGuard } from './handler-run.ts';
@@ -40,9 +47,12 @@ async function chargeExpired(
   const dead = attempt >= reg.maxAttempts;
   const retry = dead ? { delayMs: 0 } : retryDelay(reg.backoff, attempt, reg.channel.name);
   try {
-    await recordFailures(ctx.sql, ctx.table, [
-      { id, error: withProblem(recorded, retry.problem), delayMs: retry.delayMs, dead },
-    ]);
+    await recordFailures(
+      ctx.sql,
+      ctx.table,
+      [{ id, error: withProblem(recorded, retry.problem), delayMs: retry.delayMs, dead }],
+      orderModeOf(reg.channel),
+    );
   } catch {
     return undefined;
   }
@@ -120,7 +130,20 @@ export async function claimBatch(
   let released = false;
   const link: ClaimLink = {};
   const guard = new StopGuard(ctx.hardStop);
+  const mode = orderModeOf(reg.channel);
   try {
+    if (mode !== null) {
+      // Ordered channel: park the blocked rows of the window first, in their own short transaction
+      // (runtime/ordered-sql.ts); pipelined with the claim. Its failure costs only speed.
+      tsql
+        .unsafe(
+          orderedParkSql(ctx.table, ctx.filter !== null, window, mode),
+          claimParams(ctx, reg.channel.name, window) as any[],
+          PREPARED,
+        )
+        .execute()
+        .catch(() => {});
+    }
     beginClaim(tsql);
     inTransaction = true;
     const cachedLimit = cachedIdleLimit(ctx.sql);
@@ -198,7 +221,14 @@ export async function claimBatch(
       }
     }
     clock.assertAlive();
-    await recordFailures(csql, ctx.table, failures);
+    await recordFailures(csql, ctx.table, failures, mode);
+    // Ordered channel: the next event of each handled key moves to the front of the queue.
+    if (mode !== null && done.length) {
+      csql
+        .unsafe(pullForwardSql(ctx.table), [arrayLiteral(done)], PREPARED)
+        .execute()
+        .catch(() => {});
+    }
     // DELETE and COMMIT go out together (one round trip); if the DELETE fails, COMMIT answers ROLLBACK.
     const deleted = done.length
       ? csql

@@ -107,7 +107,11 @@ export async function connectWithRetry(
  * `schema`.notifications exists and this role may use it, `DATABASE_UNREACHABLE` when the check
  * itself fails.
  */
-export async function assertNotificationsTable(sql: postgres.Sql, schema: string): Promise<void> {
+export async function assertNotificationsTable(
+  sql: postgres.Sql,
+  schema: string,
+  ordered = false,
+): Promise<void> {
   const table = notificationsRef(schema);
   let found: { ok: boolean } | undefined;
   try {
@@ -127,6 +131,18 @@ export async function assertNotificationsTable(sql: postgres.Sql, schema: string
     );
   }
   if (!found?.ok) throw tableMissing(schema);
+  if (ordered) {
+    const [column] = await sql.unsafe(
+      `SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'ordering_key' AND NOT attisdropped`,
+      [table],
+    );
+    if (!column) {
+      throw new PgPubSubError(
+        'TABLE_MISSING',
+        `${table} has no "ordering_key" column, which ordered channels need (storage version 4). Run \`drizzle-pgpubsub generate\` and apply the migration it writes (\`drizzle-kit migrate\`).`,
+      );
+    }
+  }
 }
 
 /** An open admin connection: postgres.js client and Drizzle database on it. */

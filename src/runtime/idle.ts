@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
-import { arrayLiteral } from '../identifiers.ts';
+import { arrayLiteral, quoteLiteral } from '../identifiers.ts';
+import { blockedSql, PROBE_WINDOW, windowSql } from '../storage/ordered.ts';
 import {
   notificationsRef,
   pendingAndDue,
@@ -68,6 +69,7 @@ class WakeupSql {
     schema: string,
     private readonly filter: string | null,
     private readonly session: WakeKey,
+    private readonly ordered: ReadonlyMap<string, 'block' | 'skip'> = new Map(),
   ) {
     this.wakeups = wakeupsRef(schema);
     this.notifications = notificationsRef(schema);
@@ -177,8 +179,22 @@ RETURNING 1`,
    */
   private readySql(channel: string, filterParam: string): string {
     const filter = this.filter === null ? '' : ` AND n."context" @> ${filterParam}::text::jsonb`;
-    return `(SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND ${pendingAndDue('n')}${filter}
+    const plain = `(SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND ${pendingAndDue('n')}${filter}
    ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL`;
+    if (this.ordered.size === 0) return plain;
+    // Ordered channels: ready means a head of its key within the first rows of claim order, what a
+    // claim would take (runtime/ordered-sql.ts); a blocked row is not ready, or an idle listener
+    // would claim nothing, again and again.
+    const cases = (['block', 'skip'] as const).flatMap((mode) => {
+      const names = [...this.ordered].filter(([, m]) => m === mode).map(([name]) => quoteLiteral(name));
+      if (names.length === 0) return [];
+      const window = windowSql(this.notifications, channel, filter.replaceAll('n."', 'w."'), PROBE_WINDOW);
+      return [
+        `WHEN ${channel} IN (${names.join(', ')}) THEN (SELECT n."id" FROM ${this.notifications} n WHERE n."id" = ANY(${window}) AND n."channel" = ${channel} AND ${pendingAndDue('n')} AND NOT ${blockedSql(this.notifications, 'n', mode)}
+   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE OF n SKIP LOCKED) IS NOT NULL`,
+      ];
+    });
+    return `CASE ${cases.join('\n   ')} ELSE ${plain} END`;
   }
 
   /** One statement that checks every given channel for ready and scheduled work. */
@@ -284,12 +300,14 @@ export class IdleProtocol {
       pollIntervalMs: number | false;
       /** The LISTEN session's lock key (the flags are written with it). */
       session: WakeKey;
+      /** Ordered channels and their dead-letter choice: their probe looks for a free head. */
+      ordered?: ReadonlyMap<string, 'block' | 'skip'>;
       /** Work came in on a channel that sleeps (a watched producer committed): claim it. */
       wake: (name: string) => void;
       onError: (error: unknown, during: string) => void;
     },
   ) {
-    this.sql = new WakeupSql(db, schema, filter, settings.session);
+    this.sql = new WakeupSql(db, schema, filter, settings.session, settings.ordered);
   }
 
   private flag(name: string): FlagState {

@@ -13,6 +13,7 @@ import { ListenerEvents } from '../events.ts';
 import { storableString } from '../notify.ts';
 import { isSchedule } from '../schedule.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
+import { orderModeOf } from '../storage/ordered.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 import { waitAtMost } from '../timeouts.ts';
 import { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
@@ -338,6 +339,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     return postgresSessionDriver(this.sql, this.options.listenUrl);
   }
 
+  /** Whether some durable channel this listener handles is ordered (it needs storage version 4). */
+  private hasOrdered(): boolean {
+    return this.active().some((h) => !h.channel.broadcast && orderModeOf(h.channel) !== null);
+  }
+
   private prepare(): Scheduler {
     if (this.scheduler) return this.scheduler;
     const filter = this.options.filter === undefined ? null : filterJson(this.options.filter);
@@ -360,6 +366,12 @@ export class Listener<TDb extends AnyDb = AnyDb> {
           return wakeKey.get();
         },
       },
+      ordered: new Map(
+        durable.flatMap((h) => {
+          const mode = orderModeOf(h.channel);
+          return mode === null ? [] : [[h.channel.name, mode] as const];
+        }),
+      ),
       wake: (name) => this.phase === 'running' && this.scheduler?.hint(name),
       onError: (error, during) => this.events.emit('error', { error, during }),
     });
@@ -456,7 +468,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private async listen(active: HandlerEntry[]): Promise<void> {
     const schema = this.options.schema ?? DEFAULT_SCHEMA;
     await this.ready();
-    await assertNotificationsTable(this.sql, schema);
+    await assertNotificationsTable(this.sql, schema, this.hasOrdered());
     await this.scheduleRunner(active).check();
     const scheduler = this.prepare();
     const entries = new Map(active.map((entry) => [entry.channel.name, entry]));
@@ -564,7 +576,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       throw new PgPubSubError('LISTENER_STATE', 'drain() is for a listener that is not started.');
     }
     await this.ready();
-    await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA);
+    await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA, this.hasOrdered());
     const schedules = this.scheduleRunner(this.active());
     await schedules.check();
     await schedules.fireDue();

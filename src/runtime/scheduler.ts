@@ -5,6 +5,7 @@
  */
 import type postgres from 'postgres';
 import type { ListenerEvents } from '../events.ts';
+import { orderModeOf } from '../storage/ordered.ts';
 import { waitAtMost } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
 import { claimBatch } from './claim.ts';
@@ -386,9 +387,12 @@ export class Scheduler {
     const retry = dead ? { delayMs: 0 } : retryDelay(state.reg.backoff, attempt, state.reg.channel.name);
     const delayMs = retry.delayMs;
     try {
-      await recordFailures(this.sql, this.ctx.table, [
-        { id, error: withProblem(error, retry.problem), delayMs, dead },
-      ]);
+      await recordFailures(
+        this.sql,
+        this.ctx.table,
+        [{ id, error: withProblem(error, retry.problem), delayMs, dead }],
+        orderModeOf(state.reg.channel),
+      );
     } catch (recordError) {
       this.events.emit('error', { error: recordError, during: 'recording a failed attempt' });
       return null;

@@ -16,6 +16,8 @@ import {
   NOTIFICATIONS_TABLE,
   notificationsRef,
   notifyFunctionRef,
+  ORDERING_INDEX,
+  orderingLockKey,
   WAKE_SETTING,
   WAKEUPS_TABLE,
   wakeLockTag,
@@ -72,8 +74,12 @@ function defineTables(schemaName: string) {
       createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
       lastError: text('last_error'),
       failedAt: timestamp('failed_at', { withTimezone: true }),
+      orderingKey: text('ordering_key'),
     },
-    (t) => [index('notifications_claim_idx').on(t.channel, t.runAt, t.id).where(sql`status = 'pending'`)],
+    (t) => [
+      index('notifications_claim_idx').on(t.channel, t.runAt, t.id).where(sql`status = 'pending'`),
+      index(ORDERING_INDEX).on(t.channel, t.orderingKey, t.id).where(sql`ordering_key IS NOT NULL`),
+    ],
   );
   const wakeups = schema.table(
     WAKEUPS_TABLE,
@@ -129,7 +135,8 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
   "run_at" timestamptz NOT NULL DEFAULT now(),
   "created_at" timestamptz NOT NULL DEFAULT now(),
   "last_error" text,
-  "failed_at" timestamptz
+  "failed_at" timestamptz,
+  "ordering_key" text
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0)`,
     // Claims read this index in (run_at, id) order per channel, so a claim costs O(batch) whatever the backlog.
     `CREATE INDEX IF NOT EXISTS "notifications_claim_idx" ON ${table} ("channel", "run_at", "id") WHERE "status" = 'pending'`,
@@ -160,5 +167,26 @@ BEGIN
 END`)}`,
     // Storage version 4: installed schedules and their exactly-once fence (storage/schedules.ts).
     createSchedulesTableSql(schemaName),
+    // Storage version 4: ordered channels (docs/channels.md#ordered-channels).
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS "ordering_key" text`,
+    // Whether an event has an earlier one of its key: one descent of this index (ordered claims).
+    `CREATE INDEX IF NOT EXISTS ${quoteIdent(ORDERING_INDEX)} ON ${table} ("channel", "ordering_key", "id") WHERE "ordering_key" IS NOT NULL`,
+    // notify() of an ordered message: the transaction-scoped lock on (channel, key) makes a second
+    // producer of the key take its id only after the first one committed, so id order is commit order.
+    `CREATE OR REPLACE FUNCTION ${notifyFunctionRef(schemaName)}("p_channel" text, "p_payload" jsonb, "p_ordering_key" text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ${dollarQuote(`DECLARE
+  v_id bigint;
+BEGIN
+  IF p_ordering_key IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock(${orderingLockKey('p_channel', 'p_ordering_key')});
+  END IF;
+  INSERT INTO ${table} ("channel", "payload", "context", "ordering_key")
+  VALUES (p_channel, p_payload, coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb), p_ordering_key)
+  RETURNING "id" INTO v_id;
+  IF ${wakeCondition('p_channel', schemaName)} THEN
+    PERFORM pg_notify(p_channel, '');
+  END IF;
+  RETURN v_id;
+END`)}`,
   ];
 }

@@ -72,3 +72,15 @@ export function pendingScheduled(alias?: string): string {
 
 /** The transaction-local setting `withContext()` writes and the trigger functions read. */
 export const CONTEXT_SETTING = 'pgpubsub.context';
+
+/** Name of the index ordered claims descend to find an earlier event of the same key. */
+export const ORDERING_INDEX = 'notifications_ordering_idx';
+
+/**
+ * The single-bigint advisory lock key of (channel, ordering key), both SQL expressions: a producer
+ * of an ordered message holds it until commit (the one-bigint key space never meets the two-int4
+ * locks of the wake-up protocol).
+ */
+export function orderingLockKey(channel: string, key: string): string {
+  return `hashtextextended(jsonb_build_array(${channel}, ${key})::text, 0)`;
+}

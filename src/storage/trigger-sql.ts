@@ -22,6 +22,11 @@ export interface TriggerSpec {
   /** Database names of the columns whose change produces update events (empty: any update). */
   columns: string[];
   when: string | null;
+  /**
+   * Ordered channels: database names of the primary-key columns, whose values key the events
+   * (`ordering_key`); `null` for an unordered channel, whose SQL has no trace of it.
+   */
+  orderingKey?: string[] | null;
 }
 
 const SUFFIX: Record<TriggerOp | 'wake', string> = {
@@ -47,7 +52,7 @@ export function resolveTriggerSpec(channel: TriggerChannel<any, any>, casing?: C
       `Trigger channel "${channel.name}" watches table "${config.name}", which has no primary key. Add a primary key to the table (e.g. \`id: serial().primaryKey()\`).`,
     );
   }
-  return {
+  const spec: TriggerSpec = {
     channel: channel.name,
     tableSchema: config.schema ?? 'public',
     table: config.name,
@@ -55,6 +60,29 @@ export function resolveTriggerSpec(channel: TriggerChannel<any, any>, casing?: C
     columns: channel.columns.map((key) => columnDbName(columns[key]!, casing)),
     when: channel.when ?? null,
   };
+  if (channel.ordered) {
+    const pk = config.primaryKeys[0]?.columns ?? Object.values(columns).filter((c) => c.primary);
+    spec.orderingKey = pk.map((c) => columnDbName(c, casing));
+  }
+  return spec;
+}
+
+/**
+ * The SQL expression of an ordered trigger channel's `ordering_key` for the row `ref` (a record
+ * such as `NEW`, or a table alias): the text of a jsonb array of its primary-key values, e.g.
+ * `jsonb_build_array(n."id")::text`. `jsonb_build_array` converts each value with `to_jsonb`, so the
+ * key equals the one built from the stored row image. Evaluate it under the trigger functions'
+ * settings (`TimeZone = 'UTC'`, `DateStyle = 'ISO, MDY'`…) for keys that hold timestamps. Exported for
+ * code that enqueues events of existing rows (a backfill) so its keys match the trigger's.
+ */
+export function orderingKeySql(primaryKey: readonly string[], ref: string): string {
+  if (primaryKey.length === 0) throw new Error('orderingKeySql: no primary-key column');
+  return `jsonb_build_array(${primaryKey.map((c) => `${ref}.${quoteIdent(c)}`).join(', ')})::text`;
+}
+
+/** The same key, read from a stored jsonb row image (`image -> 'column'` is `to_jsonb(value)`). */
+function imageKeySql(primaryKey: readonly string[], image: string): string {
+  return `jsonb_build_array(${primaryKey.map((c) => `${image} -> ${quoteLiteral(c)}`).join(', ')})::text`;
 }
 
 /** Name of the trigger function of a channel, inside the pgpubsub schema. */
@@ -129,7 +157,10 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     spec.columns.length === 0
       ? null
       : `pg_catalog.record_image_eq(ROW(${spec.columns.map((c) => `OLD.${quoteIdent(c)}`).join(', ')}), ROW(${spec.columns.map((c) => `NEW.${quoteIdent(c)}`).join(', ')}))`;
-  const cols = `("channel", "op", "old", "new", "context", "status", "last_error", "failed_at")`;
+  const okey = spec.orderingKey ?? null;
+  const cols = `("channel", "op", "old", "new", "context", "status", "last_error", "failed_at"${okey ? ', "ordering_key"' : ''})`;
+  // Ordered channels: the key of the row (NEW for insert and update, OLD for delete).
+  const setKey = (side: 'OLD' | 'NEW') => (okey ? `\n      v_okey := ${orderingKeySql(okey, side)};` : '');
   // Statement-level paths: transition tables are aliased "new"/"old" so a `when` written for a row
   // trigger works unchanged; the missing side is an all-NULL row (LEFT JOIN ... ON false). Images are
   // built from `alias.*`, which a column named "new" or "old" cannot shadow. They are built first, in
@@ -148,14 +179,14 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     END;
     IF v_images IS NOT NULL THEN
       INSERT INTO ${notificationsRef(schema)} ${cols}
-      SELECT ${ch}, '${op}', ${o}, ${n}, v_context, 'pending', NULL, NULL FROM unnest(v_images) AS i;
+      SELECT ${ch}, '${op}', ${o}, ${n}, v_context, 'pending', NULL, NULL${okey ? `, ${imageKeySql(okey, 'i')}` : ''} FROM unnest(v_images) AS i;
       GET DIAGNOSTICS v_count = ROW_COUNT;
     ELSE
       FOR r IN SELECT ROW(${alias}.*)::${table} AS pgpubsub_row ${from} LOOP
         v_error := NULL;
         ${carefulImage('v_image', 'r.pgpubsub_row')}
         INSERT INTO ${notificationsRef(schema)} ${cols}
-        VALUES (${ch}, '${op}', ${ro}, ${rn}, v_context, ${STATUS});
+        VALUES (${ch}, '${op}', ${ro}, ${rn}, v_context, ${STATUS}${okey ? `, ${orderingKeySql(okey, '(r.pgpubsub_row)')}` : ''});
         v_count := v_count + 1;
       END LOOP;
     END IF;`;
@@ -182,21 +213,21 @@ function functionSql(spec: TriggerSpec, schema: string): string {
       EXCEPTION WHEN OTHERS THEN
         ${carefulImage('v_image', 'OLD')}
         ${carefulImage('v_image2', 'NEW')}
-      END;
+      END;${setKey('NEW')}
     END IF;`);
   if (spec.ops.includes('insert'))
     rowOps.push(`IF TG_OP = 'INSERT' THEN
-      ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('NEW', 'v_image2')}
+      ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('NEW', 'v_image2')}${setKey('NEW')}
     END IF;`);
   if (spec.ops.includes('delete'))
     rowOps.push(`IF TG_OP = 'DELETE' THEN
-      ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('OLD', 'v_image')}
+      ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('OLD', 'v_image')}${setKey('OLD')}
     END IF;`);
   const rowLevel = `
   IF TG_LEVEL = 'ROW' THEN
     ${rowOps.join('\n    ')}
     INSERT INTO ${notificationsRef(schema)} ${cols}
-    VALUES (${ch}, lower(TG_OP), v_image, v_image2, ${CONTEXT}, ${STATUS});
+    VALUES (${ch}, lower(TG_OP), v_image, v_image2, ${CONTEXT}, ${STATUS}${okey ? ', v_okey' : ''});
     -- Fired on a partition: no statement-level trigger of the parent sends the wake-up.
     IF TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)} THEN
       IF ${wakeCondition(ch, schema)} THEN
@@ -241,7 +272,7 @@ DECLARE
   v_images jsonb[];
   v_error text;
   v_key text;
-  v_part jsonb;
+  v_part jsonb;${okey ? '\n  v_okey text;' : ''}
   r record;
 BEGIN
   ${check}${rowLevel}

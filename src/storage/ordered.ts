@@ -1,0 +1,100 @@
+import type { AnyChannel, OnDeadLetter } from '../channel.ts';
+import { pendingAndDue } from './sql-names.ts';
+
+/**
+ * The SQL of ordered channels (docs/channels.md#ordered-channels): which notifications of a channel
+ * may be claimed, and the two writes that keep those claims O(batch) whatever the backlog.
+ *
+ * **Rule.** A notification with an `ordering_key` is claimable only if no notification of the same
+ * channel and key with a smaller id is still stored: pending (locked by another listener, waiting for
+ * a retry's backoff, or not due) or, with `onDeadLetter: 'block'`, dead-lettered. Checked by one
+ * descent of the index `(channel, ordering_key, id)`; it reads row versions, never row locks, so the
+ * idle probe's brief `FOR UPDATE SKIP LOCKED` on a head does not make its successor look free.
+ *
+ * **Window.** A claim reads only the first `window` pending-and-due rows of the channel in claim
+ * order (the claim index), so a hot key's backlog at the head of the queue cannot make one claim
+ * walk all of it.
+ *
+ * **Parking.** Before each claim, rows of the window blocked for longer than their key's next
+ * handler run (`longBlockedSql`) are *parked*: their `run_at` moves a little into the future (their
+ * age, between 1 s and 5 min), out of the window, so the next claims see other keys. A window then
+ * holds at most one unparked blocked row per key whose head is being handled. The transaction that removes a key's head (success, or a dead letter with `'skip'`)
+ * *pulls forward* the key's next pending row (`run_at` back to `created_at`, the front of the
+ * queue). Parking is a short autocommit statement that never waits (`SKIP LOCKED`) and touches only
+ * row versions it read (`xmin`), so a pull-forward committed meanwhile always wins; should some path
+ * remove a head without pulling (a purge of a dead letter), its successor waits at most its parking
+ * delay, never forever. Parking changes when a row is next looked at, never the order: the rule above
+ * is checked at every claim.
+ */
+
+/** How a channel's claims are ordered: `null` (unordered: the plain claim SQL), or its dead-letter choice. */
+export type OrderMode = OnDeadLetter | null;
+
+/** The order mode of a channel. */
+export function orderModeOf(channel: AnyChannel): OrderMode {
+  return channel.ordered === true ? channel.onDeadLetter : null;
+}
+
+/** Rows of claim order an ordered claim of `limit` reads at most (and parks from). */
+export function orderWindow(limit: number): number {
+  return limit * 2 + PROBE_WINDOW;
+}
+
+/** Rows the idle probe of an ordered channel reads at most (a prefix of every claim's window). */
+export const PROBE_WINDOW = 256;
+
+/**
+ * `EXISTS`: row `alias` has an earlier notification of its key that blocks it. In `'block'` mode
+ * every stored row blocks (pending or failed), so the check reads the index only.
+ */
+export function blockedSql(table: string, alias: string, mode: OnDeadLetter): string {
+  return `EXISTS (SELECT 1 FROM ${table} AS p WHERE p."channel" = ${alias}."channel" AND p."ordering_key" = ${alias}."ordering_key" AND p."id" < ${alias}."id"${
+    mode === 'skip' ? ` AND p."status" = 'pending'` : ''
+  })`;
+}
+
+/**
+ * `EXISTS`: row `alias` is blocked for longer than its key's next handler run, so parking it pays: two
+ * or more earlier events of its key are stored, or the one before it waits (a retry's backoff, a
+ * parked row) or is dead (`'block'`). The event right behind a head being handled is not parked: the
+ * head's pull-forward would undo it at once.
+ */
+export function longBlockedSql(table: string, alias: string, mode: OnDeadLetter): string {
+  const sameKey = `p."channel" = ${alias}."channel" AND p."ordering_key" = ${alias}."ordering_key" AND p."id" < ${alias}."id"`;
+  const live = mode === 'skip' ? ` AND p."status" = 'pending'` : '';
+  const waits = mode === 'skip' ? `p."run_at" > now()` : `(p."status" = 'failed' OR p."run_at" > now())`;
+  return `(EXISTS (SELECT 1 FROM ${table} AS p WHERE ${sameKey}${live} OFFSET 1) OR EXISTS (SELECT 1 FROM ${table} AS p WHERE ${sameKey}${live} AND ${waits}))`;
+}
+
+/**
+ * An array of the ids of the first `size` pending-and-due rows of a channel in claim order (the
+ * claim index), locked or not. `conditions`: extra SQL on alias `w` (context filter, cursor).
+ */
+export function windowSql(table: string, channel: string, conditions: string, size: number): string {
+  if (!Number.isSafeInteger(size) || size < 1) throw new Error(`bad order window ${size}`);
+  return `ARRAY(SELECT w."id" FROM ${table} AS w WHERE w."channel" = ${channel} AND ${pendingAndDue('w')}${conditions}
+    ORDER BY w."run_at", w."id" LIMIT ${size})`;
+}
+
+/**
+ * Parks the blocked rows of a window (see the file comment). Autocommit; never waits on a lock;
+ * an `xmin` the statement did not read (a pull-forward committed meanwhile) is left alone.
+ */
+export function parkSql(table: string, window: string, mode: OnDeadLetter): string {
+  return `WITH b AS (SELECT o."id", o."xmin" AS x FROM ${table} AS o WHERE o."id" = ANY(${window}) AND ${longBlockedSql(table, 'o', mode)}),
+  l AS (SELECT s."id" FROM ${table} AS s JOIN b ON s."id" = b."id" WHERE s."xmin" = b.x AND ${pendingAndDue('s')} FOR UPDATE OF s SKIP LOCKED)
+UPDATE ${table} AS u SET "run_at" = now() + least(interval '5 minutes', greatest(interval '1 second', now() - u."created_at"))
+FROM l WHERE u."id" = l."id"`;
+}
+
+/**
+ * Pulls forward the next pending row of the key of each removed head (`$1`: their ids, as a bigint
+ * array), in the transaction that removes them, before they are deleted. It always writes the row (a
+ * new version), so a parking statement that read the old one leaves it alone.
+ */
+export function pullForwardSql(table: string): string {
+  return `UPDATE ${table} AS s SET "run_at" = least(s."run_at", s."created_at")
+FROM (SELECT (SELECT min(x."id") FROM ${table} AS x WHERE x."channel" = h."channel" AND x."ordering_key" = h."ordering_key" AND x."id" > h."id" AND x."status" = 'pending') AS next
+  FROM ${table} AS h WHERE h."id" = ANY($1::bigint[]) AND h."ordering_key" IS NOT NULL) AS f
+WHERE s."id" = f.next`;
+}
