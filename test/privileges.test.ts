@@ -55,6 +55,7 @@ function grantsSql(): string[] {
     `GRANT USAGE ON SEQUENCE shipments_id_seq TO ${ROLES.listener}`,
     // Only the roles that send custom notifications may call notify().
     `REVOKE EXECUTE ON FUNCTION pgpubsub.notify(text, jsonb) FROM PUBLIC`,
+    `REVOKE EXECUTE ON FUNCTION pgpubsub.notify_many(text, jsonb, jsonb) FROM PUBLIC`,
   ];
 }
 
@@ -120,7 +121,7 @@ describe('least privilege', () => {
     const functions = await t.sql`
       SELECT p.proname, pg_get_userbyid(p.proowner) AS owner, p.prosecdef, p.proconfig
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgpubsub' ORDER BY 1`;
-    expect(functions.map((f) => f.proname)).toEqual(['ch_orders', 'notify']);
+    expect(functions.map((f) => f.proname)).toEqual(['ch_orders', 'notify', 'notify_many']);
     for (const f of functions) {
       expect(f).toMatchObject({ owner: ROLES.migration, prosecdef: true });
       expect(f.proconfig[0]).toBe('search_path=pg_catalog, pg_temp');
@@ -189,6 +190,18 @@ describe('least privilege', () => {
     expect(
       await t.sql`SELECT payload, context FROM pgpubsub.notifications WHERE channel = 'mail_requested'`,
     ).toEqual([{ payload: { to: 'a@b.c' }, context: { actor: 'sender' } }]);
+    // Job options and arrays go through pgpubsub.notify_many: EXECUTE on it as well.
+    expect(await denied(() => notify(db, mail, [{ to: 'b@b.c' }]))).toMatch(
+      /permission denied for function notify_many/,
+    );
+    await owner.unsafe(`GRANT EXECUTE ON FUNCTION pgpubsub.notify_many(text, jsonb, jsonb) TO ${sender}`);
+    const sent = await notify(db, mail, [{ to: 'b@b.c' }, { to: 'c@b.c' }], {
+      key: (p) => p.to,
+      priority: 2,
+      delayMs: 60_000,
+    });
+    expect(sent.results.map((r) => r.outcome)).toEqual(['inserted', 'inserted']);
+    await t.sql`DELETE FROM pgpubsub.notifications WHERE channel = 'mail_requested' AND dedup_key IS NOT NULL`;
     expect(await denied(() => db.execute(dsql`SELECT * FROM pgpubsub.notifications`))).toMatch(
       /permission denied for table notifications/,
     );

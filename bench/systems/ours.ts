@@ -89,7 +89,9 @@ export const ours: System = {
     const sql = client(url, 8);
     const db = drizzle({ client: sql });
     return {
-      send: (i) => db.transaction((tx) => notify(tx, noop, { i })),
+      send: async (i) => {
+        await db.transaction((tx) => notify(tx, noop, { i }));
+      },
       close: () => sql.end({ timeout: 5 }),
     };
   },
