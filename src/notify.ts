@@ -239,7 +239,7 @@ export function notify<TSchema extends StandardSchemaV1>(
   tx: SqlExecutor,
   ch: CustomChannel<TSchema, boolean>,
   payload: StandardSchemaV1.InferInput<TSchema>,
-  options?: NotifyOptions,
+  options?: { schema?: string },
 ): Promise<NotifyResult | BroadcastResult>;
 export async function notify(
   tx: SqlExecutor,

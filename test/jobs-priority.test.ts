@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
 import { notify } from '../src/notify.ts';
 import { priorityShare, rawClaimSql } from '../src/runtime/claim-sql.ts';
+import { storageMigrationSql } from '../src/storage/notifications.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
@@ -90,5 +91,33 @@ describe('priority', () => {
     for (const m of plan.matchAll(/Index Scan using \w+ on notifications.*\n.*?actual rows=(\d+)/g)) {
       expect(Number(m[1])).toBeLessThanOrEqual(200);
     }
+  });
+
+  it('storage version 3 upgrades in place: rows kept with priority 0, keys and priorities work after', async () => {
+    // A version-3 install: today's DDL without the version-4 columns and function.
+    for (const statement of storageMigrationSql('jobs_v3')) await t.sql.unsafe(statement);
+    await t.sql.unsafe('ALTER TABLE jobs_v3.notifications DROP COLUMN dedup_key, DROP COLUMN priority');
+    await t.sql.unsafe('DROP FUNCTION jobs_v3.notify_many(text, jsonb, jsonb)');
+    await t.sql.unsafe(
+      `INSERT INTO jobs_v3.notifications (channel, payload) VALUES ('prio_jobs', '{"n": 1, "p": 0}')`,
+    );
+    for (const statement of storageMigrationSql('jobs_v3')) await t.sql.unsafe(statement);
+    const sent = await notify(t.db, jobs, { n: 2, p: 7 }, { schema: 'jobs_v3', key: 'a', priority: 7 });
+    expect(sent.outcome).toBe('inserted');
+    expect(await t.sql`SELECT payload, priority, dedup_key FROM jobs_v3.notifications ORDER BY id`).toEqual([
+      { payload: { n: 1, p: 0 }, priority: 0, dedup_key: null },
+      { payload: { n: 2, p: 7 }, priority: 7, dedup_key: 'a' },
+    ]);
+    const order: number[] = [];
+    listener = createListener(t.db, { schema: 'jobs_v3', concurrency: 1, pollIntervalMs: false }).on(
+      jobs,
+      ({ payload }) => {
+        order.push(payload.n);
+      },
+    );
+    await listener.start();
+    await waitFor(() => order.length === 2, { timeoutMs: 30_000, what: 'both handled' });
+    expect(order).toEqual([2, 1]);
+    await t.sql.unsafe('DROP SCHEMA jobs_v3 CASCADE');
   });
 });
