@@ -8,8 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
 import { notify } from '../src/notify.ts';
 import { priorityShare, rawClaimSql } from '../src/runtime/claim-sql.ts';
-import { storageMigrationSql } from '../src/storage/notifications.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
+import { storageMigrationSql } from '../src/storage/notifications.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
 
