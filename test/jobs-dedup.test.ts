@@ -7,7 +7,9 @@
 import { drizzle } from 'drizzle-orm/postgres-js';
 import * as v from 'valibot';
 import { afterEach, describe, expect, it } from 'vitest';
+import { status } from '../src/admin.ts';
 import { channel } from '../src/channel.ts';
+import { listFailed, retryFailed } from '../src/dead-letters.ts';
 import { type NotifyResult, notify } from '../src/notify.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
 import { useTestDatabase } from './support/db.ts';
@@ -177,5 +179,32 @@ describe('deduplication', () => {
       /needs a key/,
     );
     await expect(notify(t.db, jobs, { key: 'q', n: 1 }, { key: '' })).rejects.toThrow(/non-empty string/);
+  });
+
+  it('a keyed dead letter re-queued while its key is taken comes back as a successor; status counts keys', async () => {
+    const first = await notify(t.db, jobs, { key: 'd', n: 1 }, { key: 'd', priority: 4 });
+    await t.sql`UPDATE pgpubsub.notifications SET status = 'failed', failed_at = now() WHERE id = ${first.id.toString()}`;
+    const [dead] = await listFailed(t.db, { channel: jobs.name });
+    expect(dead).toMatchObject({ dedupKey: 'd', priority: 4 });
+    // The dead letter no longer holds the key.
+    const second = await notify(t.db, jobs, { key: 'd', n: 2 }, { key: 'd' });
+    expect(second.outcome).toBe('inserted');
+    expect(await retryFailed(t.db, { all: true })).toBe(1);
+    const keys = (await pendingRows()).map((r) => r.dedup_key as string);
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).toBe('d');
+    expect(keys[1]).toMatch(/^d\u0001[0-9a-f-]{36}$/);
+    // Both count as the key's: a skip sees them, a replace takes the newest.
+    expect((await notify(t.db, jobs, { key: 'd', n: 3 }, { key: 'd' })).outcome).toBe('skipped');
+    const replaced = await notify(t.db, jobs, { key: 'd', n: 4 }, { key: 'd', onDuplicate: 'replace' });
+    expect(replaced).toEqual({ id: second.id, outcome: 'replaced', duplicate: true });
+    await notify(t.db, jobs, { key: 'e', n: 5 }, { delayMs: 600_000, priority: 1 });
+    const report = await status(t.db);
+    expect(report.channels.find((c) => c.channel === jobs.name)).toMatchObject({
+      pending: 2,
+      scheduled: 1,
+      keyed: 2,
+      prioritized: 1,
+    });
   });
 });
