@@ -193,7 +193,8 @@ describe('deduplication', () => {
     const keys = (await pendingRows()).map((r) => r.dedup_key as string);
     expect(keys).toHaveLength(2);
     expect(keys[0]).toBe('d');
-    expect(keys[1]).toMatch(/^d\u0001[0-9a-f-]{36}$/);
+    expect(keys[1]?.startsWith('d\u0001')).toBe(true);
+    expect(keys[1]?.slice(2)).toMatch(/^[0-9a-f-]{36}$/);
     // Both count as the key's: a skip sees them, a replace takes the newest.
     expect((await notify(t.db, jobs, { key: 'd', n: 3 }, { key: 'd' })).outcome).toBe('skipped');
     const replaced = await notify(t.db, jobs, { key: 'd', n: 4 }, { key: 'd', onDuplicate: 'replace' });
