@@ -32,8 +32,12 @@ export interface ChannelStatus {
   channel: string;
   /** Pending notifications that are due now (waiting for, or being handled by, a listener). */
   pending: number;
-  /** Pending notifications whose `run_at` is in the future (retries waiting for their backoff). */
+  /** Pending notifications whose `run_at` is in the future (delayed jobs, retries waiting for their backoff). */
   scheduled: number;
+  /** Due pending notifications with a priority above 0 (claimed ahead of the rest: docs/jobs.md). */
+  prioritized: number;
+  /** Pending notifications with a dedup key (`notify(…, { key })`). */
+  keyed: number;
   /** Dead letters (`status = 'failed'`), kept until retried or purged. */
   failed: number;
   /**
@@ -41,7 +45,7 @@ export interface ChannelStatus {
    * attempt) or since its retry became due. `null` when nothing is due.
    */
   oldestPendingAgeMs: number | null;
-  /** When the next scheduled retry is due, or `null`. */
+  /** When the next scheduled notification (delayed job or retry) is due, or `null`. */
   nextRunAt: Date | null;
 }
 
@@ -133,12 +137,15 @@ WITH counts AS (
     count(*) FILTER (WHERE ${sql.raw(pendingAndDue())})::int AS pending,
     count(*) FILTER (WHERE ${sql.raw(pendingScheduled())})::int AS scheduled,
     count(*) FILTER (WHERE "status" = 'failed')::int AS failed,
+    count(*) FILTER (WHERE ${sql.raw(pendingAndDue())} AND "priority" > 0)::int AS prioritized,
+    count(*) FILTER (WHERE "status" = 'pending' AND "dedup_key" IS NOT NULL)::int AS keyed,
     (extract(epoch FROM now() - min("run_at") FILTER (WHERE ${sql.raw(pendingAndDue())})) * 1000)::float8 AS oldest_ms,
     (extract(epoch FROM min("run_at") FILTER (WHERE ${sql.raw(pendingScheduled())})) * 1000)::float8 AS next_ms
   FROM ${sql.raw(notificationsRef(schema))} GROUP BY "channel"
 ), names AS (SELECT "channel" FROM counts ${known})
 SELECT n."channel", coalesce(c.pending, 0) AS pending, coalesce(c.scheduled, 0) AS scheduled,
-  coalesce(c.failed, 0) AS failed, c.oldest_ms, c.next_ms
+  coalesce(c.failed, 0) AS failed, coalesce(c.prioritized, 0) AS prioritized, coalesce(c.keyed, 0) AS keyed,
+  c.oldest_ms, c.next_ms
 FROM names n LEFT JOIN counts c USING ("channel") ORDER BY n."channel"`),
   );
   const listeners = rowsOf(
@@ -155,6 +162,8 @@ ORDER BY backend_start, pid`),
     pending: num(r.pending),
     scheduled: num(r.scheduled),
     failed: num(r.failed),
+    prioritized: num(r.prioritized),
+    keyed: num(r.keyed),
     oldestPendingAgeMs:
       r.oldest_ms === null || r.oldest_ms === undefined ? null : Math.max(0, num(r.oldest_ms)),
     nextRunAt: r.next_ms === null || r.next_ms === undefined ? null : new Date(num(r.next_ms)),

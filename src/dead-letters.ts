@@ -118,7 +118,15 @@ export async function retryFailedByChannel(
     db.transaction(async (tx) => {
       const rows = await tx
         .update(t)
-        .set({ status: 'pending', attempts: 0, runAt: sql`now()`, failedAt: null })
+        .set({
+          status: 'pending',
+          attempts: 0,
+          runAt: sql`now()`,
+          failedAt: null,
+          // A keyed dead letter comes back as a successor of its key (docs/jobs.md): it never
+          // collides with a pending notification that took the key meanwhile.
+          dedupKey: sql`CASE WHEN "dedup_key" IS NULL THEN NULL ELSE "dedup_key" || chr(1) || gen_random_uuid()::text END`,
+        })
         .where(and(eq(t.status, 'failed'), condition))
         .returning({ channel: t.channel });
       const byChannel: Record<string, number> = {};

@@ -21,7 +21,15 @@ export { createDashboard, toNodeHandler } from './dashboard/index.ts';
 export { countFailed, listFailed, purgeFailed, retryFailed } from './dead-letters.ts';
 export type { ListenerEventMap } from './events.ts';
 export { ListenerEvents } from './events.ts';
-export type { NotifyOptions, SqlExecutor } from './notify.ts';
+export type {
+  BroadcastResult,
+  BulkNotifyOptions,
+  BulkNotifyResult,
+  NotifyOptions,
+  NotifyOutcome,
+  NotifyResult,
+  SqlExecutor,
+} from './notify.ts';
 export { MAX_BROADCAST_BYTES, notify, withContext, withoutWakeup } from './notify.ts';
 export type { Backoff, ExponentialBackoffOptions } from './runtime/backoff.ts';
 export { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './runtime/backoff.ts';

@@ -3,7 +3,7 @@ import type { CustomChannel } from './channel.ts';
 import { isChannel } from './channel.ts';
 import { isDrizzleTransaction } from './drizzle-compat.ts';
 import { PgPubSubError } from './errors.ts';
-import { byteLength } from './identifiers.ts';
+import { byteLength, quoteIdent } from './identifiers.ts';
 import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
 import { DEFAULT_SCHEMA } from './storage/notifications.ts';
 import { notifyFunctionRef, WAKE_SETTING } from './storage/sql-names.ts';
@@ -84,15 +84,113 @@ export async function serializePayload(ch: CustomChannel<any, boolean>, payload:
   return json as string;
 }
 
-/** Options of {@link notify}. */
+/** Options of {@link notify} for one payload. */
 export interface NotifyOptions {
-  /** The pg schema of the storage, when it is not `pgpubsub`. */
+  /** The pg schema of the storage (default `pgpubsub`). */
   schema?: string;
+  /** Not before this time (delayed job). Exclusive with `delayMs`. */
+  runAt?: Date;
+  /** Not before this many milliseconds after the transaction started (database clock). */
+  delayMs?: number;
+  /**
+   * Deduplication key: at most one pending notification per channel and key. What a second one
+   * does is `onDuplicate`'s choice.
+   */
+  key?: string;
+  /** With `key`: keep the pending one (`skip`, default) or replace its payload, runAt and priority. */
+  onDuplicate?: 'skip' | 'replace';
+  /** Higher is claimed first within the channel (default 0); see docs/jobs.md for fairness. */
+  priority?: number;
   /**
    * Ordered channels: the ordering key of this message, overriding the channel's `key` function.
    * Messages with the same key are handled one at a time, in commit order.
    */
   orderingKey?: string;
+}
+
+/** Options of {@link notify} for an array of payloads: as for one, with a key per payload. */
+export interface BulkNotifyOptions<TPayload> extends Omit<NotifyOptions, 'key' | 'orderingKey'> {
+  /** The dedup key of each payload (`undefined`/`null`: none). */
+  key?: (payload: TPayload, index: number) => string | null | undefined;
+}
+
+/** What happened to one payload sent on a durable channel. */
+export type NotifyOutcome = 'inserted' | 'skipped' | 'replaced';
+
+/** What {@link notify} did with one payload on a durable channel. */
+export interface NotifyResult {
+  /** The notification that holds the payload (skipped: the pending one that was kept). */
+  id: bigint;
+  /** `inserted`: a new notification; `skipped`: a pending one had the key; `replaced`: it was overwritten. */
+  outcome: NotifyOutcome;
+  /** Whether a pending notification with the same key already existed (`skipped` or `replaced`). */
+  duplicate: boolean;
+}
+
+/** What {@link notify} did with an array of payloads: one result per payload, in order. */
+export interface BulkNotifyResult {
+  /** `results[i].id`, for convenience. */
+  ids: bigint[];
+  results: NotifyResult[];
+}
+
+/** What {@link notify} did on a broadcast channel: a NOTIFY, nothing stored. */
+export interface BroadcastResult {
+  id: null;
+  outcome: 'sent';
+  duplicate: false;
+}
+
+function invalidOptions(message: string): PgPubSubError {
+  return new PgPubSubError('INVALID_OPTIONS', `notify(): ${message}`);
+}
+
+/** Validates the job options and turns them into `notify_many`'s options object (keys apart). */
+function jobOptions(options: Omit<NotifyOptions, 'key'>, hasKeys: boolean): Record<string, unknown> | null {
+  const out: Record<string, unknown> = {};
+  const { runAt, delayMs, priority, onDuplicate } = options;
+  if (runAt !== undefined && delayMs !== undefined) {
+    throw invalidOptions('give runAt or delayMs, not both.');
+  }
+  if (runAt !== undefined) {
+    if (!(runAt instanceof Date) || Number.isNaN(runAt.getTime())) {
+      throw invalidOptions('runAt must be a valid Date.');
+    }
+    out.runAt = runAt.toISOString();
+  }
+  if (delayMs !== undefined) {
+    if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0) {
+      throw invalidOptions(`delayMs must be a finite number of milliseconds >= 0 (got ${String(delayMs)}).`);
+    }
+    out.delayMs = delayMs;
+  }
+  if (priority !== undefined) {
+    if (!Number.isInteger(priority) || priority < -(2 ** 31) || priority > 2 ** 31 - 1) {
+      throw invalidOptions(`priority must be a 32-bit integer (got ${String(priority)}).`);
+    }
+    out.priority = priority;
+  }
+  if (onDuplicate !== undefined) {
+    if (onDuplicate !== 'skip' && onDuplicate !== 'replace') {
+      throw invalidOptions(`onDuplicate must be 'skip' or 'replace' (got ${JSON.stringify(onDuplicate)}).`);
+    }
+    if (!hasKeys) throw invalidOptions('onDuplicate needs a key.');
+    out.onDuplicate = onDuplicate;
+  }
+  return Object.keys(out).length > 0 || hasKeys ? out : null;
+}
+
+function checkKey(key: unknown, where: string): string | null {
+  if (key === undefined || key === null) return null;
+  if (typeof key !== 'string' || key.length === 0) {
+    throw invalidOptions(`${where}key must be a non-empty string (got ${JSON.stringify(key)}).`);
+  }
+  if (key.includes('\u0001') || key.includes('\0') || !key.isWellFormed()) {
+    throw invalidOptions(
+      `${where}key ${JSON.stringify(key.slice(0, 40))} contains U+0000, U+0001 or an unpaired surrogate; use printable keys.`,
+    );
+  }
+  return key;
 }
 
 /** The ordering key of a message on `ch`, or null (unordered channel, or no key given). */
@@ -119,32 +217,82 @@ function orderingKeyOf(
   return key;
 }
 
+function result(row: { notification_id: string; outcome: string }): NotifyResult {
+  const outcome = row.outcome as NotifyOutcome;
+  return { id: BigInt(row.notification_id), outcome, duplicate: outcome !== 'inserted' };
+}
+
+/** The rows a driver returns from `execute` (postgres.js: an array; node-postgres: `.rows`). */
+function rowsOf(value: unknown): Record<string, unknown>[] {
+  if (Array.isArray(value)) return value as Record<string, unknown>[];
+  const rows = (value as { rows?: unknown } | null)?.rows;
+  return Array.isArray(rows) ? (rows as Record<string, unknown>[]) : [];
+}
+
 /**
  * Sends a message on a custom channel, inside the caller's transaction: it is stored (durable
  * channel) or NOTIFY'd (broadcast channel) if and only if that transaction commits. The payload is
  * validated first; an invalid payload throws `INVALID_PAYLOAD` naming the field, and nothing is written.
  *
+ * On a durable channel it takes job options (docs/jobs.md): `runAt`/`delayMs` (delay), `key` and
+ * `onDuplicate` (deduplication), `priority`; and an array of payloads is sent in one statement
+ * (every payload is validated first; one invalid payload refuses the call, naming its index). A
+ * channel whose payload is itself an array sends one payload as `[payload]`.
+ *
  * @example
  * await db.transaction(async (tx) => {
  *   await tx.insert(orders).values(order);
  *   await notify(tx, emailRequested, { to: 'a@b.c', subject: 'Thanks' });
+ *   await notify(tx, reminder, { orderId }, { delayMs: 3_600_000, key: `remind-${orderId}` });
  * });
  */
-export async function notify<TSchema extends StandardSchemaV1>(
+export function notify<TSchema extends StandardSchemaV1>(
+  tx: SqlExecutor,
+  ch: CustomChannel<TSchema, false>,
+  payloads: readonly StandardSchemaV1.InferInput<TSchema>[],
+  options?: BulkNotifyOptions<StandardSchemaV1.InferInput<TSchema>>,
+): Promise<BulkNotifyResult>;
+export function notify<TSchema extends StandardSchemaV1>(
+  tx: SqlExecutor,
+  ch: CustomChannel<TSchema, false>,
+  payload: StandardSchemaV1.InferInput<TSchema>,
+  options?: NotifyOptions,
+): Promise<NotifyResult>;
+export function notify<TSchema extends StandardSchemaV1>(
+  tx: SqlExecutor,
+  ch: CustomChannel<TSchema, true>,
+  payload: StandardSchemaV1.InferInput<TSchema>,
+  options?: { schema?: string },
+): Promise<BroadcastResult>;
+export function notify<TSchema extends StandardSchemaV1>(
   tx: SqlExecutor,
   ch: CustomChannel<TSchema, boolean>,
   payload: StandardSchemaV1.InferInput<TSchema>,
-  options: NotifyOptions = {},
-): Promise<void> {
+  options?: { schema?: string },
+): Promise<NotifyResult | BroadcastResult>;
+export async function notify(
+  tx: SqlExecutor,
+  ch: CustomChannel<StandardSchemaV1, boolean>,
+  payload: unknown,
+  options: NotifyOptions | BulkNotifyOptions<unknown> = {},
+): Promise<NotifyResult | BulkNotifyResult | BroadcastResult> {
   if (!isChannel(ch) || ch.kind !== 'custom') {
     throw new PgPubSubError(
       'INVALID_CHANNEL',
       'notify() takes a channel made by channel(name, schema). Trigger channels are fed by their table triggers.',
     );
   }
-  const json = await serializePayload(ch, payload);
-  const orderingKey = orderingKeyOf(ch, payload, options);
+  const { schema, key, orderingKey, ...rest } = options as NotifyOptions;
   if (ch.broadcast) {
+    if (Object.values(rest).some((v) => v !== undefined) || key !== undefined) {
+      throw invalidOptions(
+        `broadcast channel "${ch.name}" stores nothing, so it takes no job options (runAt, delayMs, key, onDuplicate, priority). Use a durable channel.`,
+      );
+    }
+    if (Array.isArray(payload)) {
+      throw invalidOptions(`broadcast channel "${ch.name}" sends one payload per call.`);
+    }
+    const json = await serializePayload(ch, payload);
     const bytes = byteLength(json);
     if (bytes > MAX_BROADCAST_BYTES) {
       throw new PgPubSubError(
@@ -153,15 +301,121 @@ export async function notify<TSchema extends StandardSchemaV1>(
       );
     }
     await tx.execute(sql`SELECT pg_notify(${ch.name}, ${json})`);
-    return;
+    return { id: null, outcome: 'sent', duplicate: false };
   }
-  const fn = sql.raw(notifyFunctionRef(options.schema ?? DEFAULT_SCHEMA));
-  if (orderingKey !== null) {
-    // Takes a transaction-scoped lock on (channel, key) first: see the function in storage/notifications.ts.
-    await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::text::jsonb, ${orderingKey}::text)`);
-    return;
+  const storage = schema ?? DEFAULT_SCHEMA;
+  if (ch.ordered || orderingKey !== undefined) {
+    return notifyOrdered(tx, ch, payload, options, storage);
   }
-  await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::text::jsonb)`);
+  if (Array.isArray(payload)) {
+    if (key !== undefined && typeof key !== 'function') {
+      throw invalidOptions('with an array of payloads, key is a function (payload, index) => key.');
+    }
+    const keyOf = key as BulkNotifyOptions<unknown>['key'];
+    const jsons: string[] = [];
+    const keys: (string | null)[] = [];
+    for (const [index, item] of payload.entries()) {
+      try {
+        jsons.push(await serializePayload(ch, item));
+        keys.push(keyOf ? checkKey(keyOf(item, index), '') : null);
+      } catch (error) {
+        if (error instanceof PgPubSubError) {
+          throw new PgPubSubError(error.code, `Payload at index ${index}: ${error.message}`, {
+            cause: error,
+          });
+        }
+        throw error;
+      }
+    }
+    if (jsons.length === 0) return { ids: [], results: [] };
+    const opts =
+      jobOptions(
+        rest,
+        keys.some((k) => k !== null),
+      ) ?? {};
+    if (keys.some((k) => k !== null)) opts.keys = keys;
+    const rows = await executeMany(tx, storage, ch.name, `[${jsons.join(',')}]`, opts);
+    const results = rows.map(result);
+    return { ids: results.map((r) => r.id), results };
+  }
+  if (typeof key === 'function') throw invalidOptions('key is a string for one payload.');
+  const checked = checkKey(key, '');
+  const json = await serializePayload(ch, payload);
+  const opts = jobOptions(rest, checked !== null);
+  if (opts === null) {
+    const fn = sql.raw(notifyFunctionRef(storage));
+    const rows = rowsOf(await tx.execute(sql`SELECT ${fn}(${ch.name}, ${json}::text::jsonb)::text AS "id"`));
+    return { id: BigInt(String(rows[0]?.id)), outcome: 'inserted', duplicate: false };
+  }
+  if (checked !== null) opts.keys = [checked];
+  const [row] = await executeMany(tx, storage, ch.name, `[${json}]`, opts);
+  return result(row!);
+}
+
+/**
+ * An ordered channel's messages, one statement each through the three-argument notify function,
+ * which takes a transaction-scoped lock on (channel, key) first (storage/notifications.ts), so id
+ * order is commit order per key. Job options would break that order (a delayed or prioritised
+ * message overtaking, a replaced one moving), so they are refused.
+ */
+async function notifyOrdered(
+  tx: SqlExecutor,
+  ch: CustomChannel<StandardSchemaV1, boolean>,
+  payload: unknown,
+  options: NotifyOptions | BulkNotifyOptions<unknown>,
+  storage: string,
+): Promise<NotifyResult | BulkNotifyResult> {
+  const { orderingKey, schema: _schema, ...jobs } = options as NotifyOptions;
+  const used = Object.entries(jobs)
+    .filter(([, v]) => v !== undefined)
+    .map(([k]) => k);
+  if (used.length > 0 && ch.ordered) {
+    throw invalidOptions(
+      `channel "${ch.name}" is ordered, and ${used.join(', ')} would let a message overtake or move within its key's order. Send it without ${used.length > 1 ? 'these options' : 'this option'}, or on an unordered channel. Nothing was stored.`,
+    );
+  }
+  const fn = sql.raw(notifyFunctionRef(storage));
+  const one = async (item: unknown): Promise<NotifyResult> => {
+    const json = await serializePayload(ch, item);
+    const key = orderingKeyOf(ch, item, { orderingKey } as NotifyOptions);
+    const rows = rowsOf(
+      await tx.execute(
+        key === null
+          ? sql`SELECT ${fn}(${ch.name}, ${json}::text::jsonb)::text AS "id"`
+          : sql`SELECT ${fn}(${ch.name}, ${json}::text::jsonb, ${key}::text)::text AS "id"`,
+      ),
+    );
+    return { id: BigInt(String(rows[0]?.id)), outcome: 'inserted', duplicate: false };
+  };
+  if (!Array.isArray(payload)) return one(payload);
+  const results: NotifyResult[] = [];
+  for (const [index, item] of payload.entries()) {
+    try {
+      results.push(await one(item));
+    } catch (error) {
+      if (error instanceof PgPubSubError) {
+        throw new PgPubSubError(error.code, `Payload at index ${index}: ${error.message}`, { cause: error });
+      }
+      throw error;
+    }
+  }
+  return { ids: results.map((r) => r.id), results };
+}
+
+async function executeMany(
+  tx: SqlExecutor,
+  schema: string,
+  channel: string,
+  payloads: string,
+  options: Record<string, unknown>,
+): Promise<{ notification_id: string; outcome: string }[]> {
+  const fn = sql.raw(`${quoteIdent(schema)}."notify_many"`);
+  const rows = rowsOf(
+    await tx.execute(
+      sql`SELECT "notification_id"::text AS "notification_id", "outcome" FROM ${fn}(${channel}, ${payloads}::text::jsonb, ${JSON.stringify(options)}::text::jsonb)`,
+    ),
+  );
+  return rows as { notification_id: string; outcome: string }[];
 }
 
 /**

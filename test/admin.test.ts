@@ -58,6 +58,8 @@ describe('status', () => {
       pending: 0,
       scheduled: 0,
       failed: 0,
+      prioritized: 0,
+      keyed: 0,
       oldestPendingAgeMs: null,
       nextRunAt: null,
     });

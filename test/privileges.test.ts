@@ -56,6 +56,7 @@ function grantsSql(): string[] {
     // Only the roles that send custom notifications may call notify().
     `REVOKE EXECUTE ON FUNCTION pgpubsub.notify(text, jsonb) FROM PUBLIC`,
     `REVOKE EXECUTE ON FUNCTION pgpubsub.notify(text, jsonb, text) FROM PUBLIC`,
+    `REVOKE EXECUTE ON FUNCTION pgpubsub.notify_many(text, jsonb, jsonb) FROM PUBLIC`,
   ];
 }
 
@@ -121,8 +122,8 @@ describe('least privilege', () => {
     const functions = await t.sql`
       SELECT p.proname, pg_get_userbyid(p.proowner) AS owner, p.prosecdef, p.proconfig
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgpubsub' ORDER BY 1`;
-    // notify(text, jsonb) and notify(text, jsonb, text) (ordered channels).
-    expect(functions.map((f) => f.proname)).toEqual(['ch_orders', 'notify', 'notify']);
+    // notify(text, jsonb), notify(text, jsonb, text) (ordered channels), notify_many (jobs, bulk).
+    expect(functions.map((f) => f.proname)).toEqual(['ch_orders', 'notify', 'notify', 'notify_many']);
     for (const f of functions) {
       expect(f).toMatchObject({ owner: ROLES.migration, prosecdef: true });
       expect(f.proconfig[0]).toBe('search_path=pg_catalog, pg_temp');
@@ -192,6 +193,18 @@ describe('least privilege', () => {
     expect(
       await t.sql`SELECT payload, context FROM pgpubsub.notifications WHERE channel = 'mail_requested'`,
     ).toEqual([{ payload: { to: 'a@b.c' }, context: { actor: 'sender' } }]);
+    // Job options and arrays go through pgpubsub.notify_many: EXECUTE on it as well.
+    expect(await denied(() => notify(db, mail, [{ to: 'b@b.c' }]))).toMatch(
+      /permission denied for function notify_many/,
+    );
+    await owner.unsafe(`GRANT EXECUTE ON FUNCTION pgpubsub.notify_many(text, jsonb, jsonb) TO ${sender}`);
+    const sent = await notify(db, mail, [{ to: 'b@b.c' }, { to: 'c@b.c' }], {
+      key: (p) => p.to,
+      priority: 2,
+      delayMs: 60_000,
+    });
+    expect(sent.results.map((r) => r.outcome)).toEqual(['inserted', 'inserted']);
+    await t.sql`DELETE FROM pgpubsub.notifications WHERE channel = 'mail_requested' AND dedup_key IS NOT NULL`;
     expect(await denied(() => db.execute(dsql`SELECT * FROM pgpubsub.notifications`))).toMatch(
       /permission denied for table notifications/,
     );

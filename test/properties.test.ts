@@ -574,7 +574,7 @@ describe('properties', () => {
           async ([s, values]) => {
             const ch = channel(`payload_${n++}`, schemaOf(s));
             await t.db.transaction(async (tx) => {
-              for (const value of values) await notify(tx, ch, value);
+              for (const value of values) await notify(tx, ch, Array.isArray(value) ? [value] : value); // an array is a bulk send (docs/jobs.md)
             });
             const got: unknown[] = [];
             const summary = await createListener(t.db)

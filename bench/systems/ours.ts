@@ -103,7 +103,9 @@ export const ours: System = {
     const db = drizzle({ client: sql });
     const ch = variant?.ordered ? noopOrdered : noop;
     return {
-      send: (i) => db.transaction((tx) => notify(tx, ch, { i })),
+      send: async (i) => {
+        await db.transaction((tx) => notify(tx, ch, { i }));
+      },
       close: () => sql.end({ timeout: 5 }),
     };
   },

@@ -46,10 +46,28 @@ const SIZE = `coalesce(pg_column_size(l."old"), 0) + coalesce(pg_column_size(l."
  * Locked rows past the budget stay locked, untouched, until the claim commits; other listeners skip
  * them meanwhile, and the next claim takes them.
  */
-function budgeted(locked: string, bytes: number | undefined): string {
+function budgeted(locked: string, bytes: number | undefined, limit: number): string {
   const budget = bytes ?? DEFAULT_BATCH_BYTES;
   if (!Number.isSafeInteger(budget) || budget < 1) throw new Error(`bad claim byte budget ${budget}`);
-  return `l AS (${locked}), c AS (SELECT * FROM (SELECT l.*, sum(${SIZE}) OVER (ORDER BY l."run_at", l."id" ROWS UNBOUNDED PRECEDING) - (${SIZE}) AS "pgpubsub_before" FROM l) AS s WHERE s."pgpubsub_before" < ${budget})`;
+  const order = `ORDER BY ${claimOrder('l')} ROWS UNBOUNDED PRECEDING`;
+  return `l AS (${locked}), c AS (SELECT * FROM (SELECT l.*, sum(${SIZE}) OVER (${order}) - (${SIZE}) AS "pgpubsub_before", row_number() OVER (${order}) AS "pgpubsub_n" FROM l) AS s WHERE s."pgpubsub_before" < ${budget} AND s."pgpubsub_n" <= ${limit})`;
+}
+
+/**
+ * The order a claim hands rows to handlers: the priority lane (highest priority first), then the
+ * FIFO lane, each by (run_at, id). `alias` is `l` or `c` (rows carry `pgpubsub_lane`/`pgpubsub_rank`).
+ */
+export function claimOrder(alias: string): string {
+  return `${alias}."pgpubsub_lane", ${alias}."pgpubsub_rank" DESC, ${alias}."run_at", ${alias}."id"`;
+}
+
+/**
+ * Slots of a claim of `limit` rows that the priority lane may take: all but a quarter, which the
+ * FIFO lane (oldest due rows, whatever their priority) always gets, so a steady stream of
+ * prioritised work cannot starve the rest (docs/jobs.md). Batches under 4 have no FIFO share.
+ */
+export function priorityShare(limit: number): number {
+  return limit >= 4 ? limit - Math.floor(limit / 4) : limit;
 }
 
 /** The context filter and cursor conditions of a claim on alias `w` (ordered claims' window). */
@@ -92,7 +110,8 @@ function orderedSelect(
   mode: 'block' | 'skip',
 ): string {
   const ids = windowSql(table, '$1', windowConditions(filter, window), orderWindow(window.limit));
-  return `SELECT ${columns} FROM ${table} AS o
+  // One lane (ordered channels take no priorities): the lane columns budgeted() orders by.
+  return `SELECT ${columns}, 1 AS "pgpubsub_lane", 0 AS "pgpubsub_rank" FROM ${table} AS o
   WHERE o."id" = ANY(${ids}) AND o."channel" = $1 AND ${pendingAndDue('o')} AND NOT ${blockedSql(table, 'o', mode)}
   ORDER BY o."run_at", o."id" LIMIT ${window.limit} FOR UPDATE OF o SKIP LOCKED`;
 }
@@ -108,17 +127,25 @@ function lockedSelect(
     throw new Error(`bad claim limit ${window.limit}`);
   if (mode !== null) return orderedSelect(table, filter, columns, window, mode);
   const cursorParam = filter ? 3 : 2;
-  // Reads the claim index in (run_at, id) order for one channel and skips rows other listeners hold,
-  // so a claim costs O(batch) whatever the backlog and never waits on another listener. A claim
-  // started while others of this process are in flight begins after their rows (the cursor) instead
-  // of walking past them. The limit is a literal so that a generic plan knows it.
-  return `SELECT ${columns} FROM ${table}
-  WHERE "channel" = $1 AND ${pendingAndDue()}${filter ? ` AND "context" @> $2::text::jsonb` : ''}${
+  const context = filter ? ` AND "context" @> $2::text::jsonb` : '';
+  // Two lanes, each O(batch) on its index and skipping rows other listeners hold (never waiting):
+  // `p` reads notifications_priority_idx (only rows with priority > 0: empty, one index probe, for
+  // channels that never use priorities), `f` reads the claim index in (run_at, id) order, as before
+  // priorities existed. `f` leaves out `p`'s rows before locking. Rows `f` locks past the batch stay
+  // locked, untouched, until the claim commits (like rows past the byte budget). A claim started
+  // while others of this process are in flight begins `f` after their rows (the cursor) instead of
+  // walking past them. The limits are literals so that a generic plan knows them.
+  const p = `SELECT ${columns}, 0 AS "pgpubsub_lane", "priority" AS "pgpubsub_rank" FROM ${table}
+  WHERE "channel" = $1 AND "status" = 'pending' AND "priority" > 0 AND "run_at" <= now()${context}
+  ORDER BY "priority" DESC, "run_at", "id" LIMIT ${priorityShare(window.limit)} FOR UPDATE SKIP LOCKED`;
+  const f = `SELECT ${columns}, 1 AS "pgpubsub_lane", 0 AS "pgpubsub_rank" FROM ${table}
+  WHERE "channel" = $1 AND ${pendingAndDue()}${context}${
     window.after
       ? ` AND ("run_at", "id") > (timestamptz 'epoch' + $${cursorParam}::bigint * interval '1 microsecond', $${cursorParam + 1}::bigint)`
       : ''
-  }
+  } AND "id" NOT IN (SELECT p."id" FROM p)
   ORDER BY "run_at", "id" LIMIT ${window.limit} FOR UPDATE SKIP LOCKED`;
+  return `WITH p AS MATERIALIZED (${p}), f AS MATERIALIZED (${f}) SELECT * FROM p UNION ALL SELECT * FROM f`;
 }
 
 const CLAIM_COLUMNS = `"id", "op", "old", "new", "payload", "context", "attempts", "created_at", "run_at"`;
@@ -133,9 +160,9 @@ export function claimSql(
   mode: OrderMode = null,
 ): string {
   const locked = lockedSelect(table, filter, CLAIM_COLUMNS, window, mode);
-  const ctes = budgeted(locked, bytes);
+  const ctes = budgeted(locked, bytes, window.limit);
   if (!reg.decoder) {
-    return `WITH ${ctes} SELECT ${META}, c."payload" FROM c ORDER BY c."run_at", c."id"`;
+    return `WITH ${ctes} SELECT ${META}, c."payload" FROM c ORDER BY ${claimOrder('c')}`;
   }
   const d = reg.decoder;
   if (isWide(d, META_COUNT)) {
@@ -144,12 +171,12 @@ export function claimSql(
     return `WITH ${ctes}
 SELECT ${META}, s.side, s.img IS NOT NULL, ${expandImageSql(d, 'r')}
 FROM c CROSS JOIN LATERAL (VALUES (0, c."old"), (1, c."new")) AS s(side, img) ${populateSql(d, 's.img', 'r')}
-ORDER BY c."run_at", c."id", s.side`;
+ORDER BY ${claimOrder('c')}, s.side`;
   }
   return `WITH ${ctes}
 SELECT ${META}, c."old" IS NOT NULL, ${expandImageSql(d, 'o')}, c."new" IS NOT NULL, ${expandImageSql(d, 'n')}
 FROM c ${populateSql(d, 'c."old"', 'o')} ${populateSql(d, 'c."new"', 'n')}
-ORDER BY c."run_at", c."id"`;
+ORDER BY ${claimOrder('c')}`;
 }
 
 /**
@@ -174,7 +201,7 @@ export function rawClaimSql(
   mode: OrderMode = null,
 ): string {
   const locked = lockedSelect(table, filter, CLAIM_COLUMNS, window, mode);
-  return `WITH ${budgeted(locked, bytes)} SELECT ${META}, c."old"::text, c."new"::text FROM c ORDER BY c."run_at", c."id"`;
+  return `WITH ${budgeted(locked, bytes, window.limit)} SELECT ${META}, c."old"::text, c."new"::text FROM c ORDER BY ${claimOrder('c')}`;
 }
 
 /** SQL that decodes one notification's images ($1 old, $2 new): two rows, merged by mergeSides. */

@@ -503,7 +503,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     try {
       if (this.phase !== 'running') return;
       if (!entry.channel.broadcast) {
-        this.scheduler?.hint(entry.channel.name);
+        // `at:<ms>`: a delayed notification due in <ms>, earlier than any the channel had (notify_many).
+        const delay = payload.startsWith('at:') ? Number(payload.slice(3)) : Number.NaN;
+        if (Number.isFinite(delay) && delay > 0)
+          this.scheduler?.hintAt(entry.channel.name, Date.now() + delay);
+        else this.scheduler?.hint(entry.channel.name);
         return;
       }
       const run = this.dispatchBroadcast(entry, payload);

@@ -93,6 +93,16 @@ export class Scheduler {
     this.markDirty(state);
   }
 
+  /**
+   * A delayed notification is due at `at` (a NOTIFY `at:<ms>`): wake the channel then. Nothing is
+   * claimed now and the idle flag stays set (the listener still sleeps; producers keep waking it).
+   */
+  hintAt(name: string, at: number): void {
+    const state = this.states.get(name);
+    if (!state) return;
+    this.scheduleAt(state, at);
+  }
+
   /** The LISTEN connection (re)connected: sweep, and set the flag again (it may be gone after a crash). */
   reconnected(name: string): void {
     const state = this.states.get(name);

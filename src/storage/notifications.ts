@@ -9,6 +9,7 @@ import {
   primaryKey,
   text,
   timestamp,
+  uniqueIndex,
 } from 'drizzle-orm/pg-core';
 import { dollarQuote, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import { createSchedulesTableSql } from './schedules.ts';
@@ -75,10 +76,18 @@ function defineTables(schemaName: string) {
       lastError: text('last_error'),
       failedAt: timestamp('failed_at', { withTimezone: true }),
       orderingKey: text('ordering_key'),
+      dedupKey: text('dedup_key'),
+      priority: integer('priority').notNull().default(0),
     },
     (t) => [
       index('notifications_claim_idx').on(t.channel, t.runAt, t.id).where(sql`status = 'pending'`),
       index(ORDERING_INDEX).on(t.channel, t.orderingKey, t.id).where(sql`ordering_key IS NOT NULL`),
+      index('notifications_priority_idx')
+        .on(t.channel, t.priority.desc(), t.runAt, t.id)
+        .where(sql`status = 'pending' AND priority > 0`),
+      uniqueIndex('notifications_dedup_idx')
+        .on(t.channel, t.dedupKey)
+        .where(sql`status = 'pending' AND dedup_key IS NOT NULL`),
     ],
   );
   const wakeups = schema.table(
@@ -136,7 +145,9 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
   "created_at" timestamptz NOT NULL DEFAULT now(),
   "last_error" text,
   "failed_at" timestamptz,
-  "ordering_key" text
+  "ordering_key" text,
+  "dedup_key" text COLLATE "C",
+  "priority" integer NOT NULL DEFAULT 0
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0)`,
     // Claims read this index in (run_at, id) order per channel, so a claim costs O(batch) whatever the backlog.
     `CREATE INDEX IF NOT EXISTS "notifications_claim_idx" ON ${table} ("channel", "run_at", "id") WHERE "status" = 'pending'`,
@@ -188,5 +199,125 @@ BEGIN
   END IF;
   RETURN v_id;
 END`)}`,
+    // Storage version 4 (jobs: dedup keys, priorities). Upgrades add the columns in place.
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS "dedup_key" text COLLATE "C"`,
+    `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS "priority" integer NOT NULL DEFAULT 0`,
+    // At most one pending notification per channel and key (rows being handled included: see
+    // notifyManySql). COLLATE "C" makes the successor keys (`key` U+0001 suffix) a range of this index.
+    `CREATE UNIQUE INDEX IF NOT EXISTS "notifications_dedup_idx" ON ${table} ("channel", "dedup_key") WHERE "status" = 'pending' AND "dedup_key" IS NOT NULL`,
+    // Claims take prioritised rows (priority > 0) from this index first; it holds nothing for
+    // channels that never use priorities, whose claims stay on notifications_claim_idx alone.
+    `CREATE INDEX IF NOT EXISTS "notifications_priority_idx" ON ${table} ("channel", "priority" DESC, "run_at", "id") WHERE "status" = 'pending' AND "priority" > 0`,
+    notifyManySql(schemaName),
   ];
+}
+
+/** Tag whose `hashtext` is the advisory lock class that serializes producers of one dedup key. */
+export function dedupLockTag(schema: string): string {
+  return `drizzle-pgpubsub dedup ${quoteIdent(schema)}`;
+}
+
+/**
+ * `notify_many(channel, payloads jsonb array, options jsonb)`: stores many notifications in one call
+ * and returns one row `(notification_id, outcome)` per payload, in order. Options (all optional):
+ * `runAt` (timestamptz text), `delayMs`, `priority`, `keys` (a dedup key or null per payload) and
+ * `onDuplicate` (`skip`, the default, or `replace`).
+ *
+ * Without keys it is one set-based INSERT. With keys, each keyed payload takes a transaction-level
+ * advisory lock on (channel, key), so producers of one key run one after the other (and never wait
+ * for a handler), then looks at the key's pending rows:
+ * - none: insert the row with the key (`inserted`);
+ * - `skip`: keep the newest one (`skipped`, its id);
+ * - `replace`: update the newest one no listener holds (payload, run_at, priority, context; attempts
+ *   reset) (`replaced`); if a listener holds all of them (their handlers run), insert a successor row
+ *   with the key `key || U+0001 || uuid` (`inserted`), so the new payload is neither lost nor made to
+ *   wait for the running handler. Producers and the unique index treat the successor as the key's.
+ *
+ * Wake-up: a row due now wakes sleeping listeners as `notify` does (empty payload). Rows all due later
+ * NOTIFY `at:<ms>` (the delay) only when no pending row of the channel is due earlier than them:
+ * a listener schedules a timer for it without claiming; an earlier due time it already knows
+ * covers later ones (its probe after that claim reads `min(run_at)` again).
+ */
+function notifyManySql(schemaName: string): string {
+  const table = notificationsRef(schemaName);
+  const lockClass = `hashtext(${quoteLiteral(dedupLockTag(schemaName))})`;
+  const family = `n."channel" = p_channel AND n."status" = 'pending' AND (n."dedup_key" = v_key OR (n."dedup_key" > v_key || chr(1) AND n."dedup_key" < v_key || chr(2)))`;
+  return `CREATE OR REPLACE FUNCTION ${quoteIdent(schemaName)}."notify_many"("p_channel" text, "p_payloads" jsonb, "p_options" jsonb DEFAULT '{}'::jsonb)
+RETURNS TABLE ("notification_id" bigint, "outcome" text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ${dollarQuote(`DECLARE
+  v_context jsonb := coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb);
+  v_run_at timestamptz := coalesce((p_options->>'runAt')::timestamptz, now() + coalesce((p_options->>'delayMs')::float8, 0) * interval '1 millisecond');
+  v_priority integer := coalesce((p_options->>'priority')::integer, 0);
+  v_replace boolean := coalesce(p_options->>'onDuplicate', 'skip') = 'replace';
+  v_keys jsonb := p_options->'keys';
+  v_item record;
+  v_key text;
+  v_id bigint;
+  v_count bigint := 0;
+BEGIN
+  IF jsonb_typeof(p_payloads) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'drizzle-pgpubsub notify_many: payloads must be a JSON array' USING ERRCODE = '22023';
+  END IF;
+  IF coalesce(p_options->>'onDuplicate', 'skip') NOT IN ('skip', 'replace') THEN
+    RAISE EXCEPTION 'drizzle-pgpubsub notify_many: onDuplicate must be skip or replace' USING ERRCODE = '22023';
+  END IF;
+  IF v_keys IS NULL OR jsonb_typeof(v_keys) = 'null' THEN
+    RETURN QUERY WITH ins AS (
+      INSERT INTO ${table} ("channel", "payload", "context", "run_at", "priority")
+      SELECT p_channel, e.value, v_context, v_run_at, v_priority
+      FROM jsonb_array_elements(p_payloads) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord
+      RETURNING ${table}."id")
+    SELECT ins."id", 'inserted'::text FROM ins ORDER BY ins."id";
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+  ELSE
+    FOR v_item IN SELECT e.value, e.ord FROM jsonb_array_elements(p_payloads) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord LOOP
+      v_key := v_keys->>(v_item.ord::integer - 1);
+      v_id := NULL;
+      IF v_key IS NULL THEN
+        INSERT INTO ${table} ("channel", "payload", "context", "run_at", "priority")
+        VALUES (p_channel, v_item.value, v_context, v_run_at, v_priority) RETURNING ${table}."id" INTO v_id;
+        notification_id := v_id; outcome := 'inserted'; v_count := v_count + 1;
+        RETURN NEXT;
+        CONTINUE;
+      END IF;
+      IF strpos(v_key, chr(1)) > 0 THEN
+        RAISE EXCEPTION 'drizzle-pgpubsub notify_many: a dedup key must not contain the character U+0001' USING ERRCODE = '22023';
+      END IF;
+      PERFORM pg_advisory_xact_lock(${lockClass}, hashtext(p_channel || chr(1) || v_key));
+      IF v_replace THEN
+        SELECT n."id" INTO v_id FROM ${table} n WHERE ${family} ORDER BY n."id" DESC LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF v_id IS NOT NULL THEN
+          UPDATE ${table} SET "payload" = v_item.value, "run_at" = v_run_at, "priority" = v_priority,
+            "context" = v_context, "attempts" = 0, "last_error" = NULL
+          WHERE ${table}."id" = v_id;
+          notification_id := v_id; outcome := 'replaced'; v_count := v_count + 1;
+          RETURN NEXT;
+          CONTINUE;
+        END IF;
+        -- Every pending row of the key is held by a listener (its handler runs): a successor.
+        IF EXISTS (SELECT 1 FROM ${table} n WHERE ${family}) THEN
+          v_key := v_key || chr(1) || gen_random_uuid()::text;
+        END IF;
+      ELSE
+        SELECT n."id" INTO v_id FROM ${table} n WHERE ${family} ORDER BY n."id" DESC LIMIT 1;
+        IF v_id IS NOT NULL THEN
+          notification_id := v_id; outcome := 'skipped';
+          RETURN NEXT;
+          CONTINUE;
+        END IF;
+      END IF;
+      INSERT INTO ${table} ("channel", "payload", "context", "run_at", "priority", "dedup_key")
+      VALUES (p_channel, v_item.value, v_context, v_run_at, v_priority, v_key) RETURNING ${table}."id" INTO v_id;
+      notification_id := v_id; outcome := 'inserted'; v_count := v_count + 1;
+      RETURN NEXT;
+    END LOOP;
+  END IF;
+  IF v_count > 0 AND ${wakeCondition('p_channel', schemaName)} THEN
+    IF v_run_at <= now() THEN
+      PERFORM pg_notify(p_channel, '');
+    ELSIF NOT EXISTS (SELECT 1 FROM ${table} n WHERE n."channel" = p_channel AND n."status" = 'pending' AND n."run_at" > now() AND n."run_at" < v_run_at) THEN
+      PERFORM pg_notify(p_channel, 'at:' || greatest(0, ceil(extract(epoch FROM v_run_at - clock_timestamp()) * 1000))::bigint::text);
+    END IF;
+  END IF;
+END`)}`;
 }

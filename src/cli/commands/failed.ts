@@ -30,6 +30,8 @@ export const command = databaseCommand({
         channel: r.channel,
         op: r.op,
         attempts: r.attempts,
+        priority: r.priority,
+        dedupKey: r.dedupKey,
         failedAt: r.failedAt,
         createdAt: r.createdAt,
         lastError: r.lastError,
@@ -43,13 +45,16 @@ export const command = databaseCommand({
       console.log(`No failed notifications${channel === undefined ? '' : ` on ${channel}`}.`);
       return EXIT.ok;
     }
+    // Job columns only when some row has a dedup key or a priority: plain output stays as it was.
+    const jobs = rows.some((r) => r.dedupKey !== null || r.priority !== 0);
     console.log(
       formatTable(
-        ['id', 'channel', 'attempts', 'failed at', 'last error'],
+        ['id', 'channel', 'attempts', ...(jobs ? ['key', 'priority'] : []), 'failed at', 'last error'],
         rows.map((r) => [
           String(r.id),
           r.channel,
           r.attempts,
+          ...(jobs ? [r.dedupKey ?? '', r.priority] : []),
           r.failedAt?.toISOString() ?? '',
           firstLine(r.lastError),
         ]),

@@ -8,10 +8,11 @@ import { parseDuration, parsePositiveInt } from '../parse.ts';
 /** Help text of `drizzle-pgpubsub status`. */
 export const usage = `Usage: drizzle-pgpubsub status [--check [--max-age <dur>] [--max-failed <n>]] [options]
 
-Per channel: pending (due now), scheduled (retries waiting for their backoff), failed
-(dead letters) and how long the oldest due notification has waited; then the listeners
-connected now (connections whose last statement is LISTEN), and each schedule's
-last slot and next run.
+Per channel: pending (due now), scheduled (delayed jobs and retries waiting for their
+backoff), failed (dead letters) and how long the oldest due notification has waited; when
+any channel uses them, the next due time, prioritised due and keyed (dedup) pending counts;
+then the listeners connected now (connections whose last statement is LISTEN), and each
+schedule's last slot and next run.
 
 Options:
   --check                  health check: exit 1 when a notification has failed or
@@ -28,17 +29,29 @@ function render(report: StatusReport): string {
   if (report.channels.length === 0) {
     lines.push('No notifications stored and no listener has run yet.');
   } else {
+    // Job columns only when some channel has prioritised or keyed work: plain output stays as it was.
+    const jobs = report.channels.some((c) => c.prioritized > 0 || c.keyed > 0);
     const rows: (string | number)[][] = report.channels.map((c) => [
       c.channel,
       c.pending,
       c.scheduled,
       c.failed,
       c.oldestPendingAgeMs === null ? '-' : formatDuration(c.oldestPendingAgeMs),
+      ...(jobs ? [c.nextRunAt?.toISOString() ?? '-', c.prioritized, c.keyed] : []),
     ]);
     if (report.channels.length > 1) {
-      rows.push(['(total)', report.totals.pending, report.totals.scheduled, report.totals.failed, '']);
+      rows.push([
+        '(total)',
+        report.totals.pending,
+        report.totals.scheduled,
+        report.totals.failed,
+        '',
+        ...(jobs ? ['', '', ''] : []),
+      ]);
     }
-    lines.push(formatTable(['channel', 'pending', 'scheduled', 'failed', 'oldest pending'], rows));
+    const header = ['channel', 'pending', 'scheduled', 'failed', 'oldest pending'];
+    if (jobs) header.push('next due', 'prioritized', 'keyed');
+    lines.push(formatTable(header, rows));
   }
   if (report.schedules.length > 0) {
     lines.push(
