@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { PgPubSubError } from '../errors.ts';
 import { byteLength, MAX_IDENTIFIER_BYTES } from '../identifiers.ts';
@@ -6,6 +5,7 @@ import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { type InstalledKit, installedDrizzleKit } from './kit-version.ts';
 import { importSchemaFiles, type LoadedDrizzleConfig, loadDrizzleConfig } from './load-config.ts';
 import { displayPath, type MigrationFolder, readMigrationFolder } from './migration-folder.ts';
+import { checkMigrationOrder, snapshotTables } from './migration-order.ts';
 import { migrationSql, planMigration, writeMigration } from './migration-writer.ts';
 import { collectChannels, type GeneratePlan, planGenerate, readRecordedState } from './plan.ts';
 
@@ -34,21 +34,6 @@ export interface GenerateResult {
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-
-/**
- * Tables of drizzle-kit's newest snapshot, or `null` when it has none (no snapshot yet, or tables made
- * by hand-written migrations): then there is nothing to check against.
- */
-function snapshotTables(folder: MigrationFolder): Set<string> | null {
-  if (folder.layout !== 'journal' || folder.snapshotPath === null) return null;
-  try {
-    const snapshot = JSON.parse(readFileSync(folder.snapshotPath, 'utf8')) as { tables?: object };
-    const tables = new Set(Object.keys(snapshot.tables ?? {}));
-    return tables.size > 0 ? tables : null;
-  } catch {
-    return null;
-  }
-}
 
 function collectWarnings(
   config: LoadedDrizzleConfig,
@@ -111,6 +96,7 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   const kitV1 = kit !== undefined && kit.major >= 1;
   const casing = kitV1 ? undefined : config.casing;
   const plan = planGenerate({ channels, state, schema: options.schema, casing });
+  checkMigrationOrder({ folder, plan, specs: plan.specs, state, modules, cwd });
 
   const warnings = collectWarnings(config, folder, plan, cwd, kit);
   if (kitV1 && config.casing !== undefined) {

@@ -77,6 +77,8 @@ export interface GeneratePlan {
   channels: number;
   /** The trigger channels this migration (re)installs, as recorded in its markers. */
   installed: Omit<RecordedChannel, 'migration'>[];
+  /** Every declared trigger channel, resolved, by name. */
+  specs: Map<string, TriggerSpec>;
   /** Comment lines that open the migration, markers included. */
   header: string[];
   statements: string[];
@@ -330,6 +332,7 @@ export function planGenerate(input: {
     removed,
     channels: input.channels.length,
     installed,
+    specs: new Map([...desired].map(([name, { spec }]) => [name, spec])),
     header,
     statements,
   };

@@ -360,13 +360,40 @@ END`)}`;
   ];
 }
 
-/** Statements that remove a channel's triggers and function. */
+/**
+ * A DO block that drops every trigger executing a channel's function, wherever its table is now: found
+ * in `pg_trigger` by function, not by table name, so it works after the table was renamed or moved to
+ * another schema (before or after this migration), and does nothing when the function or the table is
+ * already gone. Triggers cloned to partitions go with their parent's. Only triggers that run our own
+ * function are touched: EXECUTE on it is revoked from PUBLIC, so nobody else could have attached it.
+ */
+export function dropTriggersByFunctionSql(channel: string, schema: string = DEFAULT_SCHEMA): string {
+  const fn = `${quoteIdent(schema)}.${quoteIdent(functionName(channel))}()`;
+  return `DO ${dollarQuote(`DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT t.tgname, c.relname, n.nspname FROM pg_catalog.pg_trigger AS t
+      JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+      JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE t.tgfoid = pg_catalog.to_regprocedure(${quoteLiteral(fn)}) AND t.tgparentid = 0
+    ORDER BY n.nspname, c.relname, t.tgname
+  LOOP
+    EXECUTE pg_catalog.format('DROP TRIGGER %I ON %I.%I', r.tgname, r.nspname, r.relname);
+  END LOOP;
+END`)}`;
+}
+
+/**
+ * Statements that remove a channel's triggers and function. The triggers are found by function
+ * ({@link dropTriggersByFunctionSql}), so this applies whatever drizzle-kit did to the table before or
+ * after it (renamed, moved to another schema, dropped). `spec` names the table as last recorded.
+ */
 export function dropTriggerSql(
   spec: Pick<TriggerSpec, 'channel' | 'tableSchema' | 'table'>,
   schema: string = DEFAULT_SCHEMA,
 ): string[] {
   return [
-    ...dropTriggersSql(spec),
+    dropTriggersByFunctionSql(spec.channel, schema),
     `DROP FUNCTION IF EXISTS ${quoteIdent(schema)}.${quoteIdent(functionName(spec.channel))}()`,
   ];
 }
