@@ -27,7 +27,10 @@ export type PgPubSubErrorCode =
   | 'NO_LISTENER_EXPORT'
   | 'NO_DATABASE_URL'
   | 'DATABASE_UNREACHABLE'
-  | 'POOL_TOO_SMALL';
+  | 'POOL_TOO_SMALL'
+  | 'CHANNEL_NOT_INSTALLED'
+  | 'STORAGE_OUTDATED'
+  | 'BACKFILL_CONFLICT';
 
 const BRAND = Symbol.for('drizzle-pgpubsub.error');
 

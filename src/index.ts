@@ -15,6 +15,8 @@ export type {
   StatusReport,
 } from './admin.ts';
 export { healthProblems, status } from './admin.ts';
+export type { BackfillOptions, BackfillProgress, BackfillResult } from './backfill.ts';
+export { backfill } from './backfill.ts';
 export type { DashboardHandler, DashboardOptions, DashboardStatus } from './dashboard/index.ts';
 export { createDashboard, toNodeHandler } from './dashboard/index.ts';
 export { countFailed, listFailed, purgeFailed, retryFailed } from './dead-letters.ts';
@@ -29,6 +31,7 @@ export { createListener, drain, Listener } from './runtime/listener.ts';
 export * from './schema.ts';
 export type { NotificationStatus } from './storage/notifications.ts';
 export {
+  backfillsTable,
   DEFAULT_SCHEMA,
   notifications,
   notificationsTable,

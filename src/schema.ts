@@ -15,5 +15,11 @@ export type {
 export { assertChannelName, channel, isChannel, isTriggerChannel, triggerChannel } from './channel.ts';
 export type { PgPubSubErrorCode } from './errors.ts';
 export { isPgPubSubError, PgPubSubError } from './errors.ts';
-export type { BroadcastEvent, EventMeta, PayloadEvent, TriggerEvent } from './events.ts';
+export type {
+  BroadcastEvent,
+  EventMeta,
+  PayloadEvent,
+  SnapshotEvent,
+  TriggerEvent,
+} from './events.ts';
 export type { StandardSchemaV1 } from './standard-schema.ts';

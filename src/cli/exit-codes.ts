@@ -26,6 +26,9 @@ const CONFIG_CODES: ReadonlySet<PgPubSubErrorCode> = new Set<PgPubSubErrorCode>(
   'DUPLICATE_CHANNEL',
   'LISTENER_STATE',
   'POOL_TOO_SMALL',
+  'NO_PRIMARY_KEY',
+  'CHANNEL_NOT_INSTALLED',
+  'STORAGE_OUTDATED',
 ]);
 
 /** The exit code for an error that ends a command. */

@@ -12,6 +12,8 @@ import {
 } from 'drizzle-orm/pg-core';
 import { dollarQuote, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import {
+  BACKFILLS_TABLE,
+  backfillsRef,
   NOTIFICATIONS_TABLE,
   notificationsRef,
   notifyFunctionRef,
@@ -25,7 +27,7 @@ import {
 export const DEFAULT_SCHEMA = 'pgpubsub';
 
 /** Version of the storage layout that {@link storageMigrationSql} creates. */
-export const STORAGE_VERSION = 3;
+export const STORAGE_VERSION = 4;
 
 /**
  * Whether a producer must NOTIFY (the protocol and its no-loss argument: runtime/idle.ts).
@@ -60,7 +62,7 @@ function defineTables(schemaName: string) {
     {
       id: bigint('id', { mode: 'bigint' }).primaryKey().generatedAlwaysAsIdentity(),
       channel: text('channel').notNull(),
-      op: text('op').$type<'insert' | 'update' | 'delete'>(),
+      op: text('op').$type<'insert' | 'update' | 'delete' | 'snapshot' | 'truncate'>(),
       old: jsonb('old'),
       new: jsonb('new'),
       payload: jsonb('payload'),
@@ -83,7 +85,17 @@ function defineTables(schemaName: string) {
     },
     (t) => [primaryKey({ columns: [t.channel, t.key] })],
   );
-  return { notifications, wakeups };
+  const backfills = schema.table(BACKFILLS_TABLE, {
+    channel: text('channel').primaryKey(),
+    lastKey: jsonb('last_key').$type<Record<string, unknown>>(),
+    whereSql: text('where_sql'),
+    rows: bigint('rows', { mode: 'number' }).notNull().default(0),
+    pages: bigint('pages', { mode: 'number' }).notNull().default(0),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  });
+  return { notifications, wakeups, backfills };
 }
 
 /**
@@ -100,6 +112,11 @@ export function wakeupsTable(schemaName: string) {
   return defineTables(schemaName).wakeups;
 }
 
+/** The backfill progress table of a pg schema (one row per channel; see `backfill()`). */
+export function backfillsTable(schemaName: string = DEFAULT_SCHEMA) {
+  return defineTables(schemaName).backfills;
+}
+
 /** The notifications table of a non-default pg schema (see {@link notifications}). */
 export function notificationsTable(schemaName: string): typeof notifications {
   return defineTables(schemaName).notifications as unknown as typeof notifications;
@@ -113,12 +130,13 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
   const s = quoteIdent(schemaName);
   const table = notificationsRef(schemaName);
   const wakeups = wakeupsRef(schemaName);
+  const backfills = backfillsRef(schemaName);
   return [
     `CREATE SCHEMA IF NOT EXISTS ${s}`,
     `CREATE TABLE IF NOT EXISTS ${table} (
   "id" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   "channel" text NOT NULL,
-  "op" text CHECK ("op" IN ('insert', 'update', 'delete')),
+  "op" text CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate')),
   "old" jsonb,
   "new" jsonb,
   "payload" jsonb,
@@ -157,5 +175,21 @@ BEGIN
   END IF;
   RETURN v_id;
 END`)}`,
+    // Storage version 4: `backfill()` writes 'snapshot' events and `on: ['truncate']` 'truncate' ones.
+    // The CHECK is replaced by name (version 3 created it unnamed: PostgreSQL named it the same).
+    `ALTER TABLE ${table} DROP CONSTRAINT IF EXISTS "notifications_op_check"`,
+    `ALTER TABLE ${table} ADD CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate'))`,
+    // Progress of `backfill()`, one row per channel: the last primary key enqueued (a jsonb object read
+    // back with jsonb_populate_record into the key's own types), so a stopped or crashed run resumes.
+    `CREATE TABLE IF NOT EXISTS ${backfills} (
+  "channel" text PRIMARY KEY,
+  "last_key" jsonb,
+  "where_sql" text,
+  "rows" bigint NOT NULL DEFAULT 0,
+  "pages" bigint NOT NULL DEFAULT 0,
+  "started_at" timestamptz NOT NULL DEFAULT now(),
+  "updated_at" timestamptz NOT NULL DEFAULT now(),
+  "finished_at" timestamptz
+)`,
   ];
 }

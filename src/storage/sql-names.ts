@@ -8,6 +8,14 @@ import { quoteIdent } from '../identifiers.ts';
 /** Name of the notifications table (in the configured pg schema). */
 export const NOTIFICATIONS_TABLE = 'notifications';
 
+/** Name of the table of `backfill()` progress (one row per channel). */
+export const BACKFILLS_TABLE = 'backfills';
+
+/** Quoted `"schema"."backfills"`. */
+export function backfillsRef(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(BACKFILLS_TABLE)}`;
+}
+
 /** Name of the unlogged table of per-channel idle flags (the wake-up protocol). */
 export const WAKEUPS_TABLE = 'wakeups';
 
