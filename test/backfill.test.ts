@@ -144,7 +144,7 @@ describe('backfill()', () => {
     // held here (FOR UPDATE conflicts with the page's FOR SHARE), and its backend is killed there.
     const blocker = t.client({ max: 1 });
     const victim = t.client({ max: 1 });
-    const [{ pid }] = await victim`SELECT pg_backend_pid() AS pid`;
+    const pid = (await victim`SELECT pg_backend_pid() AS pid`)[0]?.pid as number;
     const pages: number[] = [];
     let dying: Promise<unknown> = Promise.resolve();
     await blocker.begin(async (tx) => {
