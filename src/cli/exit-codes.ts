@@ -26,7 +26,6 @@ const CONFIG_CODES: ReadonlySet<PgPubSubErrorCode> = new Set<PgPubSubErrorCode>(
   'DUPLICATE_CHANNEL',
   'LISTENER_STATE',
   'POOL_TOO_SMALL',
-  'NO_PRIMARY_KEY',
   'CHANNEL_NOT_INSTALLED',
   'STORAGE_OUTDATED',
 ]);
