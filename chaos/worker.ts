@@ -95,7 +95,10 @@ function makeListener() {
     backoff: () => 100,
   })
     .on(itemEvents, async (event, tx) => {
-      const key = event.op === 'delete' ? itemKey('delete', event.old.tag) : itemKey(event.op, event.new.tag);
+      const key =
+        event.op === 'delete'
+          ? itemKey('delete', event.old.tag)
+          : itemKey(event.op === 'snapshot' ? 'insert' : event.op, event.new.tag);
       await effect(key, event.id, event.context.tx, event.attempt, tx);
     })
     .on(jobs, async (event, tx) => {

@@ -4,15 +4,21 @@ import { PgPubSubError } from './errors.ts';
 import { byteLength, MAX_IDENTIFIER_BYTES } from './identifiers.ts';
 import type { StandardSchemaV1 } from './standard-schema.ts';
 
-/** A row operation a trigger channel can react to. */
-export type TriggerOp = 'insert' | 'update' | 'delete';
+/**
+ * An operation a trigger channel can react to: row operations, and `truncate` (one event per
+ * truncated table and statement, without row images). Without `truncate`, TRUNCATE is silent.
+ */
+export type TriggerOp = 'insert' | 'update' | 'delete' | 'truncate';
 
-const TRIGGER_OPS: readonly TriggerOp[] = ['insert', 'update', 'delete'];
+const TRIGGER_OPS: readonly TriggerOp[] = ['insert', 'update', 'delete', 'truncate'];
 const KIND = Symbol.for('drizzle-pgpubsub.channel');
 
 /** Options of {@link triggerChannel}. */
 export interface TriggerChannelOptions<TTable extends PgTable, TOp extends TriggerOp> {
-  /** Which operations produce notifications: a non-empty subset of `insert`, `update`, `delete`. */
+  /**
+   * Which operations produce notifications: a non-empty subset of `insert`, `update`, `delete`,
+   * `truncate` (a statement-level event per truncated table, `TRUNCATE … CASCADE` included).
+   */
   on: readonly [TOp, ...TOp[]];
   /** Channel name (1–63 bytes). Defaults to the table name, schema-qualified outside `public`. */
   name?: string;

@@ -32,7 +32,10 @@ export type PgPubSubErrorCode =
   | 'DATABASE_UNREACHABLE'
   | 'POOL_TOO_SMALL'
   | 'INVALID_SCHEDULE'
-  | 'SCHEDULE_MISSING';
+  | 'SCHEDULE_MISSING'
+  | 'CHANNEL_NOT_INSTALLED'
+  | 'STORAGE_OUTDATED'
+  | 'BACKFILL_CONFLICT';
 
 const BRAND = Symbol.for('drizzle-pgpubsub.error');
 

@@ -20,14 +20,30 @@ export interface EventMeta {
 
 type Row<TTable extends PgTable> = InferSelectModel<TTable>;
 
-/** The event of a trigger channel, narrowed by `op`. */
-export type TriggerEvent<TTable extends PgTable, TOp extends TriggerOp = TriggerOp> = TOp extends 'insert'
-  ? EventMeta & { op: 'insert'; old: null; new: Row<TTable> }
-  : TOp extends 'update'
-    ? EventMeta & { op: 'update'; old: Row<TTable>; new: Row<TTable> }
-    : TOp extends 'delete'
-      ? EventMeta & { op: 'delete'; old: Row<TTable>; new: null }
-      : never;
+/**
+ * The event of a trigger channel, narrowed by `op`. Besides the channel's own ops, every trigger
+ * channel can receive `snapshot` events: written by `backfill()`, one per existing row, with the row
+ * image as the trigger would store it in `new` (`old` is `null`). Treat a snapshot like an upsert.
+ * `truncate` (only with `on: [..., 'truncate']`) carries no row images: the whole table was emptied.
+ */
+export type TriggerEvent<TTable extends PgTable, TOp extends TriggerOp = TriggerOp> =
+  | (TOp extends 'insert'
+      ? EventMeta & { op: 'insert'; old: null; new: Row<TTable> }
+      : TOp extends 'update'
+        ? EventMeta & { op: 'update'; old: Row<TTable>; new: Row<TTable> }
+        : TOp extends 'delete'
+          ? EventMeta & { op: 'delete'; old: Row<TTable>; new: null }
+          : TOp extends 'truncate'
+            ? EventMeta & { op: 'truncate'; old: null; new: null }
+            : never)
+  | SnapshotEvent<TTable>;
+
+/** An event written by `backfill()`: the current image of one existing row. */
+export type SnapshotEvent<TTable extends PgTable> = EventMeta & {
+  op: 'snapshot';
+  old: null;
+  new: Row<TTable>;
+};
 
 /** The event of a durable custom channel. */
 export type PayloadEvent<TPayload> = EventMeta & { payload: TPayload };

@@ -16,6 +16,8 @@ export type {
   StatusReport,
 } from './admin.ts';
 export { healthProblems, status } from './admin.ts';
+export type { BackfillOptions, BackfillProgress, BackfillResult } from './backfill.ts';
+export { backfill } from './backfill.ts';
 export type { DashboardHandler, DashboardOptions, DashboardStatus } from './dashboard/index.ts';
 export { createDashboard, toNodeHandler } from './dashboard/index.ts';
 export { countFailed, listFailed, purgeFailed, retryFailed } from './dead-letters.ts';
@@ -51,6 +53,7 @@ export type {
 export * from './schema.ts';
 export type { NotificationStatus } from './storage/notifications.ts';
 export {
+  backfillsTable,
   DEFAULT_SCHEMA,
   notifications,
   notificationsTable,

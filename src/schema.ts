@@ -16,7 +16,14 @@ export type {
 export { assertChannelName, channel, isChannel, isTriggerChannel, triggerChannel } from './channel.ts';
 export type { PgPubSubErrorCode } from './errors.ts';
 export { isPgPubSubError, PgPubSubError } from './errors.ts';
-export type { BroadcastEvent, EventMeta, PayloadEvent, ScheduleEvent, TriggerEvent } from './events.ts';
+export type {
+  BroadcastEvent,
+  EventMeta,
+  PayloadEvent,
+  ScheduleEvent,
+  SnapshotEvent,
+  TriggerEvent,
+} from './events.ts';
 export type { AnySchedule, CatchUp, Schedule, ScheduleOptions } from './schedule.ts';
 export { isSchedule, MAX_CATCH_UP, MISFIRE_GRACE_MS, schedule } from './schedule.ts';
 export type { StandardSchemaV1 } from './standard-schema.ts';

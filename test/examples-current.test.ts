@@ -31,19 +31,23 @@ describe('examples/ migrations', () => {
   const scratch = join(ROOT, '.tmp', `examples-${randomBytes(4).toString('hex')}`);
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-  it.each(['authors-posts'])('%s: generating again writes nothing', { timeout: 120_000 }, (example) => {
-    expect(existsSync(CLI), 'run `npm run build` first').toBe(true);
-    const source = join(ROOT, 'examples', example);
-    const copy = join(scratch, example);
-    mkdirSync(scratch, { recursive: true });
-    cpSync(source, copy, { recursive: true });
-    for (const [cmd, args] of [
-      [process.execPath, [join(ROOT, 'node_modules/drizzle-kit/bin.cjs'), 'generate']],
-      [process.execPath, [CLI, 'generate']],
-    ] as const) {
-      const r = spawnSync(cmd, args, { cwd: copy, encoding: 'utf8' });
-      expect(r.status, `${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(0);
-    }
-    expect(files(join(copy, 'drizzle'))).toEqual(files(join(source, 'drizzle')));
-  });
+  it.each(['authors-posts', 'search-sync'])(
+    '%s: generating again writes nothing',
+    { timeout: 120_000 },
+    (example) => {
+      expect(existsSync(CLI), 'run `npm run build` first').toBe(true);
+      const source = join(ROOT, 'examples', example);
+      const copy = join(scratch, example);
+      mkdirSync(scratch, { recursive: true });
+      cpSync(source, copy, { recursive: true });
+      for (const [cmd, args] of [
+        [process.execPath, [join(ROOT, 'node_modules/drizzle-kit/bin.cjs'), 'generate']],
+        [process.execPath, [CLI, 'generate']],
+      ] as const) {
+        const r = spawnSync(cmd, args, { cwd: copy, encoding: 'utf8' });
+        expect(r.status, `${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(0);
+      }
+      expect(files(join(copy, 'drizzle'))).toEqual(files(join(source, 'drizzle')));
+    },
+  );
 });

@@ -24,6 +24,10 @@ describe('handler types', () => {
       } else if (event.op === 'update') {
         expectTypeOf(event.old).toEqualTypeOf<Author>();
         expectTypeOf(event.new).toEqualTypeOf<Author>();
+      } else if (event.op === 'snapshot') {
+        // Written by backfill(): every trigger channel can receive them.
+        expectTypeOf(event.old).toEqualTypeOf<null>();
+        expectTypeOf(event.new).toEqualTypeOf<Author>();
       } else {
         expectTypeOf(event.op).toEqualTypeOf<'delete'>();
         expectTypeOf(event.new).toEqualTypeOf<null>();
@@ -37,10 +41,27 @@ describe('handler types', () => {
   it('knows an insert-only channel has no old row', () => {
     const inserts = triggerChannel(authors, { on: ['insert'] });
     createListener(db).on(inserts, (event) => {
-      expectTypeOf(event.op).toEqualTypeOf<'insert'>();
+      expectTypeOf(event.op).toEqualTypeOf<'insert' | 'snapshot'>();
       expectTypeOf(event.new.name).toEqualTypeOf<string>();
       expectTypeOf(event.new.age).toEqualTypeOf<number | null>();
       expectTypeOf(event.old).toEqualTypeOf<null>();
+    });
+  });
+
+  it('types truncate events without row images, only on channels that ask for them', () => {
+    const truncates = triggerChannel(authors, { on: ['insert', 'truncate'] });
+    createListener(db).on(truncates, (event) => {
+      if (event.op === 'truncate') {
+        expectTypeOf(event.old).toEqualTypeOf<null>();
+        expectTypeOf(event.new).toEqualTypeOf<null>();
+      } else {
+        expectTypeOf(event.op).toEqualTypeOf<'insert' | 'snapshot'>();
+        expectTypeOf(event.new).toEqualTypeOf<Author>();
+      }
+    });
+    createListener(db).on(triggerChannel(authors, { on: ['insert'] }), (event) => {
+      // @ts-expect-error a channel without 'truncate' gets no truncate events
+      if (event.op === 'truncate') return;
     });
   });
 
@@ -116,7 +137,7 @@ describe('handler types', () => {
       inserts,
       (events, tx) => {
         expectTypeOf(events[0]!.new).toEqualTypeOf<Author>();
-        expectTypeOf(events[0]!.op).toEqualTypeOf<'insert'>();
+        expectTypeOf(events[0]!.op).toEqualTypeOf<'insert' | 'snapshot'>();
         expectTypeOf(tx.insert).toBeFunction();
         return { failed: [{ event: events[0]!, error: new Error('x') }] };
       },

@@ -144,6 +144,7 @@ describe('least privilege', () => {
       SELECT c.relname, pg_get_userbyid(c.relowner) AS owner FROM pg_class c
       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pgpubsub' AND c.relkind = 'r' ORDER BY 1`;
     expect(tables).toEqual([
+      { relname: 'backfills', owner: ROLES.migration },
       { relname: 'notifications', owner: ROLES.migration },
       { relname: 'schedules', owner: ROLES.migration },
       { relname: 'wakeups', owner: ROLES.migration },

@@ -1,6 +1,12 @@
 import { getTableConfig } from 'drizzle-orm/pg-core';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SCHEMA, notificationsTable, wakeupsTable } from '../src/storage/notifications.ts';
+import {
+  backfillsTable,
+  DEFAULT_SCHEMA,
+  notificationsTable,
+  storageMigrationSql,
+  wakeupsTable,
+} from '../src/storage/notifications.ts';
 import { schedulesTable } from '../src/storage/schedules.ts';
 import { useTestDatabase } from './support/db.ts';
 
@@ -47,6 +53,7 @@ describe('storage: the Drizzle tables match the DDL', () => {
     ['notifications', notificationsTable(DEFAULT_SCHEMA)],
     ['wakeups', wakeupsTable(DEFAULT_SCHEMA)],
     ['schedules', schedulesTable(DEFAULT_SCHEMA)],
+    ['backfills', backfillsTable(DEFAULT_SCHEMA)],
   ] as const) {
     it(`${name}: same columns, types, nullability, defaults and primary key`, async () => {
       const config = getTableConfig(table);
@@ -71,5 +78,45 @@ describe('storage: the Drizzle tables match the DDL', () => {
       SELECT indexname AS name FROM pg_indexes WHERE schemaname = ${DEFAULT_SCHEMA} AND tablename = 'notifications'`;
     const names = rows.map((r) => r.name);
     for (const index of config.indexes) expect(names).toContain(index.config.name);
+  });
+});
+
+describe('storage: version 3 upgrades to version 4', () => {
+  it('an install whose op CHECK admits insert/update/delete only takes snapshot and truncate after the upgrade, keeping its rows', async () => {
+    const schema = 'pgpubsub_v3';
+    // What storage version 3 created: the same table with an unnamed column CHECK on "op".
+    const v3 = storageMigrationSql(schema)
+      .slice(
+        0,
+        storageMigrationSql(schema).findIndex((s) =>
+          s.includes('DROP CONSTRAINT IF EXISTS "notifications_op_check"'),
+        ),
+      )
+      .map((s) =>
+        s.replace(
+          `CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate'))`,
+          `CHECK ("op" IN ('insert', 'update', 'delete'))`,
+        ),
+      );
+    for (const statement of v3) await t.sql.unsafe(statement);
+    await t.sql.unsafe(
+      `INSERT INTO "${schema}"."notifications" ("channel", "op", "new") VALUES ('c', 'insert', '{}')`,
+    );
+    await expect(
+      t.sql.unsafe(`INSERT INTO "${schema}"."notifications" ("channel", "op") VALUES ('c', 'truncate')`),
+    ).rejects.toThrow(/notifications_op_check/);
+    for (const statement of storageMigrationSql(schema)) await t.sql.unsafe(statement);
+    await t.sql.unsafe(
+      `INSERT INTO "${schema}"."notifications" ("channel", "op") VALUES ('c', 'truncate'), ('c', 'snapshot')`,
+    );
+    await expect(
+      t.sql.unsafe(`INSERT INTO "${schema}"."notifications" ("channel", "op") VALUES ('c', 'upsert')`),
+    ).rejects.toThrow(/notifications_op_check/);
+    const ops = await t.sql.unsafe(`SELECT "op" FROM "${schema}"."notifications" ORDER BY "id"`);
+    expect(ops.map((r) => r.op)).toEqual(['insert', 'truncate', 'snapshot']);
+    const [{ n }] = (await t.sql.unsafe(`SELECT count(*)::int AS n FROM "${schema}"."backfills"`)) as any;
+    expect(n).toBe(0);
+    // Applying it again (generate's idempotent DDL) changes nothing.
+    for (const statement of storageMigrationSql(schema)) await t.sql.unsafe(statement);
   });
 });

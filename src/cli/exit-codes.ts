@@ -28,6 +28,8 @@ const CONFIG_CODES: ReadonlySet<PgPubSubErrorCode> = new Set<PgPubSubErrorCode>(
   'POOL_TOO_SMALL',
   'INVALID_SCHEDULE',
   'SCHEDULE_MISSING',
+  'CHANNEL_NOT_INSTALLED',
+  'STORAGE_OUTDATED',
 ]);
 
 /** The exit code for an error that ends a command. */

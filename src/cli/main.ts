@@ -12,6 +12,7 @@ const SUMMARIES: Record<string, string> = {
   status: 'pending / scheduled / failed / oldest age per channel, listeners connected (--check)',
   failed: 'list failed notifications (dead letters) with their last error',
   retry: 're-queue failed notifications (--id, --channel or --all)',
+  backfill: "enqueue a 'snapshot' event per existing row of a trigger channel (resumable)",
   purge: 'delete failed notifications older than --older-than',
   dashboard: 'web dashboard: channels, listeners, failures (--allow-writes: retry, purge)',
 };
@@ -22,6 +23,7 @@ const LOADERS: Record<string, () => Promise<{ command: CliCommand }>> = {
   status: () => import('./commands/status.ts'),
   failed: () => import('./commands/failed.ts'),
   retry: () => import('./commands/retry.ts'),
+  backfill: () => import('./commands/backfill.ts'),
   purge: () => import('./commands/purge.ts'),
   dashboard: () => import('./commands/dashboard.ts'),
 };

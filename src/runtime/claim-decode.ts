@@ -36,10 +36,12 @@ function metaOf(row: unknown[], channel: string): Omit<EventMeta, 'signal'> {
   };
 }
 
-const IMAGES: Record<TriggerOp, [boolean, boolean]> = {
+const IMAGES: Record<TriggerOp | 'snapshot', [boolean, boolean]> = {
   insert: [false, true],
   update: [true, true],
   delete: [true, false],
+  truncate: [false, false],
+  snapshot: [false, true],
 };
 
 /**
@@ -54,7 +56,8 @@ function triggerBody(
 ): Record<string, unknown> {
   const d = reg.decoder!;
   const ops = (reg.channel as TriggerChannel<any, any>).ops as readonly unknown[];
-  if (!ops.includes(op)) {
+  // Every trigger channel takes `snapshot` events (written by backfill()).
+  if (op !== 'snapshot' && !ops.includes(op)) {
     throw new PgPubSubError(
       'DECODE_FAILED',
       `The notification's op is ${JSON.stringify(op)}, but channel "${reg.channel.name}" handles ${ops.join(', ')} only.`,
@@ -63,7 +66,7 @@ function triggerBody(
   const hasOld = values[offset] === true;
   const newOffset = offset + 1 + d.columns.length;
   const hasNew = values[newOffset] === true;
-  const [needOld, needNew] = IMAGES[op as TriggerOp];
+  const [needOld, needNew] = IMAGES[op as TriggerOp | 'snapshot'];
   if (hasOld !== needOld || hasNew !== needNew) {
     throw new PgPubSubError(
       'DECODE_FAILED',

@@ -14,6 +14,8 @@ import {
 import { dollarQuote, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import { createSchedulesTableSql } from './schedules.ts';
 import {
+  BACKFILLS_TABLE,
+  backfillsRef,
   NOTIFICATIONS_TABLE,
   notificationsRef,
   notifyFunctionRef,
@@ -64,7 +66,7 @@ function defineTables(schemaName: string) {
     {
       id: bigint('id', { mode: 'bigint' }).primaryKey().generatedAlwaysAsIdentity(),
       channel: text('channel').notNull(),
-      op: text('op').$type<'insert' | 'update' | 'delete'>(),
+      op: text('op').$type<'insert' | 'update' | 'delete' | 'snapshot' | 'truncate'>(),
       old: jsonb('old'),
       new: jsonb('new'),
       payload: jsonb('payload'),
@@ -99,7 +101,17 @@ function defineTables(schemaName: string) {
     },
     (t) => [primaryKey({ columns: [t.channel, t.key] })],
   );
-  return { notifications, wakeups };
+  const backfills = schema.table(BACKFILLS_TABLE, {
+    channel: text('channel').primaryKey(),
+    lastKey: jsonb('last_key').$type<Record<string, unknown>>(),
+    whereSql: text('where_sql'),
+    rows: bigint('rows', { mode: 'number' }).notNull().default(0),
+    pages: bigint('pages', { mode: 'number' }).notNull().default(0),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  });
+  return { notifications, wakeups, backfills };
 }
 
 /**
@@ -116,6 +128,11 @@ export function wakeupsTable(schemaName: string) {
   return defineTables(schemaName).wakeups;
 }
 
+/** The backfill progress table of a pg schema (one row per channel; see `backfill()`). */
+export function backfillsTable(schemaName: string = DEFAULT_SCHEMA) {
+  return defineTables(schemaName).backfills;
+}
+
 /** The notifications table of a non-default pg schema (see {@link notifications}). */
 export function notificationsTable(schemaName: string): typeof notifications {
   return defineTables(schemaName).notifications as unknown as typeof notifications;
@@ -129,12 +146,13 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
   const s = quoteIdent(schemaName);
   const table = notificationsRef(schemaName);
   const wakeups = wakeupsRef(schemaName);
+  const backfills = backfillsRef(schemaName);
   return [
     `CREATE SCHEMA IF NOT EXISTS ${s}`,
     `CREATE TABLE IF NOT EXISTS ${table} (
   "id" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   "channel" text NOT NULL,
-  "op" text CHECK ("op" IN ('insert', 'update', 'delete')),
+  "op" text CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate')),
   "old" jsonb,
   "new" jsonb,
   "payload" jsonb,
@@ -209,6 +227,22 @@ END`)}`,
     // channels that never use priorities, whose claims stay on notifications_claim_idx alone.
     `CREATE INDEX IF NOT EXISTS "notifications_priority_idx" ON ${table} ("channel", "priority" DESC, "run_at", "id") WHERE "status" = 'pending' AND "priority" > 0`,
     notifyManySql(schemaName),
+    // Storage version 4: `backfill()` writes 'snapshot' events and `on: ['truncate']` 'truncate' ones.
+    // The CHECK is replaced by name (version 3 created it unnamed: PostgreSQL named it the same).
+    `ALTER TABLE ${table} DROP CONSTRAINT IF EXISTS "notifications_op_check"`,
+    `ALTER TABLE ${table} ADD CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate'))`,
+    // Progress of `backfill()`, one row per channel: the last primary key enqueued (a jsonb object read
+    // back with jsonb_populate_record into the key's own types), so a stopped or crashed run resumes.
+    `CREATE TABLE IF NOT EXISTS ${backfills} (
+  "channel" text PRIMARY KEY,
+  "last_key" jsonb,
+  "where_sql" text,
+  "rows" bigint NOT NULL DEFAULT 0,
+  "pages" bigint NOT NULL DEFAULT 0,
+  "started_at" timestamptz NOT NULL DEFAULT now(),
+  "updated_at" timestamptz NOT NULL DEFAULT now(),
+  "finished_at" timestamptz
+)`,
   ];
 }
 

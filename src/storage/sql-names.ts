@@ -11,6 +11,14 @@ export const NOTIFICATIONS_TABLE = 'notifications';
 /** Name of the table of installed schedules and their exactly-once fence (`last_slot`). */
 export const SCHEDULES_TABLE = 'schedules';
 
+/** Name of the table of `backfill()` progress (one row per channel). */
+export const BACKFILLS_TABLE = 'backfills';
+
+/** Quoted `"schema"."backfills"`. */
+export function backfillsRef(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(BACKFILLS_TABLE)}`;
+}
+
 /** Name of the unlogged table of per-channel idle flags (the wake-up protocol). */
 export const WAKEUPS_TABLE = 'wakeups';
 

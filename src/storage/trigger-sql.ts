@@ -33,6 +33,7 @@ const SUFFIX: Record<TriggerOp | 'wake', string> = {
   insert: '_ins',
   update: '_upd',
   delete: '_del',
+  truncate: '_trunc',
   wake: '_wake',
 };
 
@@ -81,7 +82,7 @@ export function orderingKeySql(primaryKey: readonly string[], ref: string): stri
 }
 
 /** The same key, read from a stored jsonb row image (`image -> 'column'` is `to_jsonb(value)`). */
-function imageKeySql(primaryKey: readonly string[], image: string): string {
+export function imageKeySql(primaryKey: readonly string[], image: string): string {
   return `jsonb_build_array(${primaryKey.map((c) => `${image} -> ${quoteLiteral(c)}`).join(', ')})::text`;
 }
 
@@ -109,6 +110,15 @@ const FUNCTION_SETTINGS = [
   `extra_float_digits = '1'`,
   `TimeZone = 'UTC'`,
   `bytea_output = 'hex'`,
+];
+
+/** The settings of {@link FUNCTION_SETTINGS} that shape row images, as name/value pairs (backfill sets them). */
+export const IMAGE_SETTINGS: readonly (readonly [string, string])[] = [
+  ['DateStyle', 'ISO, MDY'],
+  ['IntervalStyle', 'postgres'],
+  ['extra_float_digits', '1'],
+  ['TimeZone', 'UTC'],
+  ['bytea_output', 'hex'],
 ];
 
 /** The key that marks a `json` value jsonb cannot hold, kept as its JSON text (decode.ts reads it back). */
@@ -192,6 +202,13 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     END IF;`;
   };
   const branches: string[] = [];
+  // TRUNCATE: one event per table and statement, no images (`when` does not apply: there are no rows).
+  if (spec.ops.includes('truncate'))
+    branches.push(`IF TG_OP = 'TRUNCATE' THEN
+    INSERT INTO ${notificationsRef(schema)} ${cols}
+    VALUES (${ch}, 'truncate', NULL, NULL, v_context, 'pending', NULL, NULL);
+    v_count := 1;
+  END IF;`);
   if (spec.ops.includes('insert'))
     branches.push(`IF TG_OP = 'INSERT' THEN\n    ${rowsOf('insert')}\n  END IF;`);
   if (spec.ops.includes('delete'))
@@ -290,7 +307,7 @@ LANGUAGE plpgsql SECURITY DEFINER ${FUNCTION_SETTINGS.map((setting) => `SET ${se
 
 function dropTriggersSql(spec: Pick<TriggerSpec, 'channel' | 'tableSchema' | 'table'>): string[] {
   const table = qualify(spec.tableSchema, spec.table);
-  return (['insert', 'update', 'wake', 'delete'] as const).map(
+  return (['insert', 'update', 'wake', 'delete', 'truncate'] as const).map(
     (kind) => `DROP TRIGGER IF EXISTS ${quoteIdent(triggerName(spec.channel, kind))} ON ${table}`,
   );
 }
@@ -333,6 +350,10 @@ export function createTriggerSql(spec: TriggerSpec, schema: string = DEFAULT_SCH
           'DELETE',
           'OLD TABLE AS "pgpubsub_old"',
         ),
+      );
+    } else if (op === 'truncate') {
+      create.push(
+        `CREATE TRIGGER ${quoteIdent(triggerName(spec.channel, 'truncate'))} AFTER TRUNCATE ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}`,
       );
     } else {
       create.push(
