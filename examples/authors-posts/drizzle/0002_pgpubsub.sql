@@ -16,7 +16,10 @@ CREATE TABLE IF NOT EXISTS "pgpubsub"."notifications" (
   "run_at" timestamptz NOT NULL DEFAULT now(),
   "created_at" timestamptz NOT NULL DEFAULT now(),
   "last_error" text,
-  "failed_at" timestamptz
+  "failed_at" timestamptz,
+  "ordering_key" text,
+  "dedup_key" text COLLATE "C",
+  "priority" integer NOT NULL DEFAULT 0
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0);
 --> statement-breakpoint
 CREATE INDEX IF NOT EXISTS "notifications_claim_idx" ON "pgpubsub"."notifications" ("channel", "run_at", "id") WHERE "status" = 'pending';
@@ -48,6 +51,130 @@ BEGIN
     PERFORM pg_notify(p_channel, '');
   END IF;
   RETURN v_id;
+END
+$pgpubsub$;
+--> statement-breakpoint
+CREATE TABLE IF NOT EXISTS "pgpubsub"."schedules" (
+  "name" text PRIMARY KEY,
+  "cron" text NOT NULL,
+  "timezone" text NOT NULL,
+  "payload" jsonb NOT NULL,
+  "catch_up" integer NOT NULL,
+  "last_slot" timestamptz NOT NULL DEFAULT date_trunc('second', now())
+);
+--> statement-breakpoint
+ALTER TABLE "pgpubsub"."notifications" ADD COLUMN IF NOT EXISTS "ordering_key" text;
+--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "notifications_ordering_idx" ON "pgpubsub"."notifications" ("channel", "ordering_key", "id") WHERE "ordering_key" IS NOT NULL;
+--> statement-breakpoint
+CREATE OR REPLACE FUNCTION "pgpubsub"."notify"("p_channel" text, "p_payload" jsonb, "p_ordering_key" text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgpubsub$
+DECLARE
+  v_id bigint;
+BEGIN
+  IF p_ordering_key IS NOT NULL THEN
+    PERFORM pg_advisory_xact_lock(hashtextextended(jsonb_build_array(p_channel, p_ordering_key)::text, 0));
+  END IF;
+  INSERT INTO "pgpubsub"."notifications" ("channel", "payload", "context", "ordering_key")
+  VALUES (p_channel, p_payload, coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb), p_ordering_key)
+  RETURNING "id" INTO v_id;
+  IF (coalesce(current_setting('pgpubsub.wake', true), '') <> 'off' AND CASE WHEN current_setting('transaction_isolation') = 'read committed'
+    THEN EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = p_channel AND w."idle" AND NOT pg_try_advisory_xact_lock_shared(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), w."key"))
+    ELSE NOT (pg_try_advisory_lock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0) AND pg_advisory_unlock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0)) END) THEN
+    PERFORM pg_notify(p_channel, '');
+  END IF;
+  RETURN v_id;
+END
+$pgpubsub$;
+--> statement-breakpoint
+ALTER TABLE "pgpubsub"."notifications" ADD COLUMN IF NOT EXISTS "dedup_key" text COLLATE "C";
+--> statement-breakpoint
+ALTER TABLE "pgpubsub"."notifications" ADD COLUMN IF NOT EXISTS "priority" integer NOT NULL DEFAULT 0;
+--> statement-breakpoint
+CREATE UNIQUE INDEX IF NOT EXISTS "notifications_dedup_idx" ON "pgpubsub"."notifications" ("channel", "dedup_key") WHERE "status" = 'pending' AND "dedup_key" IS NOT NULL;
+--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "notifications_priority_idx" ON "pgpubsub"."notifications" ("channel", "priority" DESC, "run_at", "id") WHERE "status" = 'pending' AND "priority" > 0;
+--> statement-breakpoint
+CREATE OR REPLACE FUNCTION "pgpubsub"."notify_many"("p_channel" text, "p_payloads" jsonb, "p_options" jsonb DEFAULT '{}'::jsonb)
+RETURNS TABLE ("notification_id" bigint, "outcome" text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgpubsub$
+DECLARE
+  v_context jsonb := coalesce(nullif(current_setting('pgpubsub.context', true), '')::jsonb, '{}'::jsonb);
+  v_run_at timestamptz := coalesce((p_options->>'runAt')::timestamptz, now() + coalesce((p_options->>'delayMs')::float8, 0) * interval '1 millisecond');
+  v_priority integer := coalesce((p_options->>'priority')::integer, 0);
+  v_replace boolean := coalesce(p_options->>'onDuplicate', 'skip') = 'replace';
+  v_keys jsonb := p_options->'keys';
+  v_item record;
+  v_key text;
+  v_id bigint;
+  v_count bigint := 0;
+BEGIN
+  IF jsonb_typeof(p_payloads) IS DISTINCT FROM 'array' THEN
+    RAISE EXCEPTION 'drizzle-pgpubsub notify_many: payloads must be a JSON array' USING ERRCODE = '22023';
+  END IF;
+  IF coalesce(p_options->>'onDuplicate', 'skip') NOT IN ('skip', 'replace') THEN
+    RAISE EXCEPTION 'drizzle-pgpubsub notify_many: onDuplicate must be skip or replace' USING ERRCODE = '22023';
+  END IF;
+  IF v_keys IS NULL OR jsonb_typeof(v_keys) = 'null' THEN
+    RETURN QUERY WITH ins AS (
+      INSERT INTO "pgpubsub"."notifications" ("channel", "payload", "context", "run_at", "priority")
+      SELECT p_channel, e.value, v_context, v_run_at, v_priority
+      FROM jsonb_array_elements(p_payloads) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord
+      RETURNING "pgpubsub"."notifications"."id")
+    SELECT ins."id", 'inserted'::text FROM ins ORDER BY ins."id";
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+  ELSE
+    FOR v_item IN SELECT e.value, e.ord FROM jsonb_array_elements(p_payloads) WITH ORDINALITY AS e(value, ord) ORDER BY e.ord LOOP
+      v_key := v_keys->>(v_item.ord::integer - 1);
+      v_id := NULL;
+      IF v_key IS NULL THEN
+        INSERT INTO "pgpubsub"."notifications" ("channel", "payload", "context", "run_at", "priority")
+        VALUES (p_channel, v_item.value, v_context, v_run_at, v_priority) RETURNING "pgpubsub"."notifications"."id" INTO v_id;
+        notification_id := v_id; outcome := 'inserted'; v_count := v_count + 1;
+        RETURN NEXT;
+        CONTINUE;
+      END IF;
+      IF strpos(v_key, chr(1)) > 0 THEN
+        RAISE EXCEPTION 'drizzle-pgpubsub notify_many: a dedup key must not contain the character U+0001' USING ERRCODE = '22023';
+      END IF;
+      PERFORM pg_advisory_xact_lock(hashtext('drizzle-pgpubsub dedup "pgpubsub"'), hashtext(p_channel || chr(1) || v_key));
+      IF v_replace THEN
+        SELECT n."id" INTO v_id FROM "pgpubsub"."notifications" n WHERE n."channel" = p_channel AND n."status" = 'pending' AND (n."dedup_key" = v_key OR (n."dedup_key" > v_key || chr(1) AND n."dedup_key" < v_key || chr(2))) ORDER BY n."id" DESC LIMIT 1 FOR UPDATE SKIP LOCKED;
+        IF v_id IS NOT NULL THEN
+          UPDATE "pgpubsub"."notifications" SET "payload" = v_item.value, "run_at" = v_run_at, "priority" = v_priority,
+            "context" = v_context, "attempts" = 0, "last_error" = NULL
+          WHERE "pgpubsub"."notifications"."id" = v_id;
+          notification_id := v_id; outcome := 'replaced'; v_count := v_count + 1;
+          RETURN NEXT;
+          CONTINUE;
+        END IF;
+        -- Every pending row of the key is held by a listener (its handler runs): a successor.
+        IF EXISTS (SELECT 1 FROM "pgpubsub"."notifications" n WHERE n."channel" = p_channel AND n."status" = 'pending' AND (n."dedup_key" = v_key OR (n."dedup_key" > v_key || chr(1) AND n."dedup_key" < v_key || chr(2)))) THEN
+          v_key := v_key || chr(1) || gen_random_uuid()::text;
+        END IF;
+      ELSE
+        SELECT n."id" INTO v_id FROM "pgpubsub"."notifications" n WHERE n."channel" = p_channel AND n."status" = 'pending' AND (n."dedup_key" = v_key OR (n."dedup_key" > v_key || chr(1) AND n."dedup_key" < v_key || chr(2))) ORDER BY n."id" DESC LIMIT 1;
+        IF v_id IS NOT NULL THEN
+          notification_id := v_id; outcome := 'skipped';
+          RETURN NEXT;
+          CONTINUE;
+        END IF;
+      END IF;
+      INSERT INTO "pgpubsub"."notifications" ("channel", "payload", "context", "run_at", "priority", "dedup_key")
+      VALUES (p_channel, v_item.value, v_context, v_run_at, v_priority, v_key) RETURNING "pgpubsub"."notifications"."id" INTO v_id;
+      notification_id := v_id; outcome := 'inserted'; v_count := v_count + 1;
+      RETURN NEXT;
+    END LOOP;
+  END IF;
+  IF v_count > 0 AND (coalesce(current_setting('pgpubsub.wake', true), '') <> 'off' AND CASE WHEN current_setting('transaction_isolation') = 'read committed'
+    THEN EXISTS (SELECT 1 FROM "pgpubsub"."wakeups" w WHERE w."channel" = p_channel AND w."idle" AND NOT pg_try_advisory_xact_lock_shared(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), w."key"))
+    ELSE NOT (pg_try_advisory_lock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0) AND pg_advisory_unlock(hashtext('drizzle-pgpubsub wakeups "pgpubsub"'), 0)) END) THEN
+    IF v_run_at <= now() THEN
+      PERFORM pg_notify(p_channel, '');
+    ELSIF NOT EXISTS (SELECT 1 FROM "pgpubsub"."notifications" n WHERE n."channel" = p_channel AND n."status" = 'pending' AND n."run_at" > now() AND n."run_at" < v_run_at) THEN
+      PERFORM pg_notify(p_channel, 'at:' || greatest(0, ceil(extract(epoch FROM v_run_at - clock_timestamp()) * 1000))::bigint::text);
+    END IF;
+  END IF;
 END
 $pgpubsub$;
 --> statement-breakpoint
