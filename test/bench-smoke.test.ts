@@ -38,7 +38,7 @@ describe('npm run bench (quick mode)', () => {
       expect(value('W2', row.key, 'duplicates')).toBe(0);
       expect(value('W2', row.key, 'p99Ms')).toBeGreaterThanOrEqual(value('W2', row.key, 'p50Ms'));
     }
-    expect(w.W2!.rows).toHaveLength(4);
+    expect(w.W2!.rows).toHaveLength(5);
 
     // W3: numbers for every system and the control.
     for (const key of ['ours', 'graphile-batched', 'graphile-default', 'pgboss', 'control']) {

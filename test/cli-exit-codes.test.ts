@@ -13,7 +13,16 @@ afterAll(removeCli);
 describe('CLI exit codes', () => {
   it('every command: an unknown option exits 2 with the message and the command usage', async () => {
     const names = Object.keys(commands);
-    expect(names).toEqual(['generate', 'listen', 'status', 'failed', 'retry', 'purge', 'dashboard']);
+    expect(names).toEqual([
+      'generate',
+      'listen',
+      'status',
+      'failed',
+      'retry',
+      'purge',
+      'dashboard',
+      'backfill',
+    ]);
     const runs = await Promise.all(names.map((name) => runCli([name, '--bogus'], env)));
     for (const [i, name] of names.entries()) {
       const { code, stdout, stderr } = runs[i]!;

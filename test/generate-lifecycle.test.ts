@@ -232,7 +232,13 @@ describe.runIf(KIT_MAJOR < 1)('generate: lifecycle in the 0.x journal layout', (
     ]);
     const functions =
       await t.sql`SELECT proname FROM pg_proc WHERE pronamespace = 'pgpubsub'::regnamespace ORDER BY 1`;
-    expect(functions.map((r) => r.proname)).toEqual(['ch_authors', 'ch_odd events', 'notify', 'notify']);
+    expect(functions.map((r) => r.proname)).toEqual([
+      'ch_authors',
+      'ch_odd events',
+      'notify',
+      'notify',
+      'notify_many',
+    ]);
     await t.sql`INSERT INTO "App Schema"."Tasks" ("Title") VALUES ('t2')`;
     await t.sql`INSERT INTO "Odd ""Table"" Name" ("Mixed Case ""Col""", status) VALUES ('z', 'new')`;
     await t.sql`INSERT INTO authors (name) VALUES ('d')`;
