@@ -19,9 +19,9 @@ describe('CLI exit codes', () => {
       'status',
       'failed',
       'retry',
+      'backfill',
       'purge',
       'dashboard',
-      'backfill',
     ]);
     const runs = await Promise.all(names.map((name) => runCli([name, '--bogus'], env)));
     for (const [i, name] of names.entries()) {
