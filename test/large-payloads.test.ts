@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
 import { createListener } from '../src/runtime/listener.ts';
 import { useTestDatabase } from './support/db.ts';
+import { HEAVY } from './support/heavy.ts';
 import { waitFor } from './support/wait-for.ts';
 
 const t = useTestDatabase(['CREATE TABLE seen (n integer PRIMARY KEY, len integer NOT NULL)']);
@@ -23,45 +24,49 @@ const ROWS = 60;
 const BLOB = `(SELECT string_agg(md5(g::text), '') AS blob FROM generate_series(1, 819200) AS g)`;
 
 describe('large payloads', () => {
-  it(`drains ${ROWS} × 25 MB payloads in a listener process with a 256 MB heap`, async () => {
-    await t.sql.unsafe(
-      `INSERT INTO pgpubsub.notifications (channel, payload)
+  it.runIf(HEAVY)(
+    `drains ${ROWS} × 25 MB payloads in a listener process with a 256 MB heap`,
+    async () => {
+      await t.sql.unsafe(
+        `INSERT INTO pgpubsub.notifications (channel, payload)
        SELECT 'big', jsonb_build_object('n', n, 'blob', b.blob) FROM ${BLOB} AS b, generate_series(1, ${ROWS}) AS n`,
-    );
-    const [size] = await t.sql`SELECT min(pg_column_size(payload))::int AS min FROM pgpubsub.notifications`;
-    expect(size!.min).toBeGreaterThan(25_000_000);
-    const child = fork(join(import.meta.dirname, 'fixtures/big-payload-listener.ts'), {
-      execArgv: ['--import', 'jiti/register', '--max-old-space-size=256'],
-      env: { ...process.env, DATABASE_URL: t.url },
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-    });
-    children.push(child);
-    let stderr = '';
-    child.stderr!.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    const messages: unknown[] = [];
-    child.on('message', (m) => messages.push(m));
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`listener exited ${child.exitCode}: ${stderr}`);
-        const [row] = await t.sql`SELECT count(*)::int AS n, min(len) AS len FROM seen`;
-        return row!.n === ROWS && row;
-      },
-      { timeoutMs: 240_000, intervalMs: 200, what: `${ROWS} large payloads handled` },
-    ).catch((error) => {
-      throw new Error(`${(error as Error).message}\nlistener stderr: ${stderr}`);
-    });
-    expect(child.exitCode).toBeNull();
-    child.kill('SIGTERM');
-    const report = await waitFor(() => messages.find((m) => typeof m === 'object') as { peakRss: number }, {
-      timeoutMs: 20_000,
-      what: 'the listener to report its peak RSS',
-    });
-    expect(report.peakRss).toBeLessThan(1024 * 1024 * 1024);
-    const [left] = await t.sql`SELECT count(*)::int AS n FROM pgpubsub.notifications`;
-    expect(left!.n).toBe(0);
-  }, 300_000);
+      );
+      const [size] = await t.sql`SELECT min(pg_column_size(payload))::int AS min FROM pgpubsub.notifications`;
+      expect(size!.min).toBeGreaterThan(25_000_000);
+      const child = fork(join(import.meta.dirname, 'fixtures/big-payload-listener.ts'), {
+        execArgv: ['--import', 'jiti/register', '--max-old-space-size=256'],
+        env: { ...process.env, DATABASE_URL: t.url },
+        stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+      });
+      children.push(child);
+      let stderr = '';
+      child.stderr!.on('data', (chunk) => {
+        stderr += chunk;
+      });
+      const messages: unknown[] = [];
+      child.on('message', (m) => messages.push(m));
+      await waitFor(
+        async () => {
+          if (child.exitCode !== null) throw new Error(`listener exited ${child.exitCode}: ${stderr}`);
+          const [row] = await t.sql`SELECT count(*)::int AS n, min(len) AS len FROM seen`;
+          return row!.n === ROWS && row;
+        },
+        { timeoutMs: 240_000, intervalMs: 200, what: `${ROWS} large payloads handled` },
+      ).catch((error) => {
+        throw new Error(`${(error as Error).message}\nlistener stderr: ${stderr}`);
+      });
+      expect(child.exitCode).toBeNull();
+      child.kill('SIGTERM');
+      const report = await waitFor(() => messages.find((m) => typeof m === 'object') as { peakRss: number }, {
+        timeoutMs: 20_000,
+        what: 'the listener to report its peak RSS',
+      });
+      expect(report.peakRss).toBeLessThan(1024 * 1024 * 1024);
+      const [left] = await t.sql`SELECT count(*)::int AS n FROM pgpubsub.notifications`;
+      expect(left!.n).toBe(0);
+    },
+    300_000,
+  );
 
   it('takes fewer notifications per claim when they pass the byte budget, but always at least one', async () => {
     const jobs = channel('budget', v.object({ n: v.number(), pad: v.string() }));
