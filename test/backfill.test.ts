@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { backfill, createListener, isPgPubSubError, triggerChannel } from '../src/index.ts';
 import { installChannels } from './support/channels.ts';
 import { useTestDatabase } from './support/db.ts';
+import { POSTGRES_JS_MAJOR } from './support/driver-version.ts';
 import { waitFor } from './support/wait-for.ts';
 
 const items = pgTable('items', {
@@ -136,40 +137,44 @@ describe('backfill()', () => {
     expect(restarted).toMatchObject({ rows: 100, totalRows: 100, resumed: false, finished: true });
   });
 
-  it('resumes after the process died mid-page: the uncommitted page is redone, committed pages are not', async () => {
-    await clear();
-    await installChannels(t.sql, [lineEvents]);
-    await backfill(t.db, lineEvents, { batchSize: 10, maxPages: 2 });
-    // A crash inside the third page: its transaction never commits. The page waits on a row lock
-    // held here (FOR UPDATE conflicts with the page's FOR SHARE), and its backend is killed there.
-    const blocker = t.client({ max: 1 });
-    const victim = t.client({ max: 1 });
-    const pid = (await victim`SELECT pg_backend_pid() AS pid`)[0]?.pid as number;
-    const pages: number[] = [];
-    let dying: Promise<unknown> = Promise.resolve();
-    await blocker.begin(async (tx) => {
-      await tx`SELECT 1 FROM lines ORDER BY order_id, line_no OFFSET 24 LIMIT 1 FOR UPDATE`;
-      dying = backfill(drizzle({ client: victim }), lineEvents, {
-        batchSize: 10,
-        onProgress: (p) => pages.push(p.pages),
-      }).catch((error: unknown) => error);
-      await waitFor(
-        async () => {
-          const [w] = await t.sql`SELECT wait_event_type FROM pg_stat_activity WHERE pid = ${pid}`;
-          return w?.wait_event_type === 'Lock';
-        },
-        { timeoutMs: 30_000, what: 'the backfill page to wait for the row lock' },
-      );
-      await t.sql`SELECT pg_terminate_backend(${pid})`;
-    });
-    expect(await dying).toBeInstanceOf(Error);
-    expect(pages).toEqual([]);
-    const result = await backfill(t.db, lineEvents, { batchSize: 10 });
-    expect(result).toMatchObject({ rows: 80, totalRows: 100, resumed: true, finished: true });
-    const keys = (await snapshots('lines')).map((i) => `${i.order_id}/${i.line_no}`);
-    expect(new Set(keys).size).toBe(100);
-    expect(keys).toHaveLength(100);
-  });
+  // postgres.js 3 may crash this process when the backend is killed under it (porsager/postgres#1154).
+  it.skipIf(POSTGRES_JS_MAJOR < 4)(
+    'resumes after the process died mid-page: the uncommitted page is redone, committed pages are not',
+    async () => {
+      await clear();
+      await installChannels(t.sql, [lineEvents]);
+      await backfill(t.db, lineEvents, { batchSize: 10, maxPages: 2 });
+      // A crash inside the third page: its transaction never commits. The page waits on a row lock
+      // held here (FOR UPDATE conflicts with the page's FOR SHARE), and its backend is killed there.
+      const blocker = t.client({ max: 1 });
+      const victim = t.client({ max: 1 });
+      const pid = (await victim`SELECT pg_backend_pid() AS pid`)[0]?.pid as number;
+      const pages: number[] = [];
+      let dying: Promise<unknown> = Promise.resolve();
+      await blocker.begin(async (tx) => {
+        await tx`SELECT 1 FROM lines ORDER BY order_id, line_no OFFSET 24 LIMIT 1 FOR UPDATE`;
+        dying = backfill(drizzle({ client: victim }), lineEvents, {
+          batchSize: 10,
+          onProgress: (p) => pages.push(p.pages),
+        }).catch((error: unknown) => error);
+        await waitFor(
+          async () => {
+            const [w] = await t.sql`SELECT wait_event_type FROM pg_stat_activity WHERE pid = ${pid}`;
+            return w?.wait_event_type === 'Lock';
+          },
+          { timeoutMs: 30_000, what: 'the backfill page to wait for the row lock' },
+        );
+        await t.sql`SELECT pg_terminate_backend(${pid})`;
+      });
+      expect(await dying).toBeInstanceOf(Error);
+      expect(pages).toEqual([]);
+      const result = await backfill(t.db, lineEvents, { batchSize: 10 });
+      expect(result).toMatchObject({ rows: 80, totalRows: 100, resumed: true, finished: true });
+      const keys = (await snapshots('lines')).map((i) => `${i.order_id}/${i.line_no}`);
+      expect(new Set(keys).size).toBe(100);
+      expect(keys).toHaveLength(100);
+    },
+  );
 
   it('refuses clearly: no trigger installed, no primary key, a transaction, not a trigger channel, bad options', async () => {
     const code = (p: Promise<unknown>) =>

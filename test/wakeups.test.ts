@@ -6,6 +6,7 @@ import { withoutWakeup } from '../src/notify.ts';
 import { createTriggerSql, resolveTriggerSpec } from '../src/storage/trigger-sql.ts';
 import { itemEvents } from './fixtures/effect-channels.ts';
 import { useTestDatabase } from './support/db.ts';
+import { POSTGRES_JS_MAJOR } from './support/driver-version.ts';
 import { waitFor } from './support/wait-for.ts';
 import { workerPool } from './support/workers.ts';
 
@@ -119,46 +120,52 @@ describe('wake-up flags follow live listener sessions', () => {
     await kill(b, 'SIGTERM');
   }, 60_000);
 
-  it('after every session is gone (as after a PostgreSQL restart) writers send no NOTIFY; a listener that reconnects is woken again', async () => {
-    // The harness's PostgreSQL is shared and not restarted here: every backend of the listener is
-    // terminated while its process is frozen, which leaves the table as a restart would (flags set,
-    // no session holding their locks).
-    const a = await startWorker('a');
-    await waitIdle();
-    a.kill('SIGSTOP');
-    try {
-      const gone = await t.sql`SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
+  // postgres.js 3 may crash the listener process when its sessions are terminated (porsager/postgres#1154).
+  it.skipIf(POSTGRES_JS_MAJOR < 4)(
+    'after every session is gone (as after a PostgreSQL restart) writers send no NOTIFY; a listener that reconnects is woken again',
+    async () => {
+      // The harness's PostgreSQL is shared and not restarted here: every backend of the listener is
+      // terminated while its process is frozen, which leaves the table as a restart would (flags set,
+      // no session holding their locks).
+      const a = await startWorker('a');
+      await waitIdle();
+      a.kill('SIGSTOP');
+      try {
+        const gone = await t.sql`SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE datname = current_database() AND pid <> pg_backend_pid()`;
-      const pids = gone.map((r) => r.pid as number);
-      await waitFor(
-        async () =>
-          (await t.sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY(${pids})`)[0]!.n === 0,
-        { what: 'every other session to end' },
-      );
-      // The counter's LISTEN session was terminated too: postgres.js listens again on reconnect.
-      await waitFor(
-        async () => {
-          await t.sql`SELECT pg_notify('items', 'sentinel')`;
-          const seen = sentinels;
-          await new Promise((resolve) => setTimeout(resolve, 50));
-          return sentinels > seen;
-        },
-        { what: 'the counter to listen again' },
-      );
-      expect(await idleFlags()).toBe(1);
-      expect(await notifiesOf(200)).toBe(0);
-    } finally {
-      a.kill('SIGCONT');
-    }
-    // Back: it reconnects, takes a new lock, sweeps, and sleeps with a live flag again.
-    await waitFor(async () => (await pending()) === 0, {
-      timeoutMs: 20_000,
-      what: 'the reconnected listener to sweep',
-    });
-    await waitIdle();
-    await wakeLatency(); // no sweep runs: only the NOTIFY can wake it
-    await kill(a, 'SIGTERM');
-  }, 60_000);
+        const pids = gone.map((r) => r.pid as number);
+        await waitFor(
+          async () =>
+            (await t.sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY(${pids})`)[0]!.n ===
+            0,
+          { what: 'every other session to end' },
+        );
+        // The counter's LISTEN session was terminated too: postgres.js listens again on reconnect.
+        await waitFor(
+          async () => {
+            await t.sql`SELECT pg_notify('items', 'sentinel')`;
+            const seen = sentinels;
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            return sentinels > seen;
+          },
+          { what: 'the counter to listen again' },
+        );
+        expect(await idleFlags()).toBe(1);
+        expect(await notifiesOf(200)).toBe(0);
+      } finally {
+        a.kill('SIGCONT');
+      }
+      // Back: it reconnects, takes a new lock, sweeps, and sleeps with a live flag again.
+      await waitFor(async () => (await pending()) === 0, {
+        timeoutMs: 20_000,
+        what: 'the reconnected listener to sweep',
+      });
+      await waitIdle();
+      await wakeLatency(); // no sweep runs: only the NOTIFY can wake it
+      await kill(a, 'SIGTERM');
+    },
+    60_000,
+  );
 
   it('two listeners, one killed: the other is still woken', async () => {
     const [a, b] = await Promise.all([startWorker('a'), startWorker('b')]);
