@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 
 /**
  * The installed postgres.js major version. postgres.js 3 can crash its process with "Cannot read
@@ -7,5 +7,10 @@ import { createRequire } from 'node:module';
  * clients skip on it, naming that bug.
  */
 export const POSTGRES_JS_MAJOR = Number(
-  (createRequire(import.meta.url)('postgres/package.json') as { version: string }).version.split('.')[0],
+  // postgres.js 3 does not export its package.json: read the installed file.
+  (
+    JSON.parse(
+      readFileSync(new URL('../../node_modules/postgres/package.json', import.meta.url), 'utf8'),
+    ) as { version: string }
+  ).version.split('.')[0],
 );
