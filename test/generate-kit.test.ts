@@ -221,6 +221,137 @@ export const itemEvents = triggerChannel(items, { on: ['insert'] });
   });
 });
 
+describe('generate: migration order on the drizzle-kit 1.0 layout (its base + diff snapshots)', () => {
+  // Folders as drizzle-kit 1.0.0-rc.5 writes them (format 9 snapshots), with a stand-in drizzle-kit 1.0
+  // installed; the real one writes them in test/schema-evolution.test.ts (CI's drizzle-orm 1.0 leg).
+  const ORIGIN = '00000000-0000-0000-0000-000000000000';
+  const col = (table: string, name: string) => ({
+    schema: 'public',
+    table,
+    name,
+    type: 'integer',
+    entityType: 'columns',
+  });
+  const base = JSON.stringify({
+    type: 'base',
+    version: '9',
+    dialect: 'postgres',
+    id: 'b0',
+    prevIds: [ORIGIN],
+    footprints: [],
+    ddl: [
+      { schema: 'public', name: 'posts', isRlsEnabled: false, entityType: 'tables' },
+      col('posts', 'id'),
+      col('posts', 'author_id'),
+    ],
+  });
+  const schema = (
+    table: string,
+    column: string,
+  ) => `import { integer, pgTable, serial } from 'drizzle-orm/pg-core';
+import { triggerChannel } from 'drizzle-pgpubsub/schema';
+export const posts = pgTable('${table}', { id: serial().primaryKey(), ${column}: integer('${column}') });
+export const postEvents = triggerChannel(posts, { on: ['update'], columns: ['${column}'], name: 'posts' });
+`;
+  const app = () => {
+    const dir = makeApp({
+      'drizzle.config.ts': CONFIG,
+      'src/db/schema.ts': schema('posts', 'author_id'),
+      'drizzle/20250101000000_init/migration.sql':
+        'CREATE TABLE "posts" ("id" serial PRIMARY KEY, "author_id" integer);',
+      'drizzle/20250101000000_init/snapshot.json': base,
+      ...fakeKit('1.0.0-rc.5'),
+    });
+    return dir;
+  };
+  const rename = (deltas: object[]) =>
+    JSON.stringify({
+      type: 'diff',
+      version: '9',
+      dialect: 'postgres',
+      id: 'd1',
+      prevIds: ['b0'],
+      footprints: [],
+      deltas,
+    });
+
+  it('refuses a rename drizzle-kit 1.0 has not generated yet, then writes after its rename folder', async () => {
+    const dir = app();
+    expect((await run(dir)).written).toHaveLength(1);
+    writeFiles(dir, { 'src/db/schema.ts': schema('articles', 'writer_id') });
+    const before = readTree(dir);
+    await expectError(
+      run(dir),
+      'MIGRATION_ORDER',
+      'drizzle/20250101000000_init/snapshot.json',
+      'still has "public"."posts"',
+      'npx drizzle-kit generate',
+    );
+    expect(readTree(dir)).toEqual(before);
+    // drizzle-kit 1.0 renamed the table but not yet the column: still refused, naming the column.
+    writeFiles(dir, {
+      'drizzle/29990101000000_rename/migration.sql': 'ALTER TABLE "posts" RENAME TO "articles";',
+      'drizzle/29990101000000_rename/snapshot.json': rename([
+        { op: 'rename', key: 'tables\0["public","posts"]', set: { name: 'articles' } },
+      ]),
+    });
+    await expectError(
+      run(dir),
+      'MIGRATION_ORDER',
+      'column "writer_id"',
+      '29990101000000_rename/snapshot.json',
+    );
+    writeFiles(dir, {
+      'drizzle/29990101000000_rename/snapshot.json': rename([
+        { op: 'rename', key: 'tables\0["public","posts"]', set: { name: 'articles' } },
+        { op: 'rename', key: 'columns\0["public","articles","author_id"]', set: { name: 'writer_id' } },
+      ]),
+    });
+    const ours = await run(dir);
+    expect(ours.plan).toMatchObject({ moved: ['posts'] });
+    expect(ours.warned).toEqual([]);
+    expect(ours.written).toEqual([join(dir, 'drizzle/29990101000001_pgpubsub/migration.sql')]);
+  });
+
+  it('names the folder to delete (1.0 has no `drizzle-kit drop`) when a later migration drops a watched column', async () => {
+    const dir = app();
+    await run(dir);
+    writeFiles(dir, {
+      'src/db/schema.ts': `import { pgTable, serial } from 'drizzle-orm/pg-core';
+import { triggerChannel } from 'drizzle-pgpubsub/schema';
+export const posts = pgTable('posts', { id: serial().primaryKey() });
+export const postEvents = triggerChannel(posts, { on: ['update'], name: 'posts' });
+`,
+      'drizzle/29990101000000_drop/migration.sql': 'ALTER TABLE "posts" DROP COLUMN "author_id";',
+      'drizzle/29990101000000_drop/snapshot.json': rename([
+        { op: 'drop', key: 'columns\0["public","posts","author_id"]' },
+      ]),
+    });
+    await expectError(
+      run(dir),
+      'MIGRATION_ORDER',
+      'Migration 29990101000000_drop drops column "author_id"',
+      'Delete the folder drizzle/29990101000000_drop',
+    );
+  });
+
+  it('warns when drizzle-kit 1.0 has never seen the watched table', async () => {
+    const dir = app();
+    writeFiles(dir, {
+      'src/db/schema.ts': `${schema('posts', 'author_id')}
+export const extra = pgTable('extra', { id: serial().primaryKey() });
+export const extraEvents = triggerChannel(extra, { on: ['insert'] });
+`,
+    });
+    const result = await run(dir);
+    expect(result.warned).toEqual([
+      expect.stringMatching(
+        /^warning: channel "extra" watches "public"."extra", which is not in drizzle-kit's latest snapshot \(drizzle\/20250101000000_init\/snapshot.json\).*delete this migration’s folder/,
+      ),
+    ]);
+  });
+});
+
 describe.runIf(KIT_MAJOR >= 1)('generate: next to drizzle-kit 1.0 generate and migrate', () => {
   const t = useTestDatabase();
 

@@ -2,10 +2,11 @@ import { dirname, resolve } from 'node:path';
 import { PgPubSubError } from '../errors.ts';
 import { byteLength, MAX_IDENTIFIER_BYTES } from '../identifiers.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
+import { latestSnapshot } from './kit-snapshot.ts';
 import { type InstalledKit, installedDrizzleKit } from './kit-version.ts';
 import { importSchemaFiles, type LoadedDrizzleConfig, loadDrizzleConfig } from './load-config.ts';
 import { displayPath, type MigrationFolder, readMigrationFolder } from './migration-folder.ts';
-import { checkMigrationOrder, snapshotTables } from './migration-order.ts';
+import { checkMigrationOrder } from './migration-order.ts';
 import { migrationSql, planMigration, writeMigration } from './migration-writer.ts';
 import { collectChannels, type GeneratePlan, planGenerate, readRecordedState } from './plan.ts';
 
@@ -53,13 +54,17 @@ function collectWarnings(
       `warning: schemaFilter in ${displayPath(config.path, cwd)} includes "${plan.schema}": \`drizzle-kit push\` would drop the notifications table there. Remove it from schemaFilter.`,
     );
   }
-  const known = snapshotTables(folder);
-  if (known && folder.layout === 'journal' && folder.snapshotPath) {
-    const snapshot = displayPath(folder.snapshotPath, cwd);
+  const latest = latestSnapshot(folder);
+  if (latest) {
+    const snapshot = displayPath(latest.path, cwd);
+    const remove =
+      folder.layout === 'journal'
+        ? 'delete this migration with `drizzle-kit drop`'
+        : 'delete this migration’s folder (drizzle-kit 1.0 has no `drop`)';
     for (const { name, tableSchema, table } of plan.installed) {
-      if (!known.has(`${tableSchema}.${table}`)) {
+      if (!latest.tables.has(`${tableSchema}.${table}`)) {
         warnings.push(
-          `warning: channel "${name}" watches "${tableSchema}"."${table}", which is not in drizzle-kit's latest snapshot (${snapshot}). Unless you create that table some other way, run \`drizzle-kit generate\` first so it exists before this trigger migration runs, then delete this migration with \`drizzle-kit drop\` and generate it again.`,
+          `warning: channel "${name}" watches "${tableSchema}"."${table}", which is not in drizzle-kit's latest snapshot (${snapshot}). Unless you create that table some other way, run \`drizzle-kit generate\` first so it exists before this trigger migration runs, then ${remove} and generate it again.`,
         );
       }
     }

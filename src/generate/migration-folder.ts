@@ -60,7 +60,13 @@ export type MigrationFolder =
       snapshotPath: string | null;
       migrations: ExistingMigration[];
     }
-  | { layout: 'folders'; out: string; migrations: ExistingMigration[] };
+  | {
+      layout: 'folders';
+      out: string;
+      migrations: ExistingMigration[];
+      /** Every `<folder>/snapshot.json`, in folder-name order (drizzle-kit's own; ours have none). */
+      snapshotPaths: string[];
+    };
 
 /** One file that {@link writeMigration} will write. */
 export interface PlannedFile {
@@ -141,11 +147,14 @@ export function readMigrationFolder(out: string, kit?: InstalledKit): MigrationF
     const v1 = names.filter((name) => V1_FOLDER.test(name) && isDirectory(join(out, name)));
     if (v1.length > 0) {
       const migrations: ExistingMigration[] = [];
+      const snapshotPaths: string[] = [];
       for (const name of v1) {
         const path = join(out, name, 'migration.sql');
         if (existsSync(path)) migrations.push({ name, path, sql: readFileSync(path, 'utf8') });
+        const snapshot = join(out, name, 'snapshot.json');
+        if (existsSync(snapshot)) snapshotPaths.push(snapshot);
       }
-      return { layout: 'folders', out, migrations };
+      return { layout: 'folders', out, migrations, snapshotPaths };
     }
     if (names.some((name) => OLD_FOLDER.test(name) && isDirectory(join(out, name)))) {
       throw invalid(
@@ -153,7 +162,7 @@ export function readMigrationFolder(out: string, kit?: InstalledKit): MigrationF
       );
     }
     // An empty folder gets the layout of the installed drizzle-kit (0.x when none is installed).
-    if (kit && kit.major >= 1) return { layout: 'folders', out, migrations: [] };
+    if (kit && kit.major >= 1) return { layout: 'folders', out, migrations: [], snapshotPaths: [] };
     return { layout: 'journal', out, journal: null, snapshotPath: null, migrations: [] };
   }
   if (kit && kit.major >= 1) {

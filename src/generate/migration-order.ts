@@ -1,33 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { is } from 'drizzle-orm';
 import { getTableConfig, PgTable } from 'drizzle-orm/pg-core';
 import { PgPubSubError } from '../errors.ts';
 import { quoteIdent } from '../identifiers.ts';
 import { type TriggerSpec, triggerName } from '../storage/trigger-sql.ts';
+import { latestSnapshot } from './kit-snapshot.ts';
 import { displayPath, type MigrationFolder } from './migration-folder.ts';
 import type { GeneratePlan, LoadedModule, RecordedState } from './plan.ts';
-
-/** Tables of drizzle-kit's newest 0.x snapshot (`schema.table` → database column names). */
-export type SnapshotTables = Map<string, Set<string>>;
-
-/**
- * Tables of drizzle-kit's newest snapshot, or `null` when it has none (no snapshot yet, the 1.0 folder
- * layout, or tables made by hand-written migrations): then there is nothing to check against.
- */
-export function snapshotTables(folder: MigrationFolder): SnapshotTables | null {
-  if (folder.layout !== 'journal' || folder.snapshotPath === null) return null;
-  try {
-    const snapshot = JSON.parse(readFileSync(folder.snapshotPath, 'utf8')) as {
-      tables?: Record<string, { columns?: Record<string, unknown> }>;
-    };
-    const tables: SnapshotTables = new Map();
-    for (const [key, table] of Object.entries(snapshot.tables ?? {}))
-      tables.set(key, new Set(Object.keys(table?.columns ?? {})));
-    return tables.size > 0 ? tables : null;
-  } catch {
-    return null;
-  }
-}
 
 /** `schema.table` of every Drizzle table exported by the schema files (what drizzle-kit sees). */
 export function declaredTables(modules: readonly LoadedModule[]): Set<string> {
@@ -44,6 +23,16 @@ export function declaredTables(modules: readonly LoadedModule[]): Set<string> {
 
 const ORDER_HINT =
   'Run `npx drizzle-kit generate` first (it writes the schema change), then `npx drizzle-pgpubsub generate` again: its migration must run after drizzle-kit’s.';
+
+/**
+ * How to remove a migration that is not applied yet: `drizzle-kit drop` on 0.x; drizzle-kit 1.0 has no
+ * `drop` (a migration is its folder, found by scanning), so the folder is deleted.
+ */
+export function removeHint(folder: MigrationFolder, name: string, cwd: string): string {
+  return folder.layout === 'journal'
+    ? `Remove ${name} with \`npx drizzle-kit drop\``
+    : `Delete the folder ${displayPath(join(folder.out, name), cwd)} (drizzle-kit 1.0 has no \`drop\`: a migration is its folder)`;
+}
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -75,9 +64,10 @@ export function checkMigrationOrder(input: {
   cwd: string;
 }): void {
   const { folder, plan, specs, state, cwd } = input;
-  const known = snapshotTables(folder);
-  if (known && folder.layout === 'journal' && folder.snapshotPath) {
-    const snapshot = displayPath(folder.snapshotPath, cwd);
+  const latest = latestSnapshot(folder);
+  if (latest) {
+    const known = latest.tables;
+    const snapshot = displayPath(latest.path, cwd);
     const declared = declaredTables(input.modules);
     const stale = [...state.channels.values()]
       .map((c) => `${c.tableSchema}.${c.table}`)
@@ -121,7 +111,7 @@ export function checkMigrationOrder(input: {
         if (!drop.test(later.sql)) continue;
         throw new PgPubSubError(
           'MIGRATION_ORDER',
-          `Migration ${later.name} drops column "${column}" of "${old.tableSchema}"."${old.table}", which the update trigger of channel "${name}" depends on (\`columns\`): PostgreSQL refuses that drop ("cannot drop column … because other objects depend on it") unless the channel's new migration runs first. Remove ${later.name} with \`npx drizzle-kit drop\`, run \`npx drizzle-pgpubsub generate\`, then \`npx drizzle-kit generate\` again.`,
+          `Migration ${later.name} drops column "${column}" of "${old.tableSchema}"."${old.table}", which the update trigger of channel "${name}" depends on (\`columns\`): PostgreSQL refuses that drop ("cannot drop column … because other objects depend on it") unless the channel's new migration runs first. ${removeHint(folder, later.name, cwd)}, run \`npx drizzle-pgpubsub generate\`, then \`npx drizzle-kit generate\` again.`,
         );
       }
     }
