@@ -4,6 +4,7 @@ import * as v from 'valibot';
 import { afterEach, describe, expect, it } from 'vitest';
 import { channel, triggerChannel } from '../src/channel.ts';
 import { retryFailed } from '../src/dead-letters.ts';
+import { isPgPubSubError } from '../src/errors.ts';
 import { notify } from '../src/notify.ts';
 import { claimSql, orderedParkSql } from '../src/runtime/claim-sql.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
@@ -100,6 +101,62 @@ describe('ordering keys', () => {
       /onDeadLetter/,
     );
     expect(orders.ordered && orders.onDeadLetter === 'block' && !plain.ordered).toBe(true);
+  });
+
+  it('refuses job options on an ordered channel (they would break its order), naming them; nothing is stored', async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ runAt: new Date(Date.now() + 60_000) }, 'runAt'],
+      [{ delayMs: 1000 }, 'delayMs'],
+      [{ key: 'dedup' }, 'key'],
+      [{ key: 'dedup', onDuplicate: 'replace' }, 'key, onDuplicate'],
+      [{ onDuplicate: 'skip' }, 'onDuplicate'],
+      [{ priority: 5 }, 'priority'],
+      [{ priority: 0 }, 'priority'],
+    ];
+    for (const ch of [orders, ordersSkip]) {
+      for (const [options, names] of cases) {
+        const error = await t.db
+          .transaction((tx) => notify(tx, ch, { customer: 'c1', n: 1 }, options as never))
+          .then(
+            () => expect.unreachable(`${JSON.stringify(options)} was accepted`),
+            (e: unknown) => e,
+          );
+        expect(isPgPubSubError(error, 'INVALID_OPTIONS'), String(error)).toBe(true);
+        const message = (error as Error).message;
+        expect(message).toContain(
+          `channel "${ch.name}" is ordered, and ${names} would let a message overtake`,
+        );
+        expect(message).toContain(names.includes(',') ? 'without these options' : 'without this option');
+        expect(message).toContain('or on an unordered channel. Nothing was stored.');
+      }
+      // An array of payloads too, with the per-payload dedup key function.
+      await expect(
+        t.db.transaction((tx) =>
+          notify(tx, ch, [{ customer: 'c1', n: 1 }], {
+            key: (p: { customer: string }) => p.customer,
+          } as never),
+        ),
+      ).rejects.toMatchObject({
+        code: 'INVALID_OPTIONS',
+        message: expect.stringContaining('is ordered, and key'),
+      });
+    }
+    // Also when the transaction wrote something before: notify throws before storing its message.
+    await expect(
+      t.db.transaction(async (tx) => {
+        await notify(tx, orders, { customer: 'c2', n: 1 });
+        await notify(tx, orders, { customer: 'c2', n: 2 }, { delayMs: 5 } as never);
+      }),
+    ).rejects.toMatchObject({ code: 'INVALID_OPTIONS' });
+    expect((await t.sql`SELECT count(*)::int AS n FROM pgpubsub.notifications`)[0]?.n).toBe(0);
+    // Undefined options (from JavaScript, or spread from a shared options object) are no options;
+    // orderingKey is the ordered channel's own option.
+    await send(orders, 'c3', 1, 'k3');
+    const unset = { runAt: undefined, priority: undefined } as Record<string, undefined>;
+    await t.db.transaction((tx) => notify(tx, orders, { customer: 'c3', n: 2 }, unset));
+    expect(
+      (await t.sql`SELECT ordering_key FROM pgpubsub.notifications ORDER BY id`).map((r) => r.ordering_key),
+    ).toEqual(['k3', 'c3']);
   });
 });
 
