@@ -346,7 +346,7 @@ describe('claim cost', () => {
       const explain = async (text: string, params: unknown[]) =>
         rolledBack(async (tx) => {
           const [row] = await tx.unsafe(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${text}`, params);
-          const plan = (row?.['QUERY PLAN'] as { Plan: Record<string, number> }[])[0]!.Plan;
+          const plan = (row!['QUERY PLAN'] as { Plan: Record<string, number> }[])[0]!.Plan;
           return (plan['Shared Hit Blocks'] ?? 0) + (plan['Shared Read Blocks'] ?? 0);
         });
       const [{ ids }] = (await t.sql`SELECT array_agg(id ORDER BY id)::text[] AS ids FROM (
