@@ -1,7 +1,19 @@
+import { readFileSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
 
 // CI sets PGPUBSUB_TEST_REPORT to collect counts from a JSON report beside the normal output.
 const report = process.env.PGPUBSUB_TEST_REPORT;
+
+// The installed drizzle-orm's major version (read from its package.json, as Node resolves it):
+// test-drizzle1/ holds type tests of drizzle-orm 1.0's own APIs, which 0.45 does not have.
+const drizzleMajor = Number.parseInt(
+  (
+    JSON.parse(readFileSync(new URL('./node_modules/drizzle-orm/package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    }
+  ).version,
+  10,
+);
 
 export default defineConfig({
   test: {
@@ -12,7 +24,11 @@ export default defineConfig({
     teardownTimeout: 30_000,
     pool: 'forks',
     maxWorkers: 2,
-    typecheck: { enabled: true, include: ['test/**/*.test-d.ts'], tsconfig: './tsconfig.json' },
+    typecheck: {
+      enabled: true,
+      include: ['test/**/*.test-d.ts', ...(drizzleMajor >= 1 ? ['test-drizzle1/**/*.test-d.ts'] : [])],
+      tsconfig: './tsconfig.json',
+    },
     ...(report ? { reporters: ['default', 'json'], outputFile: { json: report } } : {}),
   },
 });
