@@ -1,7 +1,7 @@
 import type postgres from 'postgres';
 import { PgPubSubError } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
-import { orderModeOf, pullForwardSql } from '../storage/ordered.ts';
+import { orderModeOf, PULL_FORWARD_SETTINGS, pullForwardSql } from '../storage/ordered.ts';
 import { CONTEXT_SETTING } from '../storage/sql-names.ts';
 import { waitAtMost, within } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
@@ -224,6 +224,10 @@ export async function claimBatch(
     await recordFailures(csql, ctx.table, failures, mode);
     // Ordered channel: the next event of each handled key moves to the front of the queue.
     if (mode !== null && done.length) {
+      csql
+        .unsafe(PULL_FORWARD_SETTINGS, [], PREPARED)
+        .execute()
+        .catch(() => {});
       csql
         .unsafe(pullForwardSql(ctx.table), [arrayLiteral(done)], PREPARED)
         .execute()

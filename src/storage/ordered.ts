@@ -93,20 +93,37 @@ FROM l WHERE u."id" = l."id"`;
 }
 
 /**
+ * Planner settings for the rest of the claim transaction, sent (pipelined) right before
+ * {@link pullForwardSql} when only the DELETE of the handled rows and COMMIT follow: without bitmap
+ * scans, sequential scans and sorts to choose from, the pull-forward reads each head's next row
+ * through the ordering index, in its order, even on statistics that describe another content of the
+ * table (analyzed while empty, then a backfill loaded 100,000 rows: until autovacuum analyzes again,
+ * about a minute, the planner expects a few rows and would sort a bitmap scan of the key range
+ * instead, per head). The DELETE by id keeps its primary-key scan. Transaction-local: COMMIT ends it.
+ */
+export const PULL_FORWARD_SETTINGS = `SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true), set_config('enable_sort', 'off', true)`;
+
+/**
  * Pulls forward the next pending row of the key of each removed head (`$1`: their ids, as a bigint
  * array), in the transaction that removes them, before they are deleted. It always writes the row (a
  * new version), so a parking statement that read the old one leaves it alone.
  */
 export function pullForwardSql(table: string): string {
-  // The next row of a head's key is read by a subquery of its own (LATERAL, LIMIT 1) ordered as the
-  // ordering index is: an ordered scan of that index that stops at the first row, whatever the
-  // statistics say. (As `min(id)` with the status condition, a table never analyzed since a bulk
-  // load, such as a backfill's, made the planner take the claim index and filter the key out of
-  // every pending row of the channel, per head: O(batch × backlog), seconds per claim on a
-  // 20,000-row backlog. With the head joined inside the subquery it did the same.)
+  // A plan that holds whatever the statistics say (a table never analyzed since a bulk load, such as
+  // a backfill's, or analyzed when it held other channels): per head, the subquery walks the ordering
+  // index forward from the head's own entry, by a row comparison on its columns in its order, to
+  // the key's first pending row, stopping at the first row of another key (LIMIT 1: one step in the
+  // usual case). No other index can serve that condition or that order, and no condition names a
+  // single column the claim index or the primary key could range over. (As `min(id)` over
+  // `channel`/`ordering_key`/`id > head`/`status` conditions, stale estimates made the planner walk
+  // the channel's pending rows, or the ids after the head, per head: O(batch × backlog), seconds per
+  // claim on a 20,000-row backlog.) Each head is read by its primary key the same way.
   return `UPDATE ${table} AS s SET "run_at" = least(s."run_at", s."created_at")
-FROM ${table} AS h CROSS JOIN LATERAL (SELECT x."id" FROM ${table} AS x
-    WHERE x."channel" = h."channel" AND x."ordering_key" = h."ordering_key" AND x."id" > h."id" AND x."status" = 'pending'
+FROM unnest($1::bigint[]) AS head("id")
+  CROSS JOIN LATERAL (SELECT h."channel", h."ordering_key", h."id" FROM ${table} AS h WHERE h."id" = head."id" LIMIT 1) AS h
+  CROSS JOIN LATERAL (SELECT x."id", x."channel", x."ordering_key" FROM ${table} AS x
+    WHERE x."ordering_key" IS NOT NULL AND (x."channel", x."ordering_key", x."id") > (h."channel", h."ordering_key", h."id")
+      AND (x."status" = 'pending' OR x."channel" <> h."channel" OR x."ordering_key" <> h."ordering_key")
     ORDER BY x."channel", x."ordering_key", x."id" LIMIT 1) AS f
-WHERE h."id" = ANY($1::bigint[]) AND h."ordering_key" IS NOT NULL AND s."id" = f."id"`;
+WHERE f."channel" = h."channel" AND f."ordering_key" = h."ordering_key" AND s."id" = f."id"`;
 }
