@@ -77,6 +77,19 @@ function fail(code: ConstructorParameters<typeof PgPubSubError>[0], message: str
   throw new PgPubSubError(code, message);
 }
 
+/**
+ * ANALYZE of the notifications table, waiting at most 1 s for its lock (a running VACUUM holds it);
+ * never fails the backfill (a role that does not own the table gets a WARNING only).
+ */
+async function analyze(db: AnyPgDb, schema: string): Promise<void> {
+  await db
+    .transaction(async (tx) => {
+      await tx.execute(sql`SELECT set_config('lock_timeout', '1s', true)`);
+      await tx.execute(sql.raw(`ANALYZE ${notificationsRef(schema)}`));
+    })
+    .catch(() => {});
+}
+
 /** Checks the storage, the channel's trigger function and the table, and reads the primary key. */
 async function inspect(db: AnyPgDb, channel: TriggerChannel<any, any>, schema: string): Promise<Target> {
   const config = getTableConfig(channel.table);
@@ -289,8 +302,14 @@ WHERE "channel" = ${channel.name} RETURNING "rows"::text AS rows`),
     }
     rows += page.count;
     pages += 1;
+    // After the first page, and at the end (below): fresh statistics of the notifications table, as
+    // PostgreSQL advises after a bulk load, so that claims draining the snapshots (meanwhile and
+    // after) are planned for what the table now holds, not for what it held at the last autovacuum
+    // analyze (docs/sync.md#how-fast). Best effort: a role that does not own the table gets a warning.
+    if (pages === 1) await analyze(db, schema);
     options.onProgress?.({ rows, pages, total });
   }
+  if (pages > 1) await analyze(db, schema);
   return {
     channel: channel.name,
     rows,
