@@ -141,11 +141,12 @@ function after(target: Target, lastKey: unknown): SQL {
   if (typeof lastKey !== 'string') return sql`true`;
   const cols = target.key.map((c) => `${target.table}.${quoteIdent(c)}`).join(', ');
   // jsonb_populate_record reads the key back in the columns' own types; the row comparison is an
-  // index condition on the primary key (its right side is computed once per scan).
+  // index condition on the primary key (its right side is computed once per scan). JSON text goes in
+  // as `text` then `::jsonb`: drizzle-orm 1.0 on postgres.js JSON-encodes a string bound as jsonb.
   const last = sql.join(
     target.key.map(
       (c) =>
-        sql`(jsonb_populate_record(NULL::${sql.raw(target.table)}, ${lastKey}::jsonb)).${sql.raw(quoteIdent(c))}`,
+        sql`(jsonb_populate_record(NULL::${sql.raw(target.table)}, ${lastKey}::text::jsonb)).${sql.raw(quoteIdent(c))}`,
     ),
     sql`, `,
   );
@@ -274,7 +275,7 @@ export async function backfill(
   SELECT image, key, row_number() OVER (ORDER BY ${sql.raw(keyNames)}) AS n FROM page
 ), written AS (
   INSERT INTO ${sql.raw(notificationsRef(schema))} ("channel", "op", "old", "new", "context", "ordering_key")
-  SELECT ${channel.name}, 'snapshot', NULL, image, ${context}::jsonb, ${sql.raw(orderingKey)} FROM numbered ORDER BY n
+  SELECT ${channel.name}, 'snapshot', NULL, image, ${context}::text::jsonb, ${sql.raw(orderingKey)} FROM numbered ORDER BY n
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM written)::int AS count, (SELECT key::text FROM numbered ORDER BY n DESC LIMIT 1) AS last`),
@@ -283,7 +284,7 @@ SELECT (SELECT count(*) FROM written)::int AS count, (SELECT key::text FROM numb
       const done = count === 0;
       const [updated] = rowsOf(
         await tx.execute(sql`UPDATE ${sql.raw(ref)} SET
-  "last_key" = coalesce(${done ? null : (result?.last as string)}::jsonb, "last_key"),
+  "last_key" = coalesce(${done ? null : (result?.last as string)}::text::jsonb, "last_key"),
   "rows" = "rows" + ${count}, "pages" = "pages" + ${done ? 0 : 1}, "updated_at" = now(),
   "finished_at" = ${done ? sql`now()` : sql`NULL`}
 WHERE "channel" = ${channel.name} RETURNING "rows"::text AS rows`),
