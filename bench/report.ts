@@ -121,6 +121,23 @@ export function goals(results: BenchResults): Goal[] {
         1.6,
       ),
     );
+    // Issue 20: a listener that stopped or died costs writers nothing more than none ever running
+    // ("within noise": 0.9× of the same run's never-listened rate).
+    for (const [key, label] of [
+      ['trigger-stopped', 'after stop()'],
+      ['trigger-killed', 'after SIGKILL'],
+    ] as const) {
+      out.push(
+        goal(
+          'W4',
+          `write rate ${label} ≥ never listened (0.9×, noise)`,
+          ratio(metric(w.W4, key, 'tps'), metric(w.W4, 'trigger-nolistener', 'tps')),
+          '×',
+          'min',
+          0.9,
+        ),
+      );
+    }
   }
   if (w.W5) {
     out.push(

@@ -10,7 +10,7 @@ import { type ColumnCasing as Casing, columnDbName } from '../casing.ts';
 import type { TriggerChannel, TriggerOp } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from '../identifiers.ts';
-import { DEFAULT_SCHEMA, wakeCondition } from './notifications.ts';
+import { DEFAULT_SCHEMA, wakeCondition, wakePrecheck } from './notifications.ts';
 import { notificationsRef } from './sql-names.ts';
 
 /** Everything the SQL builders need about one trigger channel, with database names resolved. */
@@ -240,6 +240,13 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     rowOps.push(`IF TG_OP = 'DELETE' THEN
       ${when ? `IF NOT ${when} THEN RETURN NULL; END IF;\n      ` : ''}${rowImage('OLD', 'v_image')}${setKey('OLD')}
     END IF;`);
+  // The wake-up: a simple-expression pre-check (no listener session alive: no query at all), then
+  // the flag query. Nested IFs, so the query runs only when the pre-check passes.
+  const wake = (indent: string) => `IF ${wakePrecheck(schema)} THEN
+${indent}  IF ${wakeCondition(ch, schema)} THEN
+${indent}    PERFORM pg_notify(${ch}, '');
+${indent}  END IF;
+${indent}END IF;`;
   const rowLevel = `
   IF TG_LEVEL = 'ROW' THEN
     ${rowOps.join('\n    ')}
@@ -247,9 +254,7 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     VALUES (${ch}, lower(TG_OP), v_image, v_image2, ${CONTEXT}, ${STATUS}${okey ? ', v_okey' : ''});
     -- Fired on a partition: no statement-level trigger of the parent sends the wake-up.
     IF TG_TABLE_NAME <> ${quoteLiteral(spec.table)} OR TG_TABLE_SCHEMA <> ${quoteLiteral(spec.tableSchema)} THEN
-      IF ${wakeCondition(ch, schema)} THEN
-        PERFORM pg_notify(${ch}, '');
-      END IF;
+      ${wake('      ')}
     END IF;
     RETURN NULL;
   END IF;
@@ -295,9 +300,7 @@ BEGIN
   ${check}${rowLevel}
   ${branches.join('\n  ')}
   IF v_count > 0 THEN
-    IF ${wakeCondition(ch, schema)} THEN
-      PERFORM pg_notify(${ch}, '');
-    END IF;
+    ${wake('    ')}
   END IF;
   RETURN NULL;
 END`;
