@@ -19,8 +19,15 @@ function row(w: WorkloadResult | undefined, key: string): Row | undefined {
   return w?.rows.find((r) => r.key === key);
 }
 
+/** Older pins standing in for a peer's current major when it could not run (Node.js too old). */
+const FALLBACK: Record<string, string> = {
+  'graphile-batched': 'graphile017-batched',
+  'graphile-default': 'graphile017-default',
+  pgboss: 'pgboss10',
+};
+
 function metric(w: WorkloadResult | undefined, key: string, name: string): Summary | undefined {
-  return row(w, key)?.metrics[name];
+  return (row(w, key) ?? (FALLBACK[key] ? row(w, FALLBACK[key]) : undefined))?.metrics[name];
 }
 
 /** Per-repetition ratio a/b (repetitions are interleaved, so rep r of both ran back to back). */
