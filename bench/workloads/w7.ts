@@ -46,10 +46,12 @@ export async function w7(ctx: BenchContext): Promise<WorkloadResult> {
       const producer = await system.producer(db.url, variant);
       try {
         await sleep(ctx.options.quick ? 100 : 500); // let the worker settle into its idle state
-        const t0 = now() + lead * 1000;
+        // Whole milliseconds: a Date holds no fraction, so a fractional due time would make a job that
+        // starts on time look up to 1 ms early.
+        const t0 = Math.ceil(now() + lead * 1000);
         const sends: Promise<void>[] = [];
         for (let i = 1; i <= n; i++) {
-          due[i] = t0 + ((i - 1) * spread * 1000) / Math.max(1, n - 1);
+          due[i] = t0 + Math.round(((i - 1) * spread * 1000) / Math.max(1, n - 1));
           sends.push(producer.sendDelayed(i, new Date(due[i]!)));
         }
         await Promise.all(sends);
