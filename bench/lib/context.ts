@@ -23,6 +23,14 @@ export interface Sizes {
   w5Large: number;
   w5Samples: number;
   w6Jobs: number;
+  /** W7: delayed jobs, due times spread evenly over `w7SpreadSeconds`, the first `w7LeadSeconds` ahead. */
+  w7Jobs: number;
+  w7LeadSeconds: number;
+  w7SpreadSeconds: number;
+  /** W8: producers × sends each, over `w8Keys` dedup keys (round robin). */
+  w8Producers: number;
+  w8Sends: number;
+  w8Keys: number;
 }
 
 export const FULL: Sizes = {
@@ -43,6 +51,12 @@ export const FULL: Sizes = {
   w5Large: 1_000_000,
   w5Samples: 24,
   w6Jobs: 60_000,
+  w7Jobs: 500,
+  w7LeadSeconds: 1.5,
+  w7SpreadSeconds: 5,
+  w8Producers: 10,
+  w8Sends: 300,
+  w8Keys: 20,
 };
 
 export const QUICK: Sizes = {
@@ -61,6 +75,12 @@ export const QUICK: Sizes = {
   w5Large: 3_000,
   w5Samples: 3,
   w6Jobs: 400,
+  w7Jobs: 30,
+  w7LeadSeconds: 0.4,
+  w7SpreadSeconds: 0.3,
+  w8Producers: 3,
+  w8Sends: 10,
+  w8Keys: 4,
 };
 
 export interface BenchOptions {
@@ -69,8 +89,8 @@ export interface BenchOptions {
   quick: boolean;
 }
 
-export type WorkloadId = 'W1' | 'W2' | 'W3' | 'W4' | 'W5' | 'W6';
-export const WORKLOADS: WorkloadId[] = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6'];
+export type WorkloadId = 'W1' | 'W2' | 'W3' | 'W4' | 'W5' | 'W6' | 'W7' | 'W8';
+export const WORKLOADS: WorkloadId[] = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8'];
 
 export interface BenchContext {
   adminUrl: string;
@@ -83,6 +103,13 @@ export interface BenchContext {
   sizes: Sizes;
   /** Name of the migrated template database of a system. */
   template(system: SystemId): string;
+  /**
+   * The variants that run here: systems this Node.js cannot run are left out (logged and listed in
+   * `skipped`), and `--quick` runs an older pin only when the system it `replaces` cannot run.
+   */
+  pick<V extends Variant | { system: 'none' }>(variants: V[]): V[];
+  /** Systems left out of this run, with why. */
+  skipped: Partial<Record<SystemId, string>>;
   log(message: string): void;
 }
 
@@ -94,7 +121,7 @@ export interface WorkloadResult {
   notes?: Record<string, unknown>;
 }
 
-/** The peer configurations, as the issue specifies them. */
+/** The peer configurations, as the issues (#18 for the current majors) specify them. */
 export const VARIANTS = {
   ours: {
     key: 'ours',
@@ -114,7 +141,7 @@ export const VARIANTS = {
   graphileBatched: {
     key: 'graphile-batched',
     system: 'graphile',
-    label: 'graphile-worker 0.17.3 batched',
+    label: 'graphile-worker 0.18 batched',
     concurrency: 10,
     batchSize: 50,
     batched: true,
@@ -122,17 +149,51 @@ export const VARIANTS = {
   graphileDefault: {
     key: 'graphile-default',
     system: 'graphile',
-    label: 'graphile-worker 0.17.3 defaults',
+    label: 'graphile-worker 0.18 defaults',
     concurrency: 10,
   },
   pgboss: {
     key: 'pgboss',
     system: 'pgboss',
-    label: 'pg-boss 10.4.2 (batch 50, poll 0.5 s)',
+    label: 'pg-boss 12 (LISTEN/NOTIFY, localConcurrency 10, batch 50, burst)',
     concurrency: 10,
     batchSize: 50,
   },
+  graphile017Batched: {
+    key: 'graphile017-batched',
+    system: 'graphile017',
+    label: 'graphile-worker 0.17.3 batched',
+    concurrency: 10,
+    batchSize: 50,
+    batched: true,
+    replaces: 'graphile',
+  },
+  graphile017Default: {
+    key: 'graphile017-default',
+    system: 'graphile017',
+    label: 'graphile-worker 0.17.3 defaults',
+    concurrency: 10,
+    replaces: 'graphile',
+  },
+  pgboss10: {
+    key: 'pgboss10',
+    system: 'pgboss10',
+    label: 'pg-boss 10.4.2 (batch 50, poll 0.5 s)',
+    concurrency: 10,
+    batchSize: 50,
+    replaces: 'pgboss',
+  },
 } satisfies Record<string, Variant>;
+
+/** The peers of W1–W3, current majors first, then the older pins. */
+export const PEERS: Variant[] = [
+  VARIANTS.graphileBatched,
+  VARIANTS.graphileDefault,
+  VARIANTS.pgboss,
+  VARIANTS.graphile017Batched,
+  VARIANTS.graphile017Default,
+  VARIANTS.pgboss10,
+];
 
 export function oursWithBatch(batchSize: number): Variant {
   return {

@@ -65,16 +65,32 @@ SELECT '${JOB}', jsonb_build_object('i', g) FROM generate_series(${from}, ${to})
 
 export const ours: System = {
   id: 'ours',
+  version: 'drizzle-pgpubsub',
   async install(url) {
     await once(url, async (sql) => {
       for (const statement of storageMigrationSql()) await sql.unsafe(statement);
     });
   },
   async enqueueBulk(url, n, variant) {
-    await once(url, (sql) => sql.unsafe(bulkInsertSql(1, n, variant?.ordered === true)));
+    if (variant?.ordered) {
+      await once(url, (sql) => sql.unsafe(bulkInsertSql(1, n, true)));
+      return;
+    }
+    // The public API, as a user would: one notify() call with an array of payloads (one statement).
+    await once(url, async (sql) => {
+      const db = drizzle({ client: sql });
+      const payloads = Array.from({ length: n }, (_, k) => ({ i: k + 1 }));
+      await db.transaction((tx) => notify(tx, noop, payloads));
+    });
   },
   async remaining(sql) {
     const [row] = await sql`SELECT count(*)::int AS n FROM pgpubsub.notifications WHERE channel = ${JOB}`;
+    return row!.n as number;
+  },
+  async maxPendingPerKey(sql) {
+    const [row] =
+      await sql`SELECT coalesce(max(c), 0)::int AS n FROM (SELECT count(*) AS c FROM pgpubsub.notifications
+      WHERE channel = ${JOB} AND status = 'pending' AND dedup_key IS NOT NULL GROUP BY dedup_key) t`;
     return row!.n as number;
   },
   async startWorker(url, variant, onJob) {
@@ -105,6 +121,13 @@ export const ours: System = {
     return {
       send: async (i) => {
         await db.transaction((tx) => notify(tx, ch, { i }));
+      },
+      sendDelayed: async (i, runAt) => {
+        await db.transaction((tx) => notify(tx, ch, { i }, { runAt }));
+      },
+      sendKeyed: async (i, key) => {
+        const r = await db.transaction((tx) => notify(tx, noop, { i }, { key, onDuplicate: 'skip' }));
+        return r.outcome === 'inserted';
       },
       close: () => sql.end({ timeout: 5 }),
     };

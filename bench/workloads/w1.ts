@@ -1,4 +1,4 @@
-import { type BenchContext, oursWithBatch, VARIANTS, type WorkloadResult } from '../lib/context.ts';
+import { type BenchContext, oursWithBatch, PEERS, VARIANTS, type WorkloadResult } from '../lib/context.ts';
 import { drain } from '../lib/drain.ts';
 import { analyze } from '../lib/pg.ts';
 import { Recorder, rotate } from '../lib/stats.ts';
@@ -8,14 +8,12 @@ import type { Variant } from '../systems/types.ts';
 /** W1: drain N pre-enqueued no-op jobs with one process at concurrency 10. */
 export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
   const n = ctx.sizes.w1Jobs;
-  const variants: Variant[] = [
+  const variants: Variant[] = ctx.pick([
     VARIANTS.ours,
     VARIANTS.oursOrdered,
     ...ctx.sizes.w1Batches.map(oursWithBatch),
-    VARIANTS.graphileBatched,
-    VARIANTS.graphileDefault,
-    VARIANTS.pgboss,
-  ];
+    ...PEERS,
+  ]);
   const rec = new Recorder();
   for (let rep = 0; rep < ctx.options.reps; rep++) {
     for (const variant of rotate(variants, rep)) {
@@ -32,6 +30,7 @@ export async function w1(ctx: BenchContext): Promise<WorkloadResult> {
           seconds: r.seconds,
           startMs: r.startMs[0]!,
           enqueueSeconds,
+          enqueuePerSec: n / enqueueSeconds,
           handled: r.handled,
           distinct: s.distinct,
           duplicates: s.duplicates,

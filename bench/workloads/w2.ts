@@ -1,4 +1,4 @@
-import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
+import { type BenchContext, PEERS, VARIANTS, type WorkloadResult } from '../lib/context.ts';
 import { waitNoBackends } from '../lib/pg.ts';
 import { percentiles, Recorder, rotate, sleep } from '../lib/stats.ts';
 import { loadSystem } from '../systems/index.ts';
@@ -14,14 +14,9 @@ const now = () => performance.timeOrigin + performance.now();
  */
 export async function w2(
   ctx: BenchContext,
-  variants: Variant[] = [
-    VARIANTS.ours,
-    VARIANTS.oursOrdered,
-    VARIANTS.graphileBatched,
-    VARIANTS.graphileDefault,
-    VARIANTS.pgboss,
-  ],
+  all: Variant[] = [VARIANTS.ours, VARIANTS.oursOrdered, ...PEERS],
 ): Promise<WorkloadResult> {
+  const variants = ctx.pick(all);
   const { w2Rate: rate, w2Seconds: seconds } = ctx.sizes;
   const warmup = ctx.sizes.w2Warmup;
   const total = warmup + rate * seconds;

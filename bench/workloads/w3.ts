@@ -1,5 +1,5 @@
 import { type NoWorker, WorkerProcess } from '../lib/child.ts';
-import { type BenchContext, VARIANTS, type WorkloadResult } from '../lib/context.ts';
+import { type BenchContext, PEERS, VARIANTS, type WorkloadResult } from '../lib/context.ts';
 import { waitNoBackends, xactCount } from '../lib/pg.ts';
 import { Recorder, sleep } from '../lib/stats.ts';
 import type { Variant } from '../systems/types.ts';
@@ -26,13 +26,7 @@ const CONTROL: NoWorker = {
  */
 export async function w3(ctx: BenchContext): Promise<WorkloadResult> {
   const { w3Settle: settle, w3Seconds: seconds } = ctx.sizes;
-  const variants: (Variant | NoWorker)[] = [
-    VARIANTS.ours,
-    VARIANTS.graphileBatched,
-    VARIANTS.graphileDefault,
-    VARIANTS.pgboss,
-    CONTROL,
-  ];
+  const variants: (Variant | NoWorker)[] = ctx.pick<Variant | NoWorker>([VARIANTS.ours, ...PEERS, CONTROL]);
   const rec = new Recorder();
   for (let rep = 0; rep < ctx.options.reps; rep++) {
     const dbs = await Promise.all(variants.map((v) => ctx.fresh(v.system === 'none' ? 'ours' : v.system)));
