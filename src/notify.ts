@@ -141,8 +141,62 @@ export interface BroadcastResult {
   duplicate: false;
 }
 
-function invalidOptions(message: string): PgPubSubError {
-  return new PgPubSubError('INVALID_OPTIONS', `notify(): ${message}`);
+function invalidOptions(message: string, cause?: unknown): PgPubSubError {
+  return new PgPubSubError(
+    'INVALID_OPTIONS',
+    `notify(): ${message}`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+const KNOWN_OPTIONS = new Set([
+  'schema',
+  'runAt',
+  'delayMs',
+  'key',
+  'onDuplicate',
+  'priority',
+  'orderingKey',
+]);
+
+/** A misspelt option (`runat`) would silently drop a delay or a dedup key: refuse it. */
+function checkKnownOptions(options: object): void {
+  const unknown = Object.keys(options).filter((k) => !KNOWN_OPTIONS.has(k));
+  if (unknown.length > 0) {
+    throw invalidOptions(
+      `unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${[...KNOWN_OPTIONS].join(', ')}. Nothing was stored.`,
+    );
+  }
+}
+
+/** Longest dedup or ordering key, in UTF-8 bytes: keys live in B-tree indexes (at most ~2,700 bytes a row). */
+export const MAX_KEY_BYTES = 1024;
+
+/** Longest `delayMs`: 100 years. Further than that, a fixed `runAt` says what is meant. */
+const MAX_DELAY_MS = 100 * 365.25 * 86_400_000;
+
+function checkKeyBytes(key: string, what: string): void {
+  const bytes = Buffer.byteLength(key, 'utf8');
+  if (bytes > MAX_KEY_BYTES) {
+    throw invalidOptions(
+      `${what} is ${bytes} bytes; at most ${MAX_KEY_BYTES} are allowed (keys are indexed). Use a shorter key, e.g. a hash of this one.`,
+    );
+  }
+}
+
+function callKey(
+  keyOf: NonNullable<BulkNotifyOptions<unknown>['key']>,
+  item: unknown,
+  index: number,
+): unknown {
+  try {
+    return keyOf(item, index);
+  } catch (error) {
+    throw invalidOptions(
+      `the key function threw: ${(error as Error)?.message ?? String(error)}. Nothing was stored.`,
+      error,
+    );
+  }
 }
 
 /** Validates the job options and turns them into `notify_many`'s options object (keys apart). */
@@ -156,11 +210,17 @@ function jobOptions(options: Omit<NotifyOptions, 'key'>, hasKeys: boolean): Reco
     if (!(runAt instanceof Date) || Number.isNaN(runAt.getTime())) {
       throw invalidOptions('runAt must be a valid Date.');
     }
+    const year = runAt.getUTCFullYear();
+    if (year < 1 || year > 9999) {
+      throw invalidOptions(`runAt must fall between the years 1 and 9999 (got ${year}).`);
+    }
     out.runAt = runAt.toISOString();
   }
   if (delayMs !== undefined) {
-    if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0) {
-      throw invalidOptions(`delayMs must be a finite number of milliseconds >= 0 (got ${String(delayMs)}).`);
+    if (typeof delayMs !== 'number' || !Number.isFinite(delayMs) || delayMs < 0 || delayMs > MAX_DELAY_MS) {
+      throw invalidOptions(
+        `delayMs must be a number of milliseconds from 0 to ${MAX_DELAY_MS} (100 years) (got ${String(delayMs)}).`,
+      );
     }
     out.delayMs = delayMs;
   }
@@ -190,6 +250,7 @@ function checkKey(key: unknown, where: string): string | null {
       `${where}key ${JSON.stringify(key.slice(0, 40))} contains U+0000, U+0001 or an unpaired surrogate; use printable keys.`,
     );
   }
+  checkKeyBytes(key, `${where}key`);
   return key;
 }
 
@@ -207,14 +268,23 @@ function orderingKeyOf(
     );
   }
   if (!ch.ordered) return null;
-  const key = given !== undefined ? given : ch.key ? ch.key(payload) : null;
+  let key: unknown;
+  try {
+    key = given !== undefined ? given : ch.key ? ch.key(payload) : null;
+  } catch (error) {
+    throw invalidOptions(
+      `the key function of ordered channel "${ch.name}" threw: ${(error as Error)?.message ?? String(error)}. Nothing was stored.`,
+      error,
+    );
+  }
   if (key !== null && (typeof key !== 'string' || key.includes('\0') || !key.isWellFormed())) {
     throw new PgPubSubError(
       'INVALID_OPTIONS',
       `notify(): the ordering key of a message on channel "${ch.name}" must be a string without NUL characters, got ${typeof key === 'string' ? JSON.stringify(key.slice(0, 40)) : typeof key}. Nothing was stored.`,
     );
   }
-  return key;
+  if (key !== null) checkKeyBytes(key as string, `the ordering key of a message on channel "${ch.name}"`);
+  return key as string | null;
 }
 
 function result(row: { notification_id: string; outcome: string }): NotifyResult {
@@ -282,6 +352,7 @@ export async function notify(
       'notify() takes a channel made by channel(name, schema). Trigger channels are fed by their table triggers.',
     );
   }
+  checkKnownOptions(options);
   const { schema, key, orderingKey, ...rest } = options as NotifyOptions;
   if (ch.broadcast) {
     if (Object.values(rest).some((v) => v !== undefined) || key !== undefined) {
@@ -317,7 +388,7 @@ export async function notify(
     for (const [index, item] of payload.entries()) {
       try {
         jsons.push(await serializePayload(ch, item));
-        keys.push(keyOf ? checkKey(keyOf(item, index), '') : null);
+        keys.push(keyOf ? checkKey(callKey(keyOf, item, index), '') : null);
       } catch (error) {
         if (error instanceof PgPubSubError) {
           throw new PgPubSubError(error.code, `Payload at index ${index}: ${error.message}`, {

@@ -135,7 +135,7 @@ export function schedule<const TPayload = null>(
   } catch (error) {
     throw invalid(
       name,
-      `cannot read cron expression ${JSON.stringify(cron)}: ${(error as Error).message}. Use 5 fields (minute hour day month weekday) or 6 with leading seconds.`,
+      `cannot read cron expression ${JSON.stringify(cron)}: ${(error as Error).message.replace(/\.+$/, '')}. Use 5 fields (minute hour day month weekday) or 6 with leading seconds.`,
     );
   }
   if (next === null) throw invalid(name, `cron expression ${JSON.stringify(cron)} never matches a date.`);

@@ -3,11 +3,14 @@
  * just stops waiting. Every timeout race goes through one of them.
  */
 
+/** The longest delay `setTimeout` takes (2^31 - 1 ms, ~24.8 days); Node fires longer ones after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Resolves `promise`, or rejects with `onTimeout()` after `ms`. The timer never keeps Node alive. */
 export function within<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
+    timer = setTimeout(() => reject(onTimeout()), Math.min(ms, MAX_TIMER_MS));
     timer.unref?.();
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
@@ -25,7 +28,7 @@ export async function waitAtMost(
 ): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
+    timer = setTimeout(() => resolve(false), Math.min(ms, MAX_TIMER_MS));
     if (options.unref !== false) timer.unref?.();
   });
   try {

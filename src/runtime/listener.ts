@@ -15,7 +15,7 @@ import { isSchedule } from '../schedule.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { orderModeOf } from '../storage/ordered.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
-import { waitAtMost } from '../timeouts.ts';
+import { MAX_TIMER_MS, waitAtMost } from '../timeouts.ts';
 import { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
 import type { Registration } from './claim-types.ts';
 import { assertNotificationsTable } from './connect.ts';
@@ -44,6 +44,7 @@ import type {
   ListenerOptions,
   RetryOptions,
 } from './listener-options.ts';
+import { checkDurations } from './option-checks.ts';
 import { parseRate, RateLimiter } from './rate-limit.ts';
 import { ScheduleRunner } from './schedule-runner.ts';
 import { type DrainSummary, Scheduler } from './scheduler.ts';
@@ -116,6 +117,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
         );
       }
     }
+    checkDurations(options, 'createListener');
     if (options.filter !== undefined) filterJson(options.filter);
     Object.assign(
       this.options,
@@ -144,10 +146,10 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     const where = `.on("${isChannel(ch) ? ch.name : '?'}")`;
     this.checkRegistration(ch, handler, options, where);
     const leaseMs = options.lease === undefined ? undefined : parseDuration(options.lease);
-    if (options.lease !== undefined && leaseMs === undefined) {
+    if (options.lease !== undefined && (leaseMs === undefined || leaseMs > MAX_TIMER_MS)) {
       throw new PgPubSubError(
         'INVALID_OPTIONS',
-        `${where}: \`lease\` must be a positive number of milliseconds or a string like '30s', '5m', '1h'; got ${JSON.stringify(options.lease)}.`,
+        `${where}: \`lease\` must be a positive number of milliseconds up to ${MAX_TIMER_MS} (~24.8 days) or a string like '30s', '5m', '1h'; got ${JSON.stringify(options.lease)}.`,
       );
     }
     if (leaseMs !== undefined && ch.broadcast) {
@@ -230,6 +232,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
         `${where}: \`backoff\` must be a function (failedAttempt) => milliseconds, e.g. exponentialBackoff().`,
       );
     }
+    checkDurations(options, where);
     const { concurrency } = options;
     if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1)) {
       throw new PgPubSubError(
@@ -538,6 +541,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
    * next listener. Closes the LISTEN connection it opened; the database client stays yours to close.
    */
   async stop({ timeoutMs = 30_000 }: { timeoutMs?: number } = {}): Promise<void> {
+    checkDurations({ timeoutMs }, 'stop()');
     if (this.phase === 'new' || this.phase === 'stopped' || this.phase === 'stopping') return;
     const wasStarting = this.phase === 'starting';
     this.phase = 'stopping';

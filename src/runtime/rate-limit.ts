@@ -1,4 +1,5 @@
 import { PgPubSubError } from '../errors.ts';
+import { MAX_TIMER_MS } from '../timeouts.ts';
 import type { Rate } from './listener-options.ts';
 
 const PER: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000 };
@@ -17,11 +18,12 @@ export function parseRate(rate: Rate, channel: string): { limit: number; perMs: 
     !Number.isInteger(parsed.limit) ||
     parsed.limit < 1 ||
     !Number.isFinite(parsed.perMs) ||
-    parsed.perMs <= 0
+    parsed.perMs <= 0 ||
+    parsed.perMs > MAX_TIMER_MS
   ) {
     throw new PgPubSubError(
       'INVALID_OPTIONS',
-      `.on("${channel}"): \`rate\` must be { limit: positive integer, perMs: positive number } or a string like '100/s', '20/m', '500/h'; got ${JSON.stringify(rate)}.`,
+      `.on("${channel}"): \`rate\` must be { limit: positive integer, perMs: milliseconds up to ${MAX_TIMER_MS} } or a string like '100/s', '20/m', '500/h'; got ${JSON.stringify(rate)}.`,
     );
   }
   return parsed;
@@ -69,7 +71,7 @@ export class RateLimiter {
     while (!this.tryTake()) {
       if (signal.aborted) throw signal.reason ?? new Error('aborted');
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.ceil(this.waitMs()) + 1);
+        const timer = setTimeout(done, Math.min(MAX_TIMER_MS, Math.ceil(this.waitMs()) + 1));
         function done() {
           clearTimeout(timer);
           signal.removeEventListener('abort', done);

@@ -3,9 +3,8 @@ import { PgPubSubError } from '../errors.ts';
 import type { StoredSlot } from '../schedule.ts';
 import { dueSlots } from '../schedule-slots.ts';
 import { notifyFunctionRef, schedulesRef } from '../storage/sql-names.ts';
+import { MAX_TIMER_MS } from '../timeouts.ts';
 
-/** setTimeout's limit (2^31 - 1 ms, 24.8 days): longer waits are re-armed in steps. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Timers fire this much after the slot, so a slot is due on the database's clock when they do. */
 const MARGIN_MS = 5;
 const RETRY_MIN_MS = 1000;

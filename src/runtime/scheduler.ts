@@ -6,7 +6,7 @@
 import type postgres from 'postgres';
 import type { ListenerEvents } from '../events.ts';
 import { orderModeOf } from '../storage/ordered.ts';
-import { waitAtMost } from '../timeouts.ts';
+import { MAX_TIMER_MS, waitAtMost } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
 import { claimBatch } from './claim.ts';
 import type { Claimed } from './claim-decode.ts';
@@ -24,9 +24,6 @@ import {
   learn,
   newChannelState,
 } from './pacing.ts';
-
-/** The longest delay setTimeout accepts (2^31 - 1 ms); longer ones fire at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Settings the scheduler reads. */
 export interface SchedulerSettings {
