@@ -239,6 +239,10 @@ function nodePgParts(
       throw notSynchronous();
     }
   }
+  // drizzle-orm 0.44 opens a transaction on a fresh pooled client only for `client instanceof
+  // pg.Pool` (else it sends BEGIN through `query()`): the router passes for one, with its own methods.
+  const PgPoolClass = (pg.pg as unknown as { Pool?: { prototype: object } }).Pool;
+  if (PgPoolClass) Object.setPrototypeOf(RouterPool.prototype, PgPoolClass.prototype);
   const inner: any = pg.drizzle({ client: new RouterPool(), ...options });
   return {
     driver: 'node-postgres',
