@@ -7,15 +7,13 @@
  * Environment: CUTOFF_URL (through the proxy), CUTOFF_CHANNEL, CUTOFF_IDLE_TX_MS.
  */
 import { sql } from 'drizzle-orm';
-import { drizzle } from 'drizzle-orm/postgres-js';
-import postgres from 'postgres';
 import * as v from 'valibot';
 import { channel, createListener } from '../src/index.ts';
+import { fixtureDb } from '../test/fixtures/driver-db.ts';
 
-const client = postgres(process.env.CUTOFF_URL!, {
+const { db } = fixtureDb(process.env.CUTOFF_URL!, {
   max: 2,
-  onnotice: () => {},
-  connection: { idle_in_transaction_session_timeout: Number(process.env.CUTOFF_IDLE_TX_MS ?? 1000) },
+  idleInTransactionMs: Number(process.env.CUTOFF_IDLE_TX_MS ?? 1000),
 });
 const ch = channel(process.env.CUTOFF_CHANNEL!, v.object({ n: v.number() }));
 let release = () => {};
@@ -27,13 +25,10 @@ process.on('message', (message) => {
 });
 process.on('disconnect', () => process.exit(0));
 
-const listener = createListener(drizzle({ client: client }), { pollIntervalMs: false }).on(
-  ch,
-  async (e, tx) => {
-    process.send?.('claimed');
-    await go;
-    await tx.execute(sql`INSERT INTO done VALUES (${e.payload.n}, 'a')`);
-  },
-);
+const listener = createListener(db, { pollIntervalMs: false }).on(ch, async (e, tx) => {
+  process.send?.('claimed');
+  await go;
+  await tx.execute(sql`INSERT INTO done VALUES (${e.payload.n}, 'a')`);
+});
 await listener.start();
 process.send?.('ready');

@@ -1,5 +1,6 @@
 /**
- * One chaos listener process: a createListener with its own postgres.js pool, connected through the
+ * One chaos listener process: a createListener with its own pool (postgres.js, or a pg.Pool when
+ * PGPUBSUB_TEST_DRIVER=pg), connected through the
  * chaos proxy. Reports to the parent over IPC; SIGTERM stops it cleanly (exit 0).
  *
  * Environment: CHAOS_URL (through the proxy), CHAOS_WORKER (index), CHAOS_CONCURRENCY, CHAOS_BATCH,
@@ -7,9 +8,8 @@
  * and waits for `{ type: 'start', worker }`: the parent keeps such spares warm so that a killed worker
  * is replaced at once instead of after a multi-second boot.
  */
-import { drizzle } from 'drizzle-orm/postgres-js';
-import postgres from 'postgres';
 import { createListener } from '../src/index.ts';
+import { fixtureDb } from '../test/fixtures/driver-db.ts';
 import { effects, failsFirstAttempt, handlerDelayMs, itemEvents, itemKey, jobKey, jobs } from './schema.ts';
 
 /** Messages a worker sends to its parent. */
@@ -46,23 +46,20 @@ const worker =
 const concurrency = Number(process.env.CHAOS_CONCURRENCY ?? 4);
 const idleTxMs = Number(process.env.CHAOS_IDLE_TX_MS ?? 5000);
 
-const client = postgres(url, {
+// On the test driver (PGPUBSUB_TEST_DRIVER=pg: a pg.Pool with the same settings).
+const { db, close: closeClient } = fixtureDb(url, {
   // Claims plus the wake-up statements (flag, probe) that run beside them.
   max: concurrency + 2,
-  onnotice: () => {},
   // A connection attempt into a black hole must give up and retry, not hang.
-  connect_timeout: 3,
+  connectTimeout: 3,
   // TCP keepalive after 2 s idle: on a real network this is what ends a half-open connection.
-  keep_alive: 2,
-  idle_timeout: 10,
-  max_lifetime: 120,
-  connection: {
-    application_name: `chaos-worker-${worker}`,
-    // Server side: a claim transaction whose client vanished gives back its row locks after this.
-    idle_in_transaction_session_timeout: idleTxMs,
-  },
+  keepAlive: 2,
+  idleTimeout: 10,
+  maxLifetime: 120,
+  applicationName: `chaos-worker-${worker}`,
+  // Server side: a claim transaction whose client vanished gives back its row locks after this.
+  idleInTransactionMs: idleTxMs,
 });
-const db = drizzle({ client: client });
 
 const stats = {
   processed: 0,
@@ -157,7 +154,7 @@ process.on('SIGTERM', async () => {
   await listener.stop({ timeoutMs: 5000 });
   debug('SIGTERM: listener stopped');
   report();
-  await client.end({ timeout: 2 });
+  await closeClient(2);
   debug('SIGTERM: client ended');
   process.exit(0);
 });

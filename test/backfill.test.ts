@@ -1,4 +1,3 @@
-import { sql } from 'drizzle-orm';
 import { integer, numeric, pgTable, primaryKey, serial, text, timestamp } from 'drizzle-orm/pg-core';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { describe, expect, it } from 'vitest';
@@ -208,7 +207,7 @@ describe('backfill()', () => {
     }
     // Nothing was written by the refused calls.
     expect(
-      await t.db.execute(sql`SELECT 1 FROM pgpubsub.backfills WHERE channel IN ('keyless', 'not_installed')`),
+      await t.sql`SELECT 1 FROM pgpubsub.backfills WHERE channel IN ('keyless', 'not_installed')`,
     ).toHaveLength(0);
   });
 });

@@ -6,8 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import { bigint, customType, integer, pgSchema, pgTable, serial, text } from 'drizzle-orm/pg-core';
-import { drizzle } from 'drizzle-orm/postgres-js';
-import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { triggerChannel } from '../src/channel.ts';
 import { createListener } from '../src/runtime/listener.ts';
@@ -19,14 +17,12 @@ const t = useTestDatabase();
 const suffix = randomBytes(3).toString('hex');
 const LISTENER = `pgpubsub_declisten_${suffix}`;
 const PASSWORD = 'pw-not-secret';
-const clients: postgres.Sql[] = [];
-function connectAs(role: string): postgres.Sql {
+/** A Drizzle database on the test driver (PGPUBSUB_TEST_DRIVER), logged in as `role`. */
+function connectAs(role: string) {
   const url = new URL(t.url);
   url.username = role;
   url.password = PASSWORD;
-  const client = postgres(url.toString(), { onnotice: () => {}, max: 4 });
-  clients.push(client);
-  return client;
+  return t.drizzle(4, {}, url.toString());
 }
 
 /** A column type the driver hands over as text, as `db.select()` does for extension types. */
@@ -52,7 +48,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(clients.map((c) => c.end({ timeout: 2 })));
   await t.sql.unsafe(`DROP OWNED BY ${LISTENER} CASCADE`);
   await t.sql.unsafe(`DROP ROLE ${LISTENER}`);
 });
@@ -61,7 +56,7 @@ describe('a table outside public, read by the least-privilege listener (item 15)
   it('never dead-letters on a missing grant: the claim fails with an error naming the grant, and succeeds once it is given', async () => {
     await installChannels(t.sql, [shopEvents]);
     await t.sql`INSERT INTO shop.orders (item) VALUES ('book')`;
-    const db = drizzle({ client: connectAs(LISTENER) });
+    const db = connectAs(LISTENER);
     const listener = createListener(db).on(shopEvents, () => {});
     await expect(listener.drain()).rejects.toThrow(/GRANT USAGE ON SCHEMA "shop" TO/);
     expect(await countNotifications(t.sql, 'shop_orders')).toEqual({ pending: 1, failed: 0 });
@@ -110,7 +105,7 @@ describe('extension types (item 13)', () => {
       const events: any[] = [];
       const ch = triggerChannel(table, { on: ['insert', 'update', 'delete'] });
       await installChannels(t.sql, [ch]);
-      const db = drizzle({ client: t.sql });
+      const db = t.db;
       for (const value of values) {
         await t.sql.unsafe(`INSERT INTO ${name} (v, vs) VALUES ($1, ARRAY[$1, NULL]::${type}[])`, [value]);
       }
@@ -151,7 +146,7 @@ describe('wide tables (item 12)', () => {
       defs.push(`c${i} ${i % 3 === 0 ? 'text' : i % 3 === 1 ? 'integer' : 'bigint'}`);
     await t.sql.unsafe(`CREATE TABLE wide (${defs.join(', ')})`);
     await installChannels(t.sql, [wideEvents]);
-    const db = drizzle({ client: t.sql });
+    const db = t.db;
     // Sparse values: a row of 1,600 non-null columns would not fit a heap page.
     const values = (seed: number) => {
       const row: Record<string, unknown> = {};

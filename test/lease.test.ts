@@ -1,10 +1,9 @@
-import { drizzle } from 'drizzle-orm/postgres-js';
 import * as v from 'valibot';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
 import { countNotifications } from './support/channels.ts';
-import { useTestDatabase } from './support/db.ts';
+import { useTestDatabase, withAppName } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
 import { workerPool } from './support/workers.ts';
 
@@ -58,8 +57,7 @@ async function openTransactions(app: string): Promise<number> {
 
 describe('lease handlers', () => {
   it('run outside any transaction with db, a committed lease and a stable idempotency key', async () => {
-    const client = t.client({ max: 4, connection: { application_name: 'lease-listener' } });
-    const db = drizzle({ client });
+    const db = t.drizzle(4, {}, withAppName(t.url, 'lease-listener'));
     const [id] = await enqueue();
     const g = gate();
     let seen: { key: string; attempt: number; isDb: boolean } | undefined;
@@ -86,8 +84,7 @@ describe('lease handlers', () => {
   });
 
   it('(control) a transactional handler does hold its claim transaction open while it awaits', async () => {
-    const client = t.client({ max: 4, connection: { application_name: 'tx-listener' } });
-    const db = drizzle({ client });
+    const db = t.drizzle(4, {}, withAppName(t.url, 'tx-listener'));
     await enqueue();
     const g = gate();
     let started = false;

@@ -71,6 +71,17 @@ async function denied(run: () => Promise<unknown>): Promise<string> {
   return 'no error';
 }
 
+/** The URL of this file's database as `role`. */
+function roleUrl(role: string): string {
+  const url = new URL(t.url);
+  url.username = role;
+  url.password = PASSWORD;
+  return url.toString();
+}
+
+/** A Drizzle database on the test driver (PGPUBSUB_TEST_DRIVER), logged in as `role`. */
+const dbAs = (role: string, max: number) => t.drizzle(max, {}, roleUrl(role));
+
 const clients: postgres.Sql[] = [];
 function connectAs(role: string, options: postgres.Options<{}> = {}): postgres.Sql {
   const url = new URL(t.url);
@@ -152,7 +163,7 @@ describe('least privilege', () => {
   });
 
   it('lets an application role with no rights on pgpubsub record notifications through the triggers', async () => {
-    const app = drizzle({ client: connectAs(ROLES.app, { max: 2 }) });
+    const app = dbAs(ROLES.app, 2);
     await app.transaction(async (tx) => {
       await withContext(tx, { actor: 'app' });
       const [order] = await tx.insert(orders).values({ item: 'book', qty: 1 }).returning();
@@ -226,8 +237,8 @@ describe('least privilege', () => {
   });
 
   it('runs a listener end to end as a role with only the documented grants', async () => {
-    const app = drizzle({ client: connectAs(ROLES.app, { max: 2 }) });
-    const listenerDb = drizzle({ client: connectAs(ROLES.listener, { max: 4 }) });
+    const app = dbAs(ROLES.app, 2);
+    const listenerDb = dbAs(ROLES.listener, 4);
     const seen: string[] = [];
     let failOnce = true;
     const errors: string[] = [];

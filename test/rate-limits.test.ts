@@ -88,9 +88,9 @@ describe('per-channel concurrency', () => {
     const l = createListener(t.db, { batchSize: 10, pollIntervalMs: false }).on(
       jobs,
       async (_event, tx) => {
-        const [row] = (await tx.execute(dsql`SELECT txid_current()::text AS xid`)) as unknown as {
-          xid: string;
-        }[];
+        // postgres.js returns the rows, node-postgres a result with `rows`.
+        const result: any = await tx.execute(dsql`SELECT txid_current()::text AS xid`);
+        const [row] = (Array.isArray(result) ? result : result.rows) as { xid: string }[];
         xids.add(row!.xid);
       },
       { concurrency: 1 },

@@ -30,6 +30,7 @@ const CONFIG_CODES: ReadonlySet<PgPubSubErrorCode> = new Set<PgPubSubErrorCode>(
   'SCHEDULE_MISSING',
   'CHANNEL_NOT_INSTALLED',
   'STORAGE_OUTDATED',
+  'DRIVER_MISSING',
 ]);
 
 /** The exit code for an error that ends a command. */

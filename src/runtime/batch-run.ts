@@ -53,6 +53,9 @@ export async function runBatchHandler(
   const started = performance.now();
   let failed: Map<string, unknown>;
   try {
+    // node-postgres builds the handler's Drizzle transaction asynchronously: before the handler runs
+    // (a no-op on postgres.js, where it is built on first use).
+    await scope.prepare();
     const result = await guard.invoke(reg, events, scope, () => reg.handler(events, scope.tx));
     // A result that names events outside the batch fails the whole call, like a throw.
     failed = failedIds(reg, result, new Set(ready.map((item) => item.meta.id)));

@@ -1,10 +1,12 @@
-import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
-import postgres from 'postgres';
+import type { PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+import type postgres from 'postgres';
 import { formatDuration } from '../duration.ts';
 import { PgPubSubError } from '../errors.ts';
 import { TABLE_EXISTS_SQL, tableMissing } from '../storage/missing-table.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
 import { isTransientConnectionError } from './connection-errors.ts';
+import { loadPg, pgSql } from './drivers/node-postgres.ts';
+import { loadPostgresJs } from './drivers/postgres-js.ts';
 
 /** `host:port` of a URL, for messages (never the password). */
 export function databaseTarget(url: string): string {
@@ -25,6 +27,93 @@ function reason(error: unknown): string {
   return typeof code === 'string' && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
+/** The driver a connection opened from a URL runs on. */
+export type UrlDriver = 'postgres-js' | 'pg';
+
+/**
+ * A connection the CLI opens from a URL (one session): `sql` in postgres.js's shape (on `pg`, the
+ * runtime's adapter), a Drizzle database on it, and `end()`.
+ */
+export interface UrlConnection {
+  driver: UrlDriver;
+  sql: postgres.Sql;
+  db: PostgresJsDatabase;
+  /** Closes the connection; postgres.js waits at most `timeoutSec` for running queries. */
+  end(timeoutSec?: number): Promise<void>;
+}
+
+const missingModule = (error: unknown): boolean => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
+};
+
+/**
+ * The driver for a connection of the CLI's own: `preferred` when given (`listen` uses the driver of
+ * the listener's database), else postgres.js when it is installed, else node-postgres (`pg`).
+ * Throws `DRIVER_MISSING` when neither is installed.
+ */
+export async function urlDriver(preferred?: UrlDriver): Promise<UrlDriver> {
+  const order: UrlDriver[] = preferred === 'pg' ? ['pg', 'postgres-js'] : ['postgres-js', 'pg'];
+  for (const driver of order) {
+    try {
+      await (driver === 'pg' ? loadPg() : loadPostgresJs());
+      return driver;
+    } catch (error) {
+      if (!missingModule(error)) throw error;
+    }
+  }
+  throw new PgPubSubError(
+    'DRIVER_MISSING',
+    'No PostgreSQL driver is installed: drizzle-pgpubsub runs on postgres.js or node-postgres. Install the one your app uses: `npm install postgres` or `npm install pg`.',
+  );
+}
+
+/** Opens one session on `url` with `driver` (not yet checked). */
+async function openUrl(
+  url: string,
+  driver: UrlDriver,
+  applicationName: string | undefined,
+  connectTimeoutSec: number,
+): Promise<UrlConnection> {
+  if (driver === 'postgres-js') {
+    const { postgres, drizzle } = await loadPostgresJs();
+    const sql = postgres(url, {
+      max: 1,
+      connect_timeout: connectTimeoutSec,
+      onnotice: () => {},
+      ...(applicationName ? { connection: { application_name: applicationName } } : {}),
+    });
+    return {
+      driver,
+      sql,
+      db: drizzle({ client: sql }),
+      end: async (timeoutSec = 5) => {
+        await sql.end({ timeout: timeoutSec });
+      },
+    };
+  }
+  const { pg, drizzle } = await loadPg();
+  const Pool = (pg as unknown as { Pool: new (config: object) => any }).Pool;
+  const pool = new Pool({
+    connectionString: url,
+    max: 1,
+    connectionTimeoutMillis: connectTimeoutSec * 1000,
+    ...(applicationName ? { application_name: applicationName } : {}),
+  });
+  // A connection cut while idle must not end the process (its next query fails instead).
+  pool.on('error', () => {});
+  let ending: Promise<void> | undefined;
+  return {
+    driver,
+    sql: pgSql(pool, pg),
+    db: drizzle({ client: pool }),
+    end: () => {
+      ending ??= pool.end();
+      return ending!;
+    },
+  };
+}
+
 /** Options of {@link connectWithRetry}. */
 export interface ConnectOptions {
   /** Give up after this long (default: never). */
@@ -36,13 +125,31 @@ export interface ConnectOptions {
   log?: { warn(message: string): void };
   /** Stops waiting (resolves `undefined`). */
   signal?: AbortSignal;
-  /** postgres.js options for the returned client. */
-  clientOptions?: postgres.Options<{}>;
+  /** The driver to connect with (default: see {@link urlDriver}). */
+  driver?: UrlDriver;
+  /** `application_name` of the session. */
+  applicationName?: string;
 }
 
 /**
- * Opens a postgres.js client on `url` and checks it with `SELECT 1`, retrying transient failures
- * (server down or starting, network) with exponential backoff, logging
+ * A connection's failure with the code `connection-errors.ts` reads: `pg` rejects a connect timeout
+ * with a code-less error, which is transient like postgres.js's `CONNECT_TIMEOUT`.
+ */
+function withCode(error: unknown): unknown {
+  if (typeof error === 'object' && error !== null && (error as { code?: unknown }).code === undefined) {
+    if (/timeout|terminated/i.test(String((error as { message?: unknown }).message))) {
+      try {
+        (error as { code?: string }).code = 'CONNECT_TIMEOUT';
+      } catch {}
+    }
+  }
+  return error;
+}
+
+/**
+ * Opens a one-session connection on `url` (postgres.js, or node-postgres: {@link urlDriver}) and
+ * checks it with `SELECT 1`, retrying transient failures (server down or starting, network) with
+ * exponential backoff, logging
  * `database unreachable at host:port (…), retrying in 2s (attempt 3)`. Fails at once on errors a retry
  * cannot fix (bad password, unknown database). Throws `DATABASE_UNREACHABLE` after `timeoutMs`;
  * resolves `undefined` when `signal` aborts.
@@ -50,23 +157,20 @@ export interface ConnectOptions {
 export async function connectWithRetry(
   url: string,
   options: ConnectOptions = {},
-): Promise<postgres.Sql | undefined> {
+): Promise<UrlConnection | undefined> {
   const { timeoutMs = Number.POSITIVE_INFINITY, initialDelayMs = 500, maxDelayMs = 10_000 } = options;
   const target = databaseTarget(url);
+  const driver = await urlDriver(options.driver);
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     if (options.signal?.aborted) return undefined;
-    const sql = postgres(url, {
-      max: 1,
-      connect_timeout: 10,
-      onnotice: () => {},
-      ...options.clientOptions,
-    });
+    const connection = await openUrl(url, driver, options.applicationName, 10);
     try {
-      await sql`SELECT 1`;
-      return sql;
-    } catch (error) {
-      await sql.end({ timeout: 0 }).catch(() => {});
+      await connection.sql.unsafe('SELECT 1');
+      return connection;
+    } catch (caught) {
+      const error = withCode(caught);
+      await connection.end(0).catch(() => {});
       if (!isTransientConnectionError(error)) {
         throw new PgPubSubError(
           'DATABASE_UNREACHABLE',
@@ -145,15 +249,17 @@ export async function assertNotificationsTable(
   }
 }
 
-/** An open admin connection: postgres.js client and Drizzle database on it. */
+/** An open admin connection: one session (postgres.js or node-postgres) and a Drizzle database on it. */
 export interface AdminConnection {
+  driver: UrlDriver;
   sql: postgres.Sql;
   db: PostgresJsDatabase;
   close(): Promise<void>;
 }
 
 /**
- * For `status` and the admin commands: connects with retries for at most
+ * For `status` and the admin commands: connects (postgres.js when installed, else node-postgres:
+ * {@link urlDriver}) with retries for at most
  * `connectTimeoutMs` (retry lines on stderr), and checks that the notifications table exists.
  */
 export async function openAdminConnection(options: {
@@ -162,19 +268,19 @@ export async function openAdminConnection(options: {
   connectTimeoutMs: number;
 }): Promise<AdminConnection> {
   const { url } = options;
-  const sql = await connectWithRetry(url, {
+  const connection = await connectWithRetry(url, {
     timeoutMs: options.connectTimeoutMs,
     log: { warn: (message) => process.stderr.write(`warning: ${message}\n`) },
-    clientOptions: { connection: { application_name: 'drizzle-pgpubsub admin' } },
+    applicationName: 'drizzle-pgpubsub admin',
   });
-  if (!sql)
+  if (!connection)
     throw new PgPubSubError('DATABASE_UNREACHABLE', `database unreachable at ${databaseTarget(url)}.`);
-  const close = () => sql.end({ timeout: 5 });
+  const close = () => connection.end(5);
   try {
-    await assertNotificationsTable(sql, options.schema);
+    await assertNotificationsTable(connection.sql, options.schema);
   } catch (error) {
     await close();
     throw error;
   }
-  return { sql, db: drizzle({ client: sql }), close };
+  return { driver: connection.driver, sql: connection.sql, db: connection.db, close };
 }

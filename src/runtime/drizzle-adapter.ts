@@ -18,12 +18,11 @@
 
 import { sql } from 'drizzle-orm';
 import type { Column } from 'drizzle-orm/column';
-import { drizzle } from 'drizzle-orm/postgres-js';
 import { type ColumnCasing, columnNamer } from '../casing.ts';
 import { PgPubSubError } from '../errors.ts';
 import type { ColumnCodecs } from './decode.ts';
 import { isPgClient, isPgPool, type PgDriver, type PgHandlerPool } from './drivers/node-postgres.ts';
-import { isPostgresJs, postgresTransactionClient } from './drivers/postgres-js.ts';
+import { isPostgresJs, type PostgresJsDriver, postgresTransactionClient } from './drivers/postgres-js.ts';
 
 /** What the listener needs from the user's Drizzle database, read once per database. */
 export interface DrizzleParts {
@@ -112,6 +111,12 @@ export function drizzleConfig(db: unknown, settings: DrizzleSettings = {}): Driz
   };
 }
 
+/** The driver modules the listener loaded (`ready()`), dynamically: the one its database is on. */
+export interface LoadedDrivers {
+  pg?: PgDriver | undefined;
+  postgresJs?: PostgresJsDriver | undefined;
+}
+
 /** The driver under a Drizzle database the listener runs on. */
 export type DriverKind = 'postgres-js' | 'node-postgres';
 
@@ -141,7 +146,11 @@ export function assertSupportedDb(db: unknown): DriverKind {
  * `drivers/node-postgres.ts` loaded (required on node-postgres). Cached per database when no
  * `settings` are given.
  */
-export function drizzleParts(db: unknown, settings?: DrizzleSettings, pg?: PgDriver): DrizzleParts {
+export function drizzleParts(
+  db: unknown,
+  settings?: DrizzleSettings,
+  drivers: LoadedDrivers = {},
+): DrizzleParts {
   const anyDb = db as any;
   const driver = assertSupportedDb(anyDb);
   const known = settings === undefined ? cache.get(anyDb) : undefined;
@@ -155,8 +164,8 @@ export function drizzleParts(db: unknown, settings?: DrizzleSettings, pg?: PgDri
   };
   const parts =
     driver === 'postgres-js'
-      ? postgresJsParts(anyDb, config, options)
-      : nodePgParts(anyDb, config, options, pg);
+      ? postgresJsParts(anyDb, config, options, drivers.postgresJs)
+      : nodePgParts(anyDb, config, options, drivers.pg);
   if (settings === undefined) cache.set(anyDb, parts);
   return parts;
 }
@@ -171,9 +180,17 @@ const notSynchronous = () =>
  * postgres.js: one Drizzle database per listener over a client whose `begin(fn)` runs fn on the
  * claim connection at once; `transaction(fn)` hands its transaction object to fn synchronously.
  */
-function postgresJsParts(db: any, config: DrizzleConfig, options: object): DrizzleParts {
+function postgresJsParts(
+  db: any,
+  config: DrizzleConfig,
+  options: object,
+  postgresJs: PostgresJsDriver | undefined,
+): DrizzleParts {
+  if (!postgresJs) {
+    throw new Error('drizzle-pgpubsub: postgres.js was not loaded before the listener started');
+  }
   let pending: unknown;
-  const inner: any = drizzle({
+  const inner: any = postgresJs.drizzle({
     client: postgresTransactionClient(db.$client, () => pending),
     ...options,
   } as any);
@@ -222,6 +239,10 @@ function nodePgParts(
       throw notSynchronous();
     }
   }
+  // drizzle-orm 0.44 opens a transaction on a fresh pooled client only for `client instanceof
+  // pg.Pool` (else it sends BEGIN through `query()`): the router passes for one, with its own methods.
+  const PgPoolClass = (pg.pg as unknown as { Pool?: { prototype: object } }).Pool;
+  if (PgPoolClass) Object.setPrototypeOf(RouterPool.prototype, PgPoolClass.prototype);
   const inner: any = pg.drizzle({ client: new RouterPool(), ...options });
   return {
     driver: 'node-postgres',

@@ -28,7 +28,7 @@ import {
   pgSessionDriver,
   pgSql,
 } from './drivers/node-postgres.ts';
-import { postgresSessionDriver } from './drivers/postgres-js.ts';
+import { loadPostgresJs, type PostgresJsDriver, postgresSessionDriver } from './drivers/postgres-js.ts';
 import type { DriverKind } from './drizzle-adapter.ts';
 import { assertSupportedDb, type DrizzleParts, drizzleParts } from './handler-tx.ts';
 import { IdleProtocol } from './idle.ts';
@@ -72,6 +72,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private sql!: postgres.Sql;
   private readonly driver: DriverKind;
   private pg: PgDriver | undefined;
+  private postgresJs: PostgresJsDriver | undefined;
   private scheduler: Scheduler | undefined;
   private idle: IdleProtocol | undefined;
   private session: ListenSession | undefined;
@@ -312,16 +313,21 @@ export class Listener<TDb extends AnyDb = AnyDb> {
 
   /** What handler transactions and decoders need from the Drizzle database (after configure()). */
   private drizzleParts(): DrizzleParts {
-    this.parts ??= drizzleParts(this.db, this.options.drizzle, this.pg);
+    this.parts ??= drizzleParts(this.db, this.options.drizzle, { pg: this.pg, postgresJs: this.postgresJs });
     return this.parts;
   }
 
   /**
-   * Loads the driver's part of the runtime: nothing on postgres.js; on node-postgres, `pg` and
-   * `drizzle-orm/node-postgres` (imported only then), and the pool in the runtime's shape.
+   * Loads the driver's part of the runtime, imported only then: on postgres.js, `postgres` and
+   * `drizzle-orm/postgres-js`; on node-postgres, `pg` and `drizzle-orm/node-postgres`, and the pool
+   * in the runtime's shape. (An app installs only the driver it uses.)
    */
   private async ready(): Promise<void> {
-    if (this.driver !== 'node-postgres' || this.pg) return;
+    if (this.driver === 'postgres-js') {
+      this.postgresJs ??= await loadPostgresJs();
+      return;
+    }
+    if (this.pg) return;
     const pg = await loadPg();
     const pool = (this.db as any).$client as PgPool;
     this.sql = pgSql(pool, pg.pg);
@@ -339,7 +345,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (this.driver === 'node-postgres') {
       return pgSessionDriver((this.db as any).$client as PgPool, this.pg!.pg, this.options.listenUrl);
     }
-    return postgresSessionDriver(this.sql, this.options.listenUrl);
+    return postgresSessionDriver(this.sql, this.postgresJs!, this.options.listenUrl);
   }
 
   /** Whether some durable channel this listener handles is ordered (it needs storage version 4). */

@@ -13,6 +13,13 @@ import { withDatabase } from '../../tools/embedded-pg.ts';
 export const TEST_DRIVER: 'postgres-js' | 'pg' =
   process.env.PGPUBSUB_TEST_DRIVER === 'pg' ? 'pg' : 'postgres-js';
 
+/** `url` with `application_name` set (both drivers read it from the URL). */
+export function withAppName(url: string, name: string): string {
+  const u = new URL(url);
+  u.searchParams.set('application_name', name);
+  return u.toString();
+}
+
 /** Closes the client of a database made by `t.drizzle()` now (postgres.js: within 1 s). */
 export async function closeDb(db: unknown): Promise<void> {
   const client = (db as { $client: { end(options?: unknown): Promise<unknown> } }).$client;

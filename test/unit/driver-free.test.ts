@@ -85,4 +85,20 @@ describe('entry points that must load no database driver', () => {
     );
     expect(importers.map((f) => relative(ROOT, f))).toEqual(['src/runtime/drivers/node-postgres.ts']);
   });
+
+  it('an app on node-postgres never loads postgres.js: postgres.js is imported dynamically, in one file', () => {
+    const staticOnly = (file: string) => {
+      const dynamic = dynamicSpecifiers(file);
+      return runtimeSpecifiers(file).filter((spec) => !dynamic.includes(spec));
+    };
+    for (const entry of ['src/index.ts', 'src/cli/main.ts']) {
+      const loaded = [...moduleGraph(entry, staticOnly).packages.keys()];
+      expect(loaded).not.toContain('postgres');
+      expect(loaded).not.toContain('drizzle-orm/postgres-js');
+    }
+    const importers = moduleGraph('src/index.ts').files.filter((f) =>
+      dynamicSpecifiers(f).some((s) => s === 'postgres' || s === 'drizzle-orm/postgres-js'),
+    );
+    expect(importers.map((f) => relative(ROOT, f))).toEqual(['src/runtime/drivers/postgres-js.ts']);
+  });
 });

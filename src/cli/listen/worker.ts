@@ -1,6 +1,7 @@
 import { formatDuration } from '../../duration.ts';
 import type { ListenerOptions } from '../../index.ts';
 import { connectWithRetry, databaseTarget } from '../../runtime/connect.ts';
+import { isPgPool } from '../../runtime/drivers/node-postgres.ts';
 import { waitAtMost } from '../../timeouts.ts';
 import { resolveDatabaseUrl } from '../database.ts';
 import { EXIT, errorFields, errorMessage, exitCodeFor, printFatal } from '../exit-codes.ts';
@@ -105,13 +106,16 @@ export async function runListener(args: ListenArgs): Promise<number> {
   if (shutdown.signal.aborted) return EXIT.ok;
 
   try {
+    // The probe uses the driver of the module's database (node-postgres, or postgres.js), so an app
+    // that installed only one of them runs under the CLI as it does on its own.
     const probe = await connectWithRetry(url, {
+      driver: isPgPool((listener.db as { $client?: unknown } | undefined)?.$client) ? 'pg' : 'postgres-js',
       log,
       signal: shutdown.signal,
       ...(args.connectTimeoutMs === undefined ? {} : { timeoutMs: args.connectTimeoutMs }),
     });
     if (!probe) return EXIT.ok; // stopped while waiting for the database
-    await probe.end({ timeout: 1 });
+    await probe.end(1);
   } catch (error) {
     printFatal(error, args.json);
     return exitCodeFor(error);

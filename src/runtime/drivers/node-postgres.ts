@@ -266,8 +266,8 @@ class PgConnection {
 }
 
 /**
- * A `pg.Pool` as the postgres.js-shaped `Sql` the runtime uses: `unsafe()`, `reserve()` and
- * `options.max`. Queries run as Drizzle's node-postgres session runs them (its type parsers).
+ * A `pg.Pool` as the postgres.js-shaped `Sql` the runtime uses: `unsafe()`, `reserve()`, `begin()`
+ * and `options.max`. Queries run as Drizzle's node-postgres session runs them (its type parsers).
  */
 export function pgSql(pool: PgPool, pg: PgModule): postgres.Sql {
   const types = typeConfig(pg);
@@ -282,6 +282,25 @@ export function pgSql(pool: PgPool, pg: PgModule): postgres.Sql {
         params,
       ),
     reserve: async () => new PgConnection(pool, await pool.connect(), types),
+    /**
+     * postgres.js's `sql.begin(fn)`: fn runs in a transaction on one pooled connection, committed
+     * when fn resolves, rolled back when it throws (the schedule runner's fence and slots).
+     */
+    begin: async <T>(fn: (tx: PgConnection) => Promise<T>): Promise<T> => {
+      const conn = new PgConnection(pool, await pool.connect(), types);
+      try {
+        await conn.unsafe('BEGIN');
+        const result = await fn(conn);
+        await conn.unsafe('COMMIT');
+        return result;
+      } catch (error) {
+        // A connection that cannot roll back is dropped, never reused mid-transaction.
+        await Promise.resolve(conn.unsafe('ROLLBACK')).catch(() => conn.discard());
+        throw error;
+      } finally {
+        conn.release();
+      }
+    },
     end: () => pool.end(),
   };
   return sql as unknown as postgres.Sql;

@@ -4,10 +4,32 @@
  * transactions are built on ({@link postgresTransactionClient}). (The rest of the runtime speaks
  * postgres.js's `unsafe`/`reserve` surface, which `drivers/node-postgres.ts` provides over `pg`.)
  *
+ * `postgres` is never imported statically (an app on node-postgres need not install it):
+ * {@link loadPostgresJs} imports it, and `drizzle-orm/postgres-js`, when a listener on a postgres.js
+ * database starts or a CLI command connects with it.
+ *
  * @module
  */
-import postgres from 'postgres';
+import type postgres from 'postgres';
 import type { SessionConnection, SessionDriver } from '../listen-session.ts';
+
+/** What {@link loadPostgresJs} loads. */
+export interface PostgresJsDriver {
+  /** postgres.js's default export, the client factory. */
+  postgres: (urlOrOptions?: any, options?: any) => postgres.Sql;
+  /** `drizzle()` of `drizzle-orm/postgres-js`. */
+  drizzle: (config: any) => any;
+}
+
+/** Loads `postgres` and `drizzle-orm/postgres-js` (only ever for a postgres.js database or the CLI). */
+export async function loadPostgresJs(): Promise<PostgresJsDriver> {
+  const [pgModule, drizzleModule] = await Promise.all([
+    import('postgres'),
+    import('drizzle-orm/postgres-js'),
+  ]);
+  const factory = ((pgModule as any).default ?? pgModule) as PostgresJsDriver['postgres'];
+  return { postgres: factory, drizzle: (drizzleModule as any).drizzle };
+}
 
 /** True when `client` is a postgres.js client (what `drizzle({ client: postgres(url) })` holds). */
 export function isPostgresJs(client: unknown): client is postgres.Sql {
@@ -33,7 +55,12 @@ export function postgresTransactionClient(client: postgres.Sql, pending: () => u
  * as the user configured them; postgres.js makes its own LISTEN client the same way), or from
  * `listenUrl` (e.g. a direct URL when the pool goes through PgBouncer).
  */
-export function postgresSessionDriver(sql: postgres.Sql, listenUrl?: string): SessionDriver {
+export function postgresSessionDriver(
+  sql: postgres.Sql,
+  driver: PostgresJsDriver,
+  listenUrl?: string,
+): SessionDriver {
+  const { postgres } = driver;
   return {
     async connect(events) {
       let closed = false;
