@@ -36,7 +36,8 @@ export type PgPubSubErrorCode =
   | 'SCHEDULE_MISSING'
   | 'CHANNEL_NOT_INSTALLED'
   | 'STORAGE_OUTDATED'
-  | 'BACKFILL_CONFLICT';
+  | 'BACKFILL_CONFLICT'
+  | 'MISSING_DEPENDENCY';
 
 const BRAND = Symbol.for('drizzle-pgpubsub.error');
 

@@ -32,7 +32,7 @@ export type {
   NotifyResult,
   SqlExecutor,
 } from './notify.ts';
-export { MAX_BROADCAST_BYTES, notify, withContext, withoutWakeup } from './notify.ts';
+export { MAX_BROADCAST_BYTES, notify, withContext, withoutWakeup, withTraceContext } from './notify.ts';
 export type { Backoff, ExponentialBackoffOptions } from './runtime/backoff.ts';
 export { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './runtime/backoff.ts';
 export type { DrizzleSettings } from './runtime/drizzle-adapter.ts';
@@ -68,3 +68,7 @@ export {
   orderingKeySql,
   resolveTriggerSpec,
 } from './storage/trigger-sql.ts';
+export type { MetricsOptions, TracingOptions } from './telemetry/listener-telemetry.ts';
+export type { ListenerLogger, LogMethod } from './telemetry/logger.ts';
+export type { OtelMeter } from './telemetry/otel-api.ts';
+export type { TraceContextFields } from './telemetry/trace-context.ts';

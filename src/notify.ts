@@ -7,6 +7,7 @@ import { byteLength, quoteIdent } from './identifiers.ts';
 import { formatIssues, type StandardSchemaV1 } from './standard-schema.ts';
 import { DEFAULT_SCHEMA } from './storage/notifications.ts';
 import { notifyFunctionRef, WAKE_SETTING } from './storage/sql-names.ts';
+import { activeTraceContext, type TraceContextFields } from './telemetry/trace-context.ts';
 
 /** Anything Drizzle can run SQL on: a database or a transaction (any pg driver). */
 export interface SqlExecutor {
@@ -375,6 +376,7 @@ export async function notify(
     return { id: null, outcome: 'sent', duplicate: false };
   }
   const storage = schema ?? DEFAULT_SCHEMA;
+  await withTraceContext(tx);
   if (ch.ordered || orderingKey !== undefined) {
     return notifyOrdered(tx, ch, payload, options, storage);
   }
@@ -522,6 +524,28 @@ export async function withContext(tx: SqlExecutor, context: Record<string, unkno
   await tx.execute(
     sql`SELECT set_config('pgpubsub.context', (coalesce(nullif(current_setting('pgpubsub.context', true), ''), '{}')::jsonb || ${json}::text::jsonb)::text, true)`,
   );
+}
+
+/**
+ * Records the active OpenTelemetry span's W3C trace context (`traceparent`, and `tracestate` if
+ * any) in the transaction's context, like `withContext(tx, { traceparent, tracestate })`, so the
+ * handlers of every notification the transaction produces run in spans linked to this trace
+ * (docs/observability.md). `notify()` does this by itself; call it in transactions whose writes
+ * feed trigger channels. A no-op (no query) when `@opentelemetry/api` is not installed, no span is
+ * active, or `tx` is not a transaction. Returns the fields it recorded, or `null`.
+ *
+ * @example
+ * await tracer.startActiveSpan('create author', (span) =>
+ *   db.transaction(async (tx) => {
+ *     await withTraceContext(tx);
+ *     await tx.insert(authors).values({ name: 'Ann' });
+ *   }).finally(() => span.end()));
+ */
+export async function withTraceContext(tx: SqlExecutor): Promise<TraceContextFields | null> {
+  const fields = activeTraceContext();
+  if (fields === null || !isDrizzleTransaction(tx)) return null;
+  await withContext(tx, fields as unknown as Record<string, unknown>);
+  return fields;
 }
 
 /**

@@ -15,6 +15,7 @@ export const EXIT = {
 const CONFIG_CODES: ReadonlySet<PgPubSubErrorCode> = new Set<PgPubSubErrorCode>([
   'NO_DATABASE_URL',
   'MODULE_NOT_FOUND',
+  'MISSING_DEPENDENCY',
   'MODULE_LOAD_FAILED',
   'NO_LISTENER_EXPORT',
   'TABLE_MISSING',

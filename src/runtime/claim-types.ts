@@ -1,5 +1,6 @@
 import type postgres from 'postgres';
 import type { AnyChannel } from '../channel.ts';
+import type { ListenerTelemetry } from '../telemetry/listener-telemetry.ts';
 import type { RowDecoder } from './decode.ts';
 import type { DrizzleParts } from './handler-tx.ts';
 import type { RateLimiter } from './rate-limit.ts';
@@ -20,6 +21,8 @@ export interface Registration {
   leaseMs: number | undefined;
   /** Set for `onBatch`: the handler gets all events of a claim in one call. */
   batch: { size: number; maxWaitMs: number } | undefined;
+  /** Spans and metrics (telemetry/): undefined when OpenTelemetry is absent or turned off. */
+  telemetry?: ListenerTelemetry | undefined;
 }
 
 /** A position in claim order: a row's `run_at` (epoch microseconds) and id, both decimal strings. */

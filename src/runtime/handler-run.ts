@@ -37,6 +37,8 @@ export class StopGuard {
   private current: ((reason: Error) => void) | undefined;
   private readonly stopped: Promise<never>;
   private readonly onStop: () => void;
+  /** When the claim transaction began (`performance.now()`), for the span's claim wait; unset for leases. */
+  claimStartedAt: number | undefined;
 
   constructor(private readonly hardStop: AbortSignal) {
     let reject!: (error: unknown) => void;
@@ -62,7 +64,20 @@ export class StopGuard {
    * timeout aborts their signals and cancels the scope's queries (if any), and rejects. Resolves
    * with what the handler returned.
    */
-  async invoke(
+  invoke(
+    reg: Registration,
+    events: HandlerEvent[],
+    scope: { abort(message: string): void } | undefined,
+    call: () => unknown,
+  ): Promise<unknown> {
+    const telemetry = reg.telemetry;
+    if (telemetry === undefined) return this.invokeBare(reg, events, scope, call);
+    return telemetry.run(reg.channel.name, reg.maxAttempts, events, this.claimStartedAt, () =>
+      this.invokeBare(reg, events, scope, call),
+    );
+  }
+
+  private async invokeBare(
     reg: Registration,
     events: HandlerEvent[],
     scope: { abort(message: string): void } | undefined,

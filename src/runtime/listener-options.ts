@@ -3,6 +3,8 @@ import type { CustomChannel, TriggerChannel, TriggerOp } from '../channel.ts';
 import type { BroadcastEvent, PayloadEvent, ScheduleEvent, TriggerEvent } from '../events.ts';
 import type { Schedule } from '../schedule.ts';
 import type { StandardSchemaV1 } from '../standard-schema.ts';
+import type { MetricsOptions, TracingOptions } from '../telemetry/listener-telemetry.ts';
+import type { ListenerLogger } from '../telemetry/logger.ts';
 import type { Backoff } from './backoff.ts';
 import type { DrizzleSettings } from './drizzle-adapter.ts';
 
@@ -152,4 +154,22 @@ export interface ListenerOptions extends RetryOptions {
    * @example createListener(db, { drizzle: { relations, logger: true } })
    */
   drizzle?: DrizzleSettings;
+  /**
+   * OpenTelemetry tracing (docs/observability.md). Default: on when `@opentelemetry/api` is
+   * installed (loaded lazily at start; spans go to the global tracer provider, a no-op until an SDK
+   * registers one). `false` turns it off; `{ tracerProvider }` uses that provider.
+   */
+  tracing?: boolean | TracingOptions;
+  /**
+   * OpenTelemetry metrics (docs/observability.md). Default: on when `@opentelemetry/api` is
+   * installed (the global meter provider, a no-op until an SDK registers one). `false` turns them
+   * off; `{ meterProvider, backlog }` picks the provider and whether the backlog gauges query.
+   */
+  metrics?: boolean | MetricsOptions;
+  /**
+   * A pino-compatible logger (`info`/`warn`/`error`/`debug` taking `(object, message)`), e.g.
+   * `pino()`: the listener logs its start and stop (info), failed attempts (warn), dead letters and
+   * errors (error). Default: none; the library never writes to stdout or stderr by itself.
+   */
+  logger?: ListenerLogger;
 }

@@ -15,6 +15,8 @@ import { isSchedule } from '../schedule.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { orderModeOf } from '../storage/ordered.ts';
 import { notificationsRef } from '../storage/sql-names.ts';
+import { type ListenerTelemetry, listenerTelemetry } from '../telemetry/listener-telemetry.ts';
+import { logListenerEvents } from '../telemetry/logger.ts';
 import { MAX_TIMER_MS, waitAtMost } from '../timeouts.ts';
 import { DEFAULT_MAX_ATTEMPTS, exponentialBackoff } from './backoff.ts';
 import type { Registration } from './claim-types.ts';
@@ -84,6 +86,9 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private readonly broadcasts = new Set<Promise<void>>();
   private starting: Promise<void> | undefined;
   private parts: DrizzleParts | undefined;
+  /** Spans and metrics; resolved once, in prepare() (undefined: none to do). */
+  private telemetry: ListenerTelemetry | undefined;
+  private unlog: (() => void) | undefined;
 
   constructor(
     /** The Drizzle database the listener was created with (the CLI closes its `$client` on exit). */
@@ -295,6 +300,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     // Column names exactly as db.select() resolves them (the database's casing, drizzle-adapter.ts).
     const codecs = this.drizzleParts().columns;
     return {
+      telemetry: this.telemetry,
       channel: ch,
       handler,
       decoder: ch.kind === 'trigger' ? rowDecoder(ch.table, codecs) : undefined,
@@ -366,6 +372,8 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       db: this.db,
     };
     const durable = this.active().filter((h) => !h.channel.broadcast);
+    this.telemetry = listenerTelemetry(this.options);
+    if (this.options.logger && !this.unlog) this.unlog = logListenerEvents(this.events, this.options.logger);
     const wakeKey = this.wakeKey;
     this.idle = new IdleProtocol(this.sql, this.options.schema ?? DEFAULT_SCHEMA, filter, {
       idleWaitMs: this.resolved().idleWaitMs,
@@ -492,6 +500,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     this.session = session;
     await session.open();
     await this.idle!.prune();
+    this.telemetry?.start(
+      this.sql,
+      this.table,
+      active.filter((h) => !h.channel.broadcast).map((h) => h.channel.name),
+    );
   }
 
   /**
@@ -559,8 +572,10 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     await this.scheduler?.settle(aborted > 0 ? 2000 : timeoutMs);
     await Promise.allSettled([...this.broadcasts]);
     await this.releaseSession(aborted > 0 ? 500 : 2000);
+    this.telemetry?.stop();
     this.phase = 'stopped';
     this.events.emit('stopped', { aborted });
+    this.unlog?.();
   }
 
   /**

@@ -355,11 +355,13 @@ export class Scheduler {
         // No onClaimed: the next lease claim waits until these handlers count as running.
         leased?.push(...claim.leased);
       } else {
+        const started = state.reg.telemetry ? performance.now() : 0;
         outcome = await claimBatch(state.reg, this.ctx, window, {
           safe: careful,
           claimedIds,
           ...(onClaimed ? { onClaimed } : {}),
         });
+        state.reg.telemetry?.claimed(state.reg.channel.name, performance.now() - started);
       }
       if (careful) state.careful--;
       state.errors = 0;
@@ -420,6 +422,7 @@ export class Scheduler {
 
   private report(state: ChannelState, outcome: ClaimOutcome): void {
     const channel = state.reg.channel.name;
+    state.reg.telemetry?.report(channel, outcome);
     for (const p of outcome.processed) this.events.emit('processed', { channel, ...p });
     let earliest = Number.POSITIVE_INFINITY;
     for (const f of outcome.failed) {

@@ -3,9 +3,10 @@ import { resolveDatabaseUrl } from '../database.ts';
 import { exitCodeFor, printFatal } from '../exit-codes.ts';
 import { LISTEN_OPTIONS, type ListenArgs, parseListenArgs } from '../listen/args.ts';
 import { resolveModulePath } from '../listen/module.ts';
+import { collectFromWorkers, loadPromClient, serveMetrics } from '../listen/prometheus.ts';
 import { supervise } from '../listen/supervisor.ts';
 import { usage } from '../listen/usage.ts';
-import { runListener } from '../listen/worker.ts';
+import { metricsUrl, runListener } from '../listen/worker.ts';
 import { createLogger } from '../log.ts';
 
 /** `drizzle-pgpubsub listen <module> [options]`. */
@@ -40,7 +41,24 @@ async function runSupervisor(args: ListenArgs & { childArgv: string[] }): Promis
   }
   const script = process.argv[1];
   if (script === undefined) throw new Error('cannot find the CLI script to fork');
+  let live: () => import('node:child_process').ChildProcess[] = () => [];
+  let server: import('node:http').Server | undefined;
+  if (args.metricsPort !== undefined) {
+    try {
+      const client = await loadPromClient();
+      server = await serveMetrics(args.metricsHost, args.metricsPort, () =>
+        collectFromWorkers(client, live()),
+      );
+    } catch (error) {
+      printFatal(error, args.json);
+      return exit(exitCodeFor(error));
+    }
+    log.info(`metrics at ${metricsUrl(args.metricsHost, server)} (the sum over the workers)`);
+  }
   const code = await supervise({
+    onWorkers: (list) => {
+      live = list;
+    },
     processes: args.processes!,
     script,
     childArgv: ['listen', ...args.childArgv],
@@ -49,5 +67,6 @@ async function runSupervisor(args: ListenArgs & { childArgv: string[] }): Promis
     maxRestarts: args.maxRestarts,
     restartDelayMs: args.restartDelayMs,
   });
+  server?.close();
   return exit(code);
 }

@@ -20,6 +20,10 @@ export interface ListenArgs {
   json: boolean;
   logLevel: ReturnType<typeof parseLogLevel>;
   worker: boolean;
+  /** `--metrics-port`: serve Prometheus metrics (0: a free port, logged). */
+  metricsPort: number | undefined;
+  /** `--metrics-host`, default 127.0.0.1. */
+  metricsHost: string;
 }
 
 /** The options of `listen` (`--help` is the runner's). */
@@ -38,6 +42,8 @@ export const LISTEN_OPTIONS = {
   json: { type: 'boolean' },
   'log-level': { type: 'string' },
   worker: { type: 'boolean' },
+  'metrics-port': { type: 'string' },
+  'metrics-host': { type: 'string' },
 } as const satisfies CommandOptions;
 
 type ListenValues = {
@@ -80,6 +86,12 @@ export function parseListenArgs(parsed: CommandArgs): ListenArgs & { childArgv: 
     value === undefined ? undefined : parsePositiveInt(value, flag, usage, min);
   const duration = (value: string | undefined, flag: string) =>
     value === undefined ? undefined : parseDuration(value, flag, usage);
+  const port = (value: string | undefined) => {
+    const n = int(value, '--metrics-port', 0);
+    if (n !== undefined && n > 65535)
+      throw usageError(`--metrics-port must be at most 65535, got ${n}.`, usage);
+    return n;
+  };
   const channels = v.channels
     ?.split(',')
     .map((c) => c.trim())
@@ -103,6 +115,8 @@ export function parseListenArgs(parsed: CommandArgs): ListenArgs & { childArgv: 
     json: v.json ?? false,
     logLevel: parseLogLevel(v['log-level'], usage),
     worker: v.worker ?? false,
+    metricsPort: port(v['metrics-port']),
+    metricsHost: v['metrics-host'] ?? '127.0.0.1',
     childArgv,
   };
 }

@@ -22,6 +22,8 @@ export interface SuperviseOptions {
   /** A worker that ran this long before it crashed starts its crash count over. Default 60 s. */
   stableAfterMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** Receives a function that lists the running workers (the metrics endpoint asks each over IPC). */
+  onWorkers?: (live: () => ChildProcess[]) => void;
 }
 
 interface Worker {
@@ -184,6 +186,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   process.on('exit', onProcessExit);
+  options.onWorkers?.(() => workers.flatMap((w) => (w.child ? [w.child] : [])));
   log.info(`supervisor starting ${processes} worker${processes === 1 ? '' : 's'}`);
   for (const w of workers) spawn(w);
   return done;

@@ -24,6 +24,10 @@ Options:
                             before giving up (default 5)
   --restart-delay <dur>     with --processes: first restart delay, doubled per crash
                             up to 30s (default 1s)
+  --metrics-port <n>        serve Prometheus metrics at http://<host>:<n>/metrics
+                            (needs prom-client; with --processes, the supervisor serves
+                            the sum over its workers; 0 picks a free port, logged)
+  --metrics-host <host>     address the metrics endpoint binds (default 127.0.0.1)
   --json                    log JSON lines instead of text
   --log-level <level>       debug | info | warn | error (default info)
   -h, --help                show this help

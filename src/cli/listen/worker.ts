@@ -15,6 +15,7 @@ import {
   loadModule,
   resolveModulePath,
 } from './module.ts';
+import { answerMetricsRequests, loadPromClient, promMeter, serveMetrics } from './prometheus.ts';
 
 /** Extra time after --shutdown-timeout before the process exits regardless. */
 const STOP_GRACE_MS = 5000;
@@ -84,6 +85,7 @@ export async function runListener(args: ListenArgs): Promise<number> {
   let listener: ListenerLike;
   let exports: Record<string, unknown>;
   let url: string;
+  let metrics: import('prom-client').Registry | undefined;
   try {
     url = resolveDatabaseUrl(args.databaseUrl);
     process.env.DATABASE_URL = url;
@@ -94,6 +96,13 @@ export async function runListener(args: ListenArgs): Promise<number> {
     listener = findListener(exports, args.module).listener;
     listener.configure(listenerOverrides(args));
     void listener.channels; // validates --channels against the registered handlers
+    if (args.metricsPort !== undefined) {
+      const client = await loadPromClient();
+      metrics = new client.Registry();
+      listener.configure({ metrics: { meter: promMeter(client, metrics) } });
+      // Under a supervisor, it serves the workers' sum; a worker answers its requests over IPC.
+      if (args.worker) answerMetricsRequests(metrics);
+    }
   } catch (error) {
     // Everything up to here is configuration (environment, module, its exports and options):
     // restarting cannot fix it, so the supervisor must not try.
@@ -169,6 +178,19 @@ export async function runListener(args: ListenArgs): Promise<number> {
     batchSize: args.batchSize ?? listener.settings?.batchSize,
     database: databaseTarget(url),
   });
+  let server: import('node:http').Server | undefined;
+  if (metrics && !args.worker) {
+    const registry = metrics;
+    try {
+      server = await serveMetrics(args.metricsHost, args.metricsPort!, async () => ({
+        body: await registry.metrics(),
+        contentType: registry.contentType,
+      }));
+      log.info(`metrics at ${metricsUrl(args.metricsHost, server)}`);
+    } catch (error) {
+      log.error(`cannot serve metrics on ${args.metricsHost}:${args.metricsPort}: ${errorMessage(error)}`);
+    }
+  }
   process.send?.({ type: 'ready', pid: process.pid });
 
   if (!shutdown.signal.aborted) {
@@ -193,9 +215,17 @@ export async function runListener(args: ListenArgs): Promise<number> {
     log.error(`stopping the listener failed: ${errorMessage(error)}`);
     return EXIT.failure;
   }
+  server?.close();
   await closeClients(clientsToClose(exports, listener), log);
   log.info(
     `stopped after ${formatDuration(Date.now() - startedAt)}: ${counts.processed} processed, ${counts.retried} failed attempts to retry, ${counts.dead} failed for good${counts.aborted ? `, ${counts.aborted} in-flight claim(s) aborted and left pending` : ''}`,
   );
   return EXIT.ok;
+}
+
+/** The URL a metrics server listens at (its real port when started on port 0). */
+export function metricsUrl(host: string, server: import('node:http').Server): string {
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`;
 }
