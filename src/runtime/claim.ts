@@ -146,7 +146,7 @@ export async function claimBatch(
     }
     beginClaim(tsql);
     inTransaction = true;
-    if (reg.telemetry) guard.claimStartedAt = performance.now();
+    if (reg.telemetry?.tracingNow) guard.claimStartedAt = performance.now();
     const cachedLimit = cachedIdleLimit(ctx.sql);
     const limitQuery = cachedLimit === undefined ? tsql.unsafe(IDLE_LIMIT_SQL).execute() : undefined;
     limitQuery?.catch(() => {});

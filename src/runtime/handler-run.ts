@@ -71,7 +71,7 @@ export class StopGuard {
     call: () => unknown,
   ): Promise<unknown> {
     const telemetry = reg.telemetry;
-    if (telemetry === undefined) return this.invokeBare(reg, events, scope, call);
+    if (telemetry === undefined || !telemetry.active) return this.invokeBare(reg, events, scope, call);
     return telemetry.run(reg.channel.name, reg.maxAttempts, events, this.claimStartedAt, () =>
       this.invokeBare(reg, events, scope, call),
     );

@@ -347,6 +347,8 @@ export class Scheduler {
   ): Promise<ClaimOutcome | null> {
     const claimedIds: string[] = [];
     const careful = state.careful > 0;
+    // Spans for this claim's handlers if a tracer records now (an SDK may register at any time).
+    state.reg.telemetry?.refresh();
     try {
       let outcome: ClaimOutcome;
       if (state.reg.leaseMs !== undefined) {
@@ -355,13 +357,14 @@ export class Scheduler {
         // No onClaimed: the next lease claim waits until these handlers count as running.
         leased?.push(...claim.leased);
       } else {
-        const started = state.reg.telemetry ? performance.now() : 0;
+        const metered = state.reg.telemetry?.metered === true;
+        const started = metered ? performance.now() : 0;
         outcome = await claimBatch(state.reg, this.ctx, window, {
           safe: careful,
           claimedIds,
           ...(onClaimed ? { onClaimed } : {}),
         });
-        state.reg.telemetry?.claimed(state.reg.channel.name, performance.now() - started);
+        if (metered) state.reg.telemetry!.claimed(state.reg.channel.name, performance.now() - started);
       }
       if (careful) state.careful--;
       state.errors = 0;

@@ -1,6 +1,7 @@
 import type postgres from 'postgres';
 import type { ClaimOutcome } from '../runtime/claim-types.ts';
 import { type BacklogSource, observeBacklog } from './backlog.ts';
+import { discards, recordingTracer } from './inert.ts';
 import {
   type Attributes,
   type OtelApi,
@@ -40,18 +41,28 @@ export interface MetricsOptions {
 
 /** The instrumentation scope name of every span and instrument. */
 export const SCOPE = 'drizzle-pgpubsub';
+const VERSION = '0.1.0';
 const SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 /** An event as a handler gets it (`id`, `attempt`, `createdAt`, `context`, `op`…). */
 type EventLike = Readonly<Record<string, unknown>>;
 
+/** Where a listener's spans go: the global tracer provider, or one of the application's own. */
+interface TracerSource {
+  provider: { getTracer(name: string, version?: string): unknown } | undefined;
+}
+
 /**
  * One listener's tracing and metrics (docs/observability.md): instruments are created once, spans
  * per handler call. Exists only when `@opentelemetry/api` is installed (or a meter is given) and
- * tracing or metrics are not turned off; otherwise the listener's hot path never reaches here.
+ * tracing or metrics are not turned off. Telemetry nobody can see costs nothing per notification:
+ * instruments that discard everything (no meter provider, or one without a reader) are dropped at
+ * creation, and each claim asks whether spans would be recorded (an SDK registered, with a span
+ * processor); when neither is so, {@link active} is false and the handler runs bare.
  */
 export class ListenerTelemetry {
-  private readonly tracer: OtelTracer | undefined;
+  /** The tracer spans are recorded with now, or undefined (see {@link refresh}). */
+  private tracer: OtelTracer | undefined;
   private readonly processed: OtelCounter | undefined;
   private readonly failed: OtelCounter | undefined;
   private readonly retried: OtelCounter | undefined;
@@ -63,20 +74,32 @@ export class ListenerTelemetry {
   private readonly attributes = new Map<string, Attributes>();
   private readonly spanAttributes = new Map<string, Attributes>();
   private unobserve: (() => void) | undefined;
+  /** Whether any instrument records (fixed at creation). */
+  readonly metered: boolean;
 
   constructor(
     private readonly api: OtelApi | null,
-    tracer: OtelTracer | undefined,
+    private readonly tracing: TracerSource | undefined,
     meter: OtelMeter | undefined,
     private readonly backlog: boolean,
   ) {
-    this.tracer = tracer;
-    this.meter = meter;
-    if (!meter) return;
-    const count = (name: string, description: string) =>
-      meter.createCounter(name, { description, unit: '{message}' });
-    const seconds = (name: string, description: string) =>
-      meter.createHistogram(name, { description, unit: 's', advice: { explicitBucketBoundaries: SECONDS } });
+    this.refresh();
+    if (!meter) {
+      this.metered = false;
+      return;
+    }
+    const count = (name: string, description: string) => {
+      const c = meter.createCounter(name, { description, unit: '{message}' });
+      return discards(c) ? undefined : c;
+    };
+    const seconds = (name: string, description: string) => {
+      const h = meter.createHistogram(name, {
+        description,
+        unit: 's',
+        advice: { explicitBucketBoundaries: SECONDS },
+      });
+      return discards(h) ? undefined : h;
+    };
     this.processed = count('pgpubsub.messages.processed', 'Notifications handled and deleted.');
     this.failed = count('pgpubsub.messages.failed', 'Failed attempts (each retry or dead letter).');
     this.retried = count('pgpubsub.messages.retried', 'Failed attempts that will be retried.');
@@ -87,6 +110,37 @@ export class ListenerTelemetry {
       'pgpubsub.message.lag',
       'From the notification being written to its handler starting.',
     );
+    this.metered = Boolean(
+      this.processed ||
+        this.failed ||
+        this.retried ||
+        this.dead ||
+        this.handlerDuration ||
+        this.claimDuration ||
+        this.lag,
+    );
+    // A meter that discards its counters (no SDK, or no reader) would discard the gauges too.
+    if (this.metered) this.meter = meter;
+  }
+
+  /** Whether a handler call has anything to record (spans now, or any instrument). */
+  get active(): boolean {
+    return this.tracer !== undefined || this.metered;
+  }
+
+  /** Whether spans are being recorded now. */
+  get tracingNow(): boolean {
+    return this.tracer !== undefined;
+  }
+
+  /**
+   * Looks again at the tracer provider (called once per claim): an SDK registered after the
+   * listener started is used from the next claim on. Cheap: a few property reads.
+   */
+  refresh(): void {
+    const api = this.api;
+    this.tracer =
+      api && this.tracing ? recordingTracer(api, this.tracing.provider, SCOPE, VERSION) : undefined;
   }
 
   /** Starts the backlog gauges' share of this listener (one query per process and schema). */
@@ -110,16 +164,18 @@ export class ListenerTelemetry {
     return a;
   }
 
-  /** Counts a claim's (or lease's) outcome. */
+  /** Counts a claim's (or lease's) outcome: one `add` per counter and claim, not per notification. */
   report(channel: string, outcome: ClaimOutcome): void {
-    if (!this.processed) return;
+    if (!this.metered) return;
     const a = this.attrs(channel);
-    if (outcome.processed.length) this.processed.add(outcome.processed.length, a);
-    for (const f of outcome.failed) {
-      this.failed!.add(1, a);
-      if (f.dead) this.dead!.add(1, a);
-      else this.retried!.add(1, a);
-    }
+    if (outcome.processed.length) this.processed?.add(outcome.processed.length, a);
+    const failed = outcome.failed.length;
+    if (failed === 0) return;
+    let dead = 0;
+    for (const f of outcome.failed) if (f.dead) dead++;
+    this.failed?.add(failed, a);
+    if (dead) this.dead?.add(dead, a);
+    if (failed > dead) this.retried?.add(failed - dead, a);
   }
 
   /** Records one claim transaction's duration. */
@@ -139,45 +195,60 @@ export class ListenerTelemetry {
     claimStartedAt: number | undefined,
     call: () => Promise<T>,
   ): Promise<T> {
+    const tracer = this.tracer;
+    const handlerDuration = this.handlerDuration;
+    if (tracer === undefined && handlerDuration === undefined && this.lag === undefined) return call();
     const started = performance.now();
     const a = this.attrs(channel);
-    if (this.lag) {
+    const lag = this.lag;
+    if (lag) {
       const now = Date.now();
       for (const e of events) {
-        if (e.createdAt instanceof Date) this.lag.record(Math.max(0, now - e.createdAt.getTime()) / 1000, a);
+        if (e.createdAt instanceof Date) lag.record(Math.max(0, now - e.createdAt.getTime()) / 1000, a);
       }
     }
     const api = this.api;
-    const tracer = this.tracer;
     let span: OtelSpan | undefined;
     let result: Promise<T>;
     if (tracer && api) {
-      span = this.startSpan(api, tracer, channel, events, started, claimStartedAt);
-      const ctx = api.trace.setSpan(api.context.active(), span);
-      result = api.context.with(ctx, call);
+      const active = api.context.active();
+      span = this.startSpan(api, tracer, channel, events, started, claimStartedAt, active);
+      // A span that carries no context (tracing suppressed here) has nothing to propagate.
+      result =
+        span.isRecording() || api.isSpanContextValid(span.spanContext())
+          ? api.context.with(api.trace.setSpan(active, span), call)
+          : call();
     } else {
       result = call();
     }
+    if (span === undefined) {
+      if (handlerDuration === undefined) return result;
+      return result.finally(() => handlerDuration.record((performance.now() - started) / 1000, a));
+    }
+    const recorded = span;
     return result.then(
       (value) => {
-        this.handlerDuration?.record((performance.now() - started) / 1000, a);
-        span?.end();
+        handlerDuration?.record((performance.now() - started) / 1000, a);
+        recorded.end();
         return value;
       },
       (error: unknown) => {
-        this.handlerDuration?.record((performance.now() - started) / 1000, a);
-        if (span) {
-          span.recordException(error);
-          span.setStatus({ code: SPAN_STATUS_ERROR, message: (error as Error)?.message ?? String(error) });
+        handlerDuration?.record((performance.now() - started) / 1000, a);
+        if (recorded.isRecording()) {
+          recorded.recordException(error);
+          recorded.setStatus({
+            code: SPAN_STATUS_ERROR,
+            message: (error as Error)?.message ?? String(error),
+          });
           for (const e of events) {
             const dead = typeof e.attempt === 'number' && e.attempt >= maxAttempts;
-            span.addEvent(dead ? 'pgpubsub.dead_letter' : 'pgpubsub.retry', {
+            recorded.addEvent(dead ? 'pgpubsub.dead_letter' : 'pgpubsub.retry', {
               'messaging.message.id': String(e.id),
               'pgpubsub.attempt': Number(e.attempt),
             });
           }
-          span.end();
         }
+        recorded.end();
         throw error;
       },
     );
@@ -190,6 +261,7 @@ export class ListenerTelemetry {
     events: EventLike[],
     started: number,
     claimStartedAt: number | undefined,
+    active: unknown,
   ): OtelSpan {
     let base = this.spanAttributes.get(channel);
     if (!base) {
@@ -200,23 +272,22 @@ export class ListenerTelemetry {
       };
       this.spanAttributes.set(channel, base);
     }
-    const producers: OtelSpanContext[] = [];
+    // Trace context is parsed only here, with a recording tracer; most notifications carry none.
+    let links: { context: OtelSpanContext }[] | undefined;
     for (const e of events) {
       const sc = parseTraceContext(api, e.context as Record<string, unknown> | undefined);
-      if (sc) producers.push(sc);
+      if (!sc) continue;
+      links ??= [];
+      links.push({ context: sc });
     }
     const single = events.length === 1;
     const parent =
-      single && producers.length === 1
-        ? api.trace.setSpanContext(api.context.active(), producers[0]!)
-        : api.context.active();
+      single && links?.length === 1 ? api.trace.setSpanContext(active, links[0]!.context) : active;
     const span = tracer.startSpan(
       `process ${channel}`,
-      {
-        kind: SPAN_KIND_CONSUMER,
-        attributes: base,
-        ...(producers.length ? { links: producers.map((context) => ({ context })) } : {}),
-      },
+      links
+        ? { kind: SPAN_KIND_CONSUMER, attributes: base, links }
+        : { kind: SPAN_KIND_CONSUMER, attributes: base },
       parent,
     );
     if (!span.isRecording()) return span;
@@ -251,22 +322,18 @@ export function listenerTelemetry(settings: TelemetrySettings): ListenerTelemetr
   if (tracing === false && metrics === false) return undefined;
   const api = otelApi();
   if (api === null && !given) return undefined;
-  const version = '0.1.0';
-  let tracer: OtelTracer | undefined;
-  if (api && tracing !== false) {
-    const provider = typeof tracing === 'object' ? tracing.tracerProvider : undefined;
-    tracer = (
-      provider ? provider.getTracer(SCOPE, version) : api.trace.getTracer(SCOPE, version)
-    ) as OtelTracer;
-  }
+  const source: TracerSource | undefined =
+    api && tracing !== false
+      ? { provider: typeof tracing === 'object' ? tracing.tracerProvider : undefined }
+      : undefined;
   let meter = given;
   if (!meter && api && metrics !== false) {
     const provider = typeof metrics === 'object' ? metrics.meterProvider : undefined;
     meter = (
-      provider ? provider.getMeter(SCOPE, version) : api.metrics.getMeter(SCOPE, version)
+      provider ? provider.getMeter(SCOPE, VERSION) : api.metrics.getMeter(SCOPE, VERSION)
     ) as OtelMeter;
   }
   const backlog = typeof metrics === 'object' ? metrics.backlog !== false : true;
-  if (!tracer && !meter) return undefined;
-  return new ListenerTelemetry(api, tracer, meter, backlog);
+  if (!source && !meter) return undefined;
+  return new ListenerTelemetry(api, source, meter, backlog);
 }

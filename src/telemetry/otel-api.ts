@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 export interface OtelApi {
   trace: {
     getTracer(name: string, version?: string): OtelTracer;
+    getTracerProvider(): { getTracer(name: string, version?: string): unknown };
     getSpanContext(context: unknown): OtelSpanContext | undefined;
     setSpanContext(context: unknown, spanContext: OtelSpanContext): unknown;
     setSpan(context: unknown, span: OtelSpan): unknown;
@@ -15,6 +16,8 @@ export interface OtelApi {
   metrics: { getMeter(name: string, version?: string): OtelMeter };
   isSpanContextValid(spanContext: OtelSpanContext): boolean;
   createTraceState?(raw?: string): unknown;
+  /** The global provider's class: `new ProxyTracerProvider().getDelegate()` is the no-op provider. */
+  ProxyTracerProvider?: new () => { getDelegate(): unknown };
   ROOT_CONTEXT: unknown;
 }
 
@@ -34,6 +37,7 @@ export interface OtelSpan {
   setStatus(status: { code: number; message?: string }): unknown;
   recordException(exception: unknown): unknown;
   isRecording(): boolean;
+  spanContext(): OtelSpanContext;
   end(): void;
 }
 
