@@ -13,6 +13,7 @@ import { adminClient, Databases, dropTemplate, makeTemplate, type ServerInfo, se
 import { loadSystem, SYSTEM_IDS, systemRuns } from './systems/index.ts';
 import type { SystemId, Variant } from './systems/types.ts';
 import { w1 } from './workloads/w1.ts';
+import { w1otel } from './workloads/w1otel.ts';
 import { w2 } from './workloads/w2.ts';
 import { w3 } from './workloads/w3.ts';
 import { w4 } from './workloads/w4.ts';
@@ -37,6 +38,7 @@ export interface BenchResults {
 
 const RUNNERS: Record<WorkloadId, ((ctx: BenchContext) => Promise<WorkloadResult>) | undefined> = {
   W1: w1,
+  W1OTEL: w1otel,
   W2: w2,
   W3: w3,
   W4: w4,

@@ -4,52 +4,32 @@
  * with `DATABASE_URL` set. Each repetition runs every setup (rotated order) in a fresh process on a
  * fresh database: enqueue N no-op notifications, then drain them with one started listener
  * (concurrency 10, batch 100), timing the drain and the process's CPU. Prints medians and ratios to
- * `plain`. `--child <mode>` is the measured process (internal). `--cpu-prof` in NODE_OPTIONS profiles it.
+ * `plain`. `--child <mode>` is the measured process (internal); `OTEL_COST_PROFILE=<prefix>` writes a
+ * CPU profile of each drain. `--src before=<dir>` adds the setups run on another copy of src/ (e.g. a
+ * `git archive` of an older commit), interleaved with this one: a before/after under the same load.
+ * `--together` drains every setup of a repetition at the same time (each in its own process, after
+ * all have enqueued), so that they share whatever else loads the machine.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import * as v from 'valibot';
 import { withDatabase } from '../tools/embedded-pg.ts';
+import { type OtelMode, registerOtel } from './lib/otel.ts';
 import { rotate, summarize } from './lib/stats.ts';
 
-/** The setups measured: see {@link registerOtel}. */
-export const OTEL_MODES = ['plain', 'api', 'sdk', 'memory'] as const;
-export type OtelMode = (typeof OTEL_MODES)[number];
-
-/**
- * Registers OpenTelemetry globally as the setup says, before the listener starts:
- * `plain`: nothing (the listener gets `tracing: false, metrics: false`); `api`: nothing (the
- * installed API's no-op providers, the default for a user without an SDK); `sdk`: an SDK tracer
- * provider, context manager and meter provider with no span processor, exporter or reader;
- * `memory`: the same with an in-memory span exporter and a metric reader nobody collects.
- */
-export async function registerOtel(mode: OtelMode): Promise<void> {
-  if (mode === 'plain' || mode === 'api') return;
-  const { context, metrics, trace } = await import('@opentelemetry/api');
-  const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
-  const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = await import(
-    '@opentelemetry/sdk-trace-base'
-  );
-  const { MeterProvider, MetricReader } = await import('@opentelemetry/sdk-metrics');
-  class Reader extends MetricReader {
-    protected async onForceFlush(): Promise<void> {}
-    protected async onShutdown(): Promise<void> {}
-  }
-  const memory = mode === 'memory';
-  const exporter = new InMemorySpanExporter();
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  trace.setGlobalTracerProvider(
-    new BasicTracerProvider(memory ? { spanProcessors: [new SimpleSpanProcessor(exporter)] } : {}),
-  );
-  metrics.setGlobalMeterProvider(new MeterProvider(memory ? { readers: [new Reader()] } : {}));
-  if (memory) setInterval(() => exporter.reset(), 200).unref();
-}
-
-async function child(mode: OtelMode, jobs: number, adminUrl: string): Promise<void> {
-  const { channel, createListener, notify, storageMigrationSql } = await import('../src/index.ts');
+async function child(
+  mode: OtelMode,
+  jobs: number,
+  adminUrl: string,
+  src: string,
+  together: boolean,
+): Promise<void> {
+  const { channel, createListener, notify, storageMigrationSql } = (await import(
+    `${src}/index.ts`
+  )) as typeof import('../src/index.ts');
   const noop = channel('noop', v.object({ i: v.number() }));
   const name = `otel_cost_${process.pid}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
@@ -68,6 +48,11 @@ async function child(mode: OtelMode, jobs: number, adminUrl: string): Promise<vo
     );
     await sql`ANALYZE pgpubsub.notifications`;
     await registerOtel(mode);
+    if (together) {
+      // Parent's barrier: every setup of the repetition drains at the same time, under the same load.
+      process.stdout.write('ready\n');
+      await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
+    }
     let handled = 0;
     let done!: () => void;
     const finished = new Promise<void>((r) => {
@@ -95,7 +80,8 @@ async function child(mode: OtelMode, jobs: number, adminUrl: string): Promise<vo
     const cpu = process.cpuUsage(cpu0);
     if (inspector) {
       const { profile: p } = await inspector.post('Profiler.stop');
-      (await import('node:fs')).writeFileSync(`${profile}-${mode}.cpuprofile`, JSON.stringify(p));
+      const tag = src.endsWith('/otel/src') ? '' : '-other';
+      (await import('node:fs')).writeFileSync(`${profile}-${mode}${tag}.cpuprofile`, JSON.stringify(p));
     }
     await listener.stop({ timeoutMs: 5000 });
     const cpuUsPerJob = (cpu.user + cpu.system) / jobs;
@@ -107,34 +93,89 @@ async function child(mode: OtelMode, jobs: number, adminUrl: string): Promise<vo
   }
 }
 
-function parent(modes: OtelMode[], jobs: number, reps: number): void {
+type Measured = { jobsPerSec: number; cpuUsPerJob: number };
+
+/** Runs the setups of one repetition at the same time: each enqueues, then all drain together. */
+async function together(
+  runs: { mode: OtelMode; src: string; key: string }[],
+  jobs: number,
+): Promise<Measured[]> {
   const self = fileURLToPath(import.meta.url);
-  const results = new Map<OtelMode, { jobsPerSec: number[]; cpuUsPerJob: number[] }>();
+  const children = runs.map(({ mode, src }) =>
+    spawn(
+      process.execPath,
+      [...process.execArgv, self, '--child', mode, '--jobs', String(jobs), '--src', src, '--together'],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    ),
+  );
+  const outputs = children.map((c) => {
+    let text = '';
+    let ready!: () => void;
+    const isReady = new Promise<void>((r) => {
+      ready = r;
+    });
+    c.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('ready\n')) ready();
+    });
+    const exited = new Promise<string>((resolve, reject) =>
+      c.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`child exited ${code}`)))),
+    );
+    return { isReady, exited };
+  });
+  await Promise.all(outputs.map((o) => o.isReady));
+  for (const c of children) c.stdin.end('go\n');
+  const texts = await Promise.all(outputs.map((o) => o.exited));
+  return texts.map((t) => JSON.parse(t.trim().split('\n').at(-1)!) as Measured);
+}
+
+async function parent(
+  modes: OtelMode[],
+  jobs: number,
+  reps: number,
+  srcs: [string, string][],
+  concurrent: boolean,
+): Promise<void> {
+  const self = fileURLToPath(import.meta.url);
+  const results = new Map<string, { jobsPerSec: number[]; cpuUsPerJob: number[] }>();
+  const runs = srcs.flatMap(([label, src]) =>
+    modes.map((mode) => ({ mode, src, key: label === 'now' ? mode : `${mode}@${label}` })),
+  );
   for (let rep = 0; rep < reps; rep++) {
-    for (const mode of rotate(modes, rep)) {
-      const out = execFileSync(
-        process.execPath,
-        [...process.execArgv, self, '--child', mode, '--jobs', String(jobs)],
-        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
-      );
-      const r = JSON.parse(out.trim().split('\n').at(-1)!) as { jobsPerSec: number; cpuUsPerJob: number };
-      const entry = results.get(mode) ?? { jobsPerSec: [], cpuUsPerJob: [] };
+    const order = rotate(runs, rep);
+    const measured = concurrent
+      ? await together(order, jobs)
+      : order.map(({ mode, src }) => {
+          const out = execFileSync(
+            process.execPath,
+            [...process.execArgv, self, '--child', mode, '--jobs', String(jobs), '--src', src],
+            { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+          );
+          return JSON.parse(out.trim().split('\n').at(-1)!) as Measured;
+        });
+    for (const [i, { key }] of order.entries()) {
+      const r = measured[i]!;
+      const entry = results.get(key) ?? { jobsPerSec: [], cpuUsPerJob: [] };
       entry.jobsPerSec.push(r.jobsPerSec);
       entry.cpuUsPerJob.push(r.cpuUsPerJob);
-      results.set(mode, entry);
+      results.set(key, entry);
       console.log(
-        `rep ${rep + 1} ${mode}: ${r.jobsPerSec.toFixed(0)} jobs/s, ${r.cpuUsPerJob.toFixed(2)} µs CPU/job`,
+        `rep ${rep + 1} ${key}: ${r.jobsPerSec.toFixed(0)} jobs/s, ${r.cpuUsPerJob.toFixed(2)} µs CPU/job`,
       );
     }
   }
   const base = results.get('plain');
-  console.log('\nsetup  | jobs/s (median) | CPU µs/job (median) | CPU vs plain (median of per-rep ratios)');
-  for (const [mode, r] of results) {
+  console.log(
+    '\nsetup        | jobs/s (median) | CPU µs/job (median) | CPU vs plain | jobs/s vs plain (medians of per-rep ratios)',
+  );
+  for (const [key, r] of results) {
     const jps = summarize(r.jobsPerSec).median;
     const cpu = summarize(r.cpuUsPerJob).median;
-    const ratio = base ? summarize(r.cpuUsPerJob.map((c, i) => c / base.cpuUsPerJob[i]!)).median : Number.NaN;
+    const ratio = (get: (x: typeof r) => number[]) =>
+      base ? summarize(get(r).map((c, i) => c / get(base)[i]!)).median : Number.NaN;
+    const pct = (x: number) => `${x >= 1 ? '+' : ''}${((x - 1) * 100).toFixed(1)} %`;
     console.log(
-      `${mode.padEnd(6)} | ${jps.toFixed(0).padStart(15)} | ${cpu.toFixed(2).padStart(19)} | ${((ratio - 1) * 100).toFixed(1)} %`,
+      `${key.padEnd(12)} | ${jps.toFixed(0).padStart(15)} | ${cpu.toFixed(2).padStart(19)} | ${pct(ratio((x) => x.cpuUsPerJob)).padStart(12)} | ${pct(ratio((x) => x.jobsPerSec))}`,
     );
   }
 }
@@ -145,13 +186,27 @@ const { values } = parseArgs({
     jobs: { type: 'string', default: '100000' },
     reps: { type: 'string', default: '3' },
     modes: { type: 'string', default: 'plain,api,sdk' },
+    src: { type: 'string', multiple: true },
+    together: { type: 'boolean' },
   },
 });
 const adminUrl = process.env.DATABASE_URL;
 if (!adminUrl) throw new Error('Set DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres).');
 if (values.child) {
-  await child(values.child as OtelMode, Number(values.jobs), adminUrl);
+  const src = values.src?.[0] ?? fileURLToPath(new URL('../src', import.meta.url));
+  await child(values.child as OtelMode, Number(values.jobs), adminUrl, src, values.together === true);
   process.exit(0);
 } else {
-  parent(values.modes!.split(',') as OtelMode[], Number(values.jobs), Number(values.reps));
+  const srcs: [string, string][] = [['now', fileURLToPath(new URL('../src', import.meta.url))]];
+  for (const s of values.src ?? []) {
+    const at = s.indexOf('=');
+    srcs.push([s.slice(0, at), s.slice(at + 1)]);
+  }
+  await parent(
+    values.modes!.split(',') as OtelMode[],
+    Number(values.jobs),
+    Number(values.reps),
+    srcs,
+    values.together === true,
+  );
 }

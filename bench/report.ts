@@ -123,6 +123,23 @@ export function goals(results: BenchResults): Goal[] {
       ),
     );
   }
+  if (w.W1OTEL) {
+    for (const [key, what] of [
+      ['ours-otel-api', '@opentelemetry/api without SDK'],
+      ['ours-otel-sdk', 'SDK without exporter or reader'],
+    ] as const) {
+      out.push(
+        goal(
+          'W1OTEL',
+          `listener CPU per job, ${what} ≤ 1.05× tracing and metrics off`,
+          metric(w.W1OTEL, key, 'workerCpuRatio'),
+          '×',
+          'max',
+          1.05,
+        ),
+      );
+    }
+  }
   if (w.W8) {
     out.push(
       goal(
@@ -283,6 +300,15 @@ const COLUMNS: Record<WorkloadId, Column[]> = {
     { title: 'worker CPU ms', metric: 'workerCpuMs' },
     { title: 'PostgreSQL CPU ms', metric: 'pgCpuMs' },
     { title: 'CPU µs / job', metric: 'cpuUsPerJob' },
+    { title: 'handled (distinct)', metric: 'distinct' },
+    { title: 'duplicates', metric: 'duplicates' },
+  ],
+  W1OTEL: [
+    { title: 'jobs/s', metric: 'jobsPerSec' },
+    { title: 'listener CPU µs / job', metric: 'workerCpuUsPerJob', digits: 2 },
+    { title: 'listener CPU vs off', metric: 'workerCpuRatio', digits: 3 },
+    { title: 'jobs/s vs off', metric: 'jobsPerSecRatio', digits: 3 },
+    { title: 'CPU µs / job (with PostgreSQL)', metric: 'cpuUsPerJob' },
     { title: 'handled (distinct)', metric: 'distinct' },
     { title: 'duplicates', metric: 'duplicates' },
   ],

@@ -5,6 +5,7 @@
  */
 
 import type { ChildReply, ChildRequest, NoWorker, WorkerStats } from './lib/child.ts';
+import { type OtelMode, registerOtel } from './lib/otel.ts';
 import { loadSystem } from './systems/index.ts';
 import type { SystemId, Variant, WorkerHandle } from './systems/types.ts';
 
@@ -126,8 +127,12 @@ async function handle(message: ChildRequest): Promise<void> {
 }
 
 // The system's libraries are loaded before `ready`, so start() timings do not include module loading.
+// W1OTEL sets BENCH_OTEL: OpenTelemetry is registered first, as an application's tracing setup is.
 const preload = process.env.BENCH_SYSTEM as SystemId | undefined;
-const system = preload ? loadSystem(preload) : Promise.resolve(undefined);
+const otel = process.env.BENCH_OTEL as OtelMode | undefined;
+const system = (otel ? registerOtel(otel) : Promise.resolve()).then(() =>
+  preload ? loadSystem(preload) : undefined,
+);
 
 process.on('message', (message: ChildRequest) => {
   handle(message).catch((error) => {

@@ -38,6 +38,20 @@ describe('npm run bench (quick mode)', () => {
       expect(value('W1', key, 'remaining'), key).toBe(0);
     }
 
+    // W1OTEL: ours under each OpenTelemetry setup drained everything once, with ratios to "off".
+    expect(w.W1OTEL!.rows.map((r) => r.key)).toEqual([
+      'ours-otel-plain',
+      'ours-otel-api',
+      'ours-otel-sdk',
+      'ours-otel-memory',
+    ]);
+    for (const row of w.W1OTEL!.rows) {
+      expect(value('W1OTEL', row.key, 'distinct'), row.key).toBe(QUICK.w1OtelJobs);
+      expect(value('W1OTEL', row.key, 'duplicates'), row.key).toBe(0);
+      expect(value('W1OTEL', row.key, 'workerCpuRatio')).toBeGreaterThan(0);
+    }
+    expect(value('W1OTEL', 'ours-otel-plain', 'workerCpuRatio')).toBe(1);
+
     // W2: every system delivered every job once, with latencies.
     for (const row of w.W2!.rows) {
       expect(value('W2', row.key, 'jobs')).toBe(QUICK.w2Rate * QUICK.w2Seconds);

@@ -6,6 +6,8 @@ import type { Row } from './stats.ts';
 /** Sizes of the workloads; `--quick` shrinks them to a smoke test. */
 export interface Sizes {
   w1Jobs: number;
+  /** W1OTEL: jobs per drain (more than W1's: the ratios it reports need a steady per-job CPU). */
+  w1OtelJobs: number;
   /** Batch sizes tried for ours besides the main row's default (100); the best is reported as its own row. */
   w1Batches: number[];
   w2Rate: number;
@@ -35,6 +37,7 @@ export interface Sizes {
 
 export const FULL: Sizes = {
   w1Jobs: 20_000,
+  w1OtelJobs: 50_000,
   w1Batches: [20, 50, 200],
   w2Rate: 200,
   w2Seconds: 10,
@@ -61,6 +64,7 @@ export const FULL: Sizes = {
 
 export const QUICK: Sizes = {
   w1Jobs: 300,
+  w1OtelJobs: 300,
   w1Batches: [],
   w2Rate: 200,
   w2Seconds: 0.5,
@@ -89,8 +93,8 @@ export interface BenchOptions {
   quick: boolean;
 }
 
-export type WorkloadId = 'W1' | 'W2' | 'W3' | 'W4' | 'W5' | 'W6' | 'W7' | 'W8';
-export const WORKLOADS: WorkloadId[] = ['W1', 'W2', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8'];
+export type WorkloadId = 'W1' | 'W1OTEL' | 'W2' | 'W3' | 'W4' | 'W5' | 'W6' | 'W7' | 'W8';
+export const WORKLOADS: WorkloadId[] = ['W1', 'W1OTEL', 'W2', 'W3', 'W4', 'W5', 'W6', 'W7', 'W8'];
 
 export interface BenchContext {
   adminUrl: string;
@@ -193,6 +197,24 @@ export const PEERS: Variant[] = [
   VARIANTS.graphile017Batched,
   VARIANTS.graphile017Default,
   VARIANTS.pgboss10,
+];
+
+/** W1OTEL's rows: ours (c10, batch 100) under each OpenTelemetry setup of bench/lib/otel.ts. */
+export const OTEL_VARIANTS: Variant[] = [
+  { ...VARIANTS.ours, key: 'ours-otel-plain', label: 'ours, tracing and metrics off', otel: 'plain' },
+  { ...VARIANTS.ours, key: 'ours-otel-api', label: 'ours, @opentelemetry/api, no SDK', otel: 'api' },
+  {
+    ...VARIANTS.ours,
+    key: 'ours-otel-sdk',
+    label: 'ours, SDK registered, no exporter or reader',
+    otel: 'sdk',
+  },
+  {
+    ...VARIANTS.ours,
+    key: 'ours-otel-memory',
+    label: 'ours, SDK with in-memory exporter and reader',
+    otel: 'memory',
+  },
 ];
 
 export function oursWithBatch(batchSize: number): Variant {

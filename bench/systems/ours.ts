@@ -99,6 +99,8 @@ export const ours: System = {
     const listener = createListener(db, {
       concurrency: variant.concurrency,
       ...(variant.batchSize ? { batchSize: variant.batchSize } : {}),
+      // W1OTEL: the worker registered OpenTelemetry as BENCH_OTEL says before it reported ready.
+      ...(variant.otel === 'plain' ? { tracing: false, metrics: false } : {}),
     });
     if (variant.channel === 'items') listener.on(itemEvents, (event) => onJob(event.new.id));
     else if (variant.ordered) listener.on(noopOrdered, ({ payload }) => onJob(payload.i));

@@ -60,6 +60,8 @@ export interface Variant {
   dedup?: boolean;
   /** An older pin of `replaces` (same adapter code, older major): `--quick` runs it only when `replaces` cannot run here. */
   replaces?: SystemId;
+  /** ours: OpenTelemetry setup of the worker (W1OTEL, bench/lib/otel.ts); absent: the default (API, no SDK). */
+  otel?: 'plain' | 'api' | 'sdk' | 'memory';
   /** pg-boss 12: seconds between backstop polls while LISTEN/NOTIFY is active (`notifyPollingIntervalSeconds`). */
   notifyPollSeconds?: number;
 }
