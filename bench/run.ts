@@ -4,14 +4,19 @@ import { relative } from 'node:path';
 import { svgChart } from './chart.ts';
 import { type BenchResults, runBench } from './harness.ts';
 import { parseArgs } from './lib/args.ts';
-import type { WorkloadId } from './lib/context.ts';
+import { WORKLOADS, type WorkloadId } from './lib/context.ts';
 import { node24 } from './lib/node24.ts';
 import { goals, goalsTable, headlineTable, markdownReport, workloadTable } from './report.ts';
 
-/** The name of the raw results file: date, PostgreSQL major version, quick runs marked. */
+/**
+ * The name of the raw results file: date, PostgreSQL major version, quick runs marked, and the
+ * workloads when not all ran (so that `--only W1OTEL` does not overwrite the day's full run).
+ */
 export function resultsName(results: BenchResults): string {
   const major = Math.floor(results.server.versionNum / 10000);
-  return `${results.date.slice(0, 10)}-pg${major}${results.options.quick ? '-quick' : ''}.json`;
+  const only = results.options.only;
+  const some = WORKLOADS.every((id) => only.includes(id)) ? '' : `-${only.join('-').toLowerCase()}`;
+  return `${results.date.slice(0, 10)}-pg${major}${some}${results.options.quick ? '-quick' : ''}.json`;
 }
 
 /**

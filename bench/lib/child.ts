@@ -57,7 +57,13 @@ export class WorkerProcess {
     return this.failure;
   }
 
-  private constructor(worker: string, label: string, system: SystemId | 'none', nodeFlags: string[] = []) {
+  private constructor(
+    worker: string,
+    label: string,
+    system: SystemId | 'none',
+    nodeFlags: string[] = [],
+    env: Record<string, string> = {},
+  ) {
     this.child = fork(worker, [], {
       // Plain node on the transpiled worker (see build.ts). BENCH_CPU_PROF=<dir> writes a V8 CPU
       // profile of every worker process (open it in Chrome DevTools); BENCH_NODE_FLAGS adds node flags
@@ -68,7 +74,12 @@ export class WorkerProcess {
         ...nodeFlags,
       ],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, BENCH_WORKER: label, ...(system === 'none' ? {} : { BENCH_SYSTEM: system }) },
+      env: {
+        ...process.env,
+        ...env,
+        BENCH_WORKER: label,
+        ...(system === 'none' ? {} : { BENCH_SYSTEM: system }),
+      },
     });
     this.child.on('message', (m: ChildReply) => this.dispatch(m));
     this.child.on('exit', (code, signal) => {
@@ -114,8 +125,9 @@ export class WorkerProcess {
     label: string,
     system: SystemId | 'none',
     nodeFlags: string[] = [],
+    env: Record<string, string> = {},
   ): Promise<WorkerProcess> {
-    const w = new WorkerProcess(await workerBuild(), label, system, nodeFlags);
+    const w = new WorkerProcess(await workerBuild(), label, system, nodeFlags, env);
     await w.next('ready');
     return w;
   }

@@ -35,13 +35,21 @@ export async function drain(
     timeoutMs = 600_000,
     sampleMs,
     nodeFlags = [],
-  }: { processes?: number; timeoutMs?: number; sampleMs?: number; nodeFlags?: string[] } = {},
+    env = {},
+  }: {
+    processes?: number;
+    timeoutMs?: number;
+    sampleMs?: number;
+    nodeFlags?: string[];
+    /** Extra environment of the worker processes (W1OTEL: `BENCH_OTEL`). */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<DrainResult> {
   const system = await loadSystem(variant.system);
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   const workers = await Promise.all(
     Array.from({ length: processes }, (_, p) =>
-      WorkerProcess.spawn(`${variant.key}#${p}`, variant.system, nodeFlags),
+      WorkerProcess.spawn(`${variant.key}#${p}`, variant.system, nodeFlags, env),
     ),
   );
   try {
