@@ -26,8 +26,8 @@ function noopProvider(api: OtelApi): unknown {
 /**
  * The tracer of `provider` (or of the global provider's current delegate) to record spans with, or
  * `undefined` when every span would be dropped unseen: the provider is the API's no-op one (no SDK
- * registered), or an SDK tracer with no span processor (`spanProcessors: []`,
- * `OTEL_TRACES_EXPORTER=none`). The latter is read from the SDK's internals (sdk-trace 2.x; its
+ * registered), or an SDK tracer with no span processor (`spanProcessors: []`). The latter is read
+ * from the SDK's internals (sdk-trace 2.x; its
  * own `forceFlush()` reads the same field); a shape this does not recognise counts as recording.
  */
 export function recordingTracer(
