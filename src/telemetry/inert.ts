@@ -27,8 +27,8 @@ function noopProvider(api: OtelApi): unknown {
  * The tracer of `provider` (or of the global provider's current delegate) to record spans with, or
  * `undefined` when every span would be dropped unseen: the provider is the API's no-op one (no SDK
  * registered), or an SDK tracer with no span processor (`spanProcessors: []`). The latter is read
- * from the SDK's internals (sdk-trace 2.x; its
- * own `forceFlush()` reads the same field); a shape this does not recognise counts as recording.
+ * from the SDK's internals (sdk-trace 2.x; its own `forceFlush()` reads the same field); a shape
+ * this does not recognise counts as recording.
  */
 export function recordingTracer(
   api: OtelApi,
