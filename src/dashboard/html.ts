@@ -231,7 +231,7 @@ ${failed ? '<p class="bad">Wrong token.</p>' : ''}<button type="submit">Log in</
 const SCRIPT = `(() => {
 const d = document, b = d.body.dataset, base = b.base || '', poll = Number(b.poll) || 0, writes = b.writes === '1';
 const N = 60, hist = { pending: [], scheduled: [], failed: [], written: [], handled: [] }, backlog = new Map();
-let last = null;
+const rates = [];
 const $ = (id) => d.getElementById(id);
 function el(tag, attrs, ...kids) {
   const e = tag === 'svg' || tag === 'polyline' ? d.createElementNS('http://www.w3.org/2000/svg', tag) : d.createElement(tag);
@@ -274,14 +274,20 @@ function render(s) {
   const now = Date.now();
   for (const k of ['pending', 'scheduled', 'failed']) { $('t-' + k).textContent = s.totals[k]; push(hist[k], s.totals[k]); draw($('s-' + k), hist[k]); }
   $('t-listeners').textContent = s.listeners.length;
-  if (s.counters && last && last.counters) {
-    const dt = Math.max(0.001, (now - last.at) / 1000);
-    const w = Math.max(0, s.counters.inserted - last.counters.inserted) / dt, h = Math.max(0, s.counters.deleted - last.counters.deleted) / dt;
-    push(hist.written, w); push(hist.handled, h);
-    $('t-written').textContent = w.toFixed(w < 10 ? 1 : 0); $('t-handled').textContent = h.toFixed(h < 10 ? 1 : 0);
-    draw($('s-written'), hist.written); draw($('s-handled'), hist.handled);
-  }
-  last = { at: now, counters: s.counters };
+  // Rates over the last 5 s or more: the statistics system publishes the counters about once a
+  // second, so two polls 300 ms apart often see no change at all.
+  if (s.counters) {
+    rates.push({ at: now, c: s.counters });
+    while (rates.length > 2 && now - rates[1].at >= 5000) rates.shift();
+    const first = rates[0];
+    if (first.at < now) {
+      const dt = (now - first.at) / 1000;
+      const w = Math.max(0, s.counters.inserted - first.c.inserted) / dt, h = Math.max(0, s.counters.deleted - first.c.deleted) / dt;
+      push(hist.written, w); push(hist.handled, h);
+      $('t-written').textContent = w.toFixed(w < 10 ? 1 : 0); $('t-handled').textContent = h.toFixed(h < 10 ? 1 : 0);
+      draw($('s-written'), hist.written); draw($('s-handled'), hist.handled);
+    }
+  } else rates.length = 0;
   fill('channels', s.channels.map((c) => {
     const series = backlog.get(c.channel) || []; push(series, c.pending + c.scheduled); backlog.set(c.channel, series);
     const spark = el('svg', { class: 'spark', viewBox: '0 0 100 20', preserveAspectRatio: 'none' }, el('polyline', { points: '' }));
