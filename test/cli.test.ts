@@ -126,9 +126,12 @@ describe('listen --processes (supervisor)', () => {
       env(),
     );
     const ready = (worker: number, pid?: number) =>
-      run.line(new RegExp(`"worker":${worker},"pid":${pid ?? '\\d+'},"msg":"listening on`), {
-        stream: 'stdout',
-      });
+      run.line(
+        new RegExp(`"pid":${pid ?? '\\d+'},"hostname":"[^"]+","worker":${worker},.*"msg":"listening on`),
+        {
+          stream: 'stdout',
+        },
+      );
     await Promise.all([ready(1), ready(2), ready(3)]);
     const workers = childrenOf(run.pid);
     expect(workers).toHaveLength(3);
@@ -154,9 +157,23 @@ describe('listen --processes (supervisor)', () => {
 
     // Log format and level reached every worker (django-pgpubsub's B11): all JSON, debug lines from workers.
     const lines = run.stdout.filter(Boolean).map((l) => JSON.parse(l));
-    expect(lines.some((l) => l.level === 'debug' && l.worker !== undefined && /^processed/.test(l.msg))).toBe(
+    expect(lines.some((l) => l.level === 20 && l.worker !== undefined && /^processed/.test(l.msg))).toBe(
       true,
     );
+    // pino's shape, so `| pino-pretty` reads it: level number, time in epoch ms, pid, hostname, msg.
+    for (const l of lines) {
+      expect(l).toMatchObject({
+        level: expect.any(Number),
+        time: expect.any(Number),
+        pid: expect.any(Number),
+        hostname: expect.any(String),
+        msg: expect.any(String),
+      });
+      expect([20, 30, 40, 50]).toContain(l.level);
+      expect(Object.keys(l).slice(0, 4)).toEqual(['level', 'time', 'pid', 'hostname']);
+      expect(Object.keys(l).at(-1)).toBe('msg');
+    }
+    expect(lines.find((l) => l.role === 'supervisor')!.pid).toBe(run.pid);
 
     const all = [...childrenOf(run.pid)];
     expect(all).toContain(restarted.pid);

@@ -377,7 +377,10 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     };
     const durable = this.active().filter((h) => !h.channel.broadcast);
     this.telemetry = listenerTelemetry(this.options);
-    if (this.options.logger && !this.unlog) this.unlog = logListenerEvents(this.events, this.options.logger);
+    if (this.options.logger && !this.unlog) {
+      const { concurrency, batchSize } = this.resolved();
+      this.unlog = logListenerEvents(this.events, this.options.logger, () => ({ concurrency, batchSize }));
+    }
     const wakeKey = this.wakeKey;
     this.idle = new IdleProtocol(this.sql, this.options.schema ?? DEFAULT_SCHEMA, filter, {
       idleWaitMs: this.resolved().idleWaitMs,
