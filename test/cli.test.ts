@@ -73,6 +73,19 @@ describe('listen', () => {
     expect(left).toEqual({ channel: 'cli_other', attempts: 0, status: 'pending' });
   });
 
+  it("keeps a logger the module gave its listener: the listener's lines go there, the CLI's to stdout", async () => {
+    const run = startCli(['listen', LISTENER], { ...env(), CLI_OWN_LOGGER: '1' });
+    await run.line(/^own-logger info listening on cli_jobs, cli_other$/);
+    await run.line(/INFO .*listening on cli_jobs, cli_other \(the listener logs to the module's logger\)/, {
+      stream: 'stdout',
+    });
+    await notifyJobs('cli_other', [{ key: 'bad', fail: true }]);
+    await run.line(/^own-logger warn handler failed on cli_other #\d+ \(attempt 1\): boom bad; retrying in/);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toEqual({ code: 0, signal: null });
+    expect(run.stdout.join('\n')).not.toMatch(/handler failed/);
+  });
+
   it('a second signal exits at once, leaving the in-flight notification pending', async () => {
     const run = startCli(['listen', LISTENER], env());
     await run.line(/listening on/);

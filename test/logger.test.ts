@@ -130,8 +130,13 @@ describe("the CLI's logger (pino-compatible)", () => {
       write: (l) => lines.push(l),
       now: () => at,
     });
-    log.debug({ n: 1, err: Object.assign(new Error('x'), { code: 'E1' }) }, 'two\nlines');
-    expect(lines).toEqual(['2026-12-04T12:00:00.000Z DEBUG [supervisor pid 7] two lines n=1 code=E1']);
+    log.debug(
+      { n: 1, channels: ['a', 'b'], err: Object.assign(new Error('x'), { code: 'E1' }) },
+      'two\nlines',
+    );
+    expect(lines).toEqual([
+      '2026-12-04T12:00:00.000Z DEBUG [supervisor pid 7] two lines n=1 channels=a,b code=E1',
+    ]);
     expect(log.isLevelEnabled('debug')).toBe(true);
     expect(log.isLevelEnabled('trace')).toBe(false);
   });

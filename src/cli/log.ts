@@ -47,7 +47,8 @@ export interface LoggerOptions {
 
 function textValue(value: unknown): string {
   if (value instanceof Date) return value.toISOString();
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  const list = Array.isArray(value) && value.every((v) => typeof v !== 'object' || v === null);
+  const text = typeof value === 'string' ? value : list ? value.join(',') : JSON.stringify(value);
   return /^[^\s"=]+$/.test(text ?? '') ? (text as string) : JSON.stringify(text);
 }
 

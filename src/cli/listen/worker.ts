@@ -135,7 +135,8 @@ export async function runListener(args: ListenArgs): Promise<number> {
   // The listener logs its own events (start, failed attempts, dead letters, errors, and processed
   // notifications at debug) through the CLI's pino-compatible logger: the library's one path. A
   // listener the module gave a logger of its own keeps it.
-  if (listener.settings?.logger === undefined) listener.configure({ logger: log });
+  const ownLogger = listener.settings?.logger !== undefined;
+  if (!ownLogger) listener.configure({ logger: log });
   listener.events.on('processed', () => {
     counts.processed++;
   });
@@ -155,6 +156,13 @@ export async function runListener(args: ListenArgs): Promise<number> {
     printFatal(error, args.json);
     await closeClients(clientsToClose(exports, listener), log);
     return exitCodeFor(error);
+  }
+  if (ownLogger) {
+    // The module's logger has the listener's lines; the CLI's own log still says it runs.
+    log.info(
+      { channels: listener.channels },
+      `listening on ${(listener.channels ?? []).join(', ')} (the listener logs to the module's logger)`,
+    );
   }
   let server: import('node:http').Server | undefined;
   if (metrics && !args.worker) {
