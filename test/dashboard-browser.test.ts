@@ -129,6 +129,13 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
       .on(emails, () => {});
     listeners.push(listener);
     await listener.start();
+    // A listener whose channel name is markup: the script renders it as text (checked below: no alert, no __pwned).
+    const markup = createListener(t.db, { pollIntervalMs: false }).on(
+      channel('<img src=x onerror="window.__pwned=true;alert(1)">', v.object({})),
+      () => {},
+    );
+    listeners.push(markup);
+    await markup.start();
     await expect.poll(() => text('t-failed'), { timeout: 30_000 }).toBe('1');
     await expect.poll(() => text('t-pending')).toBe('0');
     // Throughput: the table's delete counter moved, so handled / s is above 0 for a few seconds.
@@ -145,6 +152,9 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     await expect.poll(() => cell(4), { timeout: 15_000 }).toBe('6'); // 5 orders and the email; 13 failed
     expect(await cell(3)).toMatch(/^\d+(ms|s) ago$/);
     // The schedule's next run: 03:00 in Berlin after the last slot.
+    await expect
+      .poll(() => page.locator('#listeners tbody td', { hasText: '<img src=x onerror=' }).count())
+      .toBe(1);
     const nightly = page.locator('#schedules tr[data-schedule="nightly_report"]');
     expect(await nightly.locator('td').nth(1).textContent()).toBe('0 3 * * *');
     expect(await nightly.locator('td').nth(3).locator('time').getAttribute('datetime')).toBe(

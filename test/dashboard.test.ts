@@ -202,6 +202,13 @@ describe('createDashboard: reading', () => {
 
   it('serves the page with a strict CSP, and escapes hostile payloads, errors and channel names', async () => {
     const id = await deadLetter('<b>chan</b>', HOSTILE_PAYLOAD, HOSTILE_ERROR);
+    // The same names in a listener's published channels and in a schedule.
+    const hostile = channel('<img src=x onerror=alert("listener")>', v.object({}));
+    const listener = createListener(t.db, { pollIntervalMs: false }).on(hostile, () => {});
+    running.push(listener);
+    await listener.start();
+    const tagged = schedule('<b>sched</b>', '0 3 * * *');
+    await t.sql.unsafe(upsertScheduleSql({ name: tagged.name, ...tagged.schedule }, 'pgpubsub'));
     const dashboard = createDashboard(t.db, { allowWrites: true, token: TOKEN });
     for (const path of ['/', `/failed/${id}`]) {
       const response = await dashboard(req(path, { token: TOKEN }));
@@ -218,6 +225,12 @@ describe('createDashboard: reading', () => {
       expect(page).not.toContain('<b>chan</b>');
       expect(page).not.toContain("' onmouseover='");
       expect(page).toContain('&lt;b&gt;chan&lt;/b&gt;');
+      if (path === '/') {
+        expect(page).toContain('&lt;img src=x onerror=alert(&quot;listener&quot;)&gt;</td>');
+        expect(page).toContain(
+          '<tr data-schedule="&lt;b&gt;sched&lt;/b&gt;"><td>&lt;b&gt;sched&lt;/b&gt;</td>',
+        );
+      }
       expect(page).toContain('&lt;img src=x onerror=alert(&quot;error&quot;)&gt; &amp; &quot;quotes&quot;');
     }
     const detail = await (await dashboard(req(`/failed/${id}`, { token: TOKEN }))).text();
