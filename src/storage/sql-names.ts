@@ -124,14 +124,20 @@ const PRESENCE_SUFFIX = `'::text AS presence`;
 
 /** The statement that publishes `presence` (a constant SELECT; its text is the message). */
 export function presenceSql(presence: ListenerPresence): string {
-  let info = presence;
-  let json = JSON.stringify(info);
-  while (Buffer.byteLength(json) > PRESENCE_MAX_BYTES && info.channels.length > 0) {
-    const channels = info.channels.slice(0, -1);
-    info = { ...presence, channels, more: presence.channels.length - channels.length };
-    json = JSON.stringify(info);
+  const literal = (info: ListenerPresence) => JSON.stringify(info).replaceAll("'", "''");
+  let text = literal(presence);
+  for (
+    let keep = presence.channels.length - 1;
+    Buffer.byteLength(text) > PRESENCE_MAX_BYTES && keep >= 0;
+    keep--
+  ) {
+    text = literal({
+      ...presence,
+      channels: presence.channels.slice(0, keep),
+      more: presence.channels.length - keep,
+    });
   }
-  return `${PRESENCE_PREFIX}${json.replaceAll("'", "''")}${PRESENCE_SUFFIX}`;
+  return `${PRESENCE_PREFIX}${text}${PRESENCE_SUFFIX}`;
 }
 
 /** The presence in a LISTEN session's `pg_stat_activity.query`, or `undefined` (older version, cut, other statement). */

@@ -26,6 +26,15 @@ describe('listener presence on the LISTEN session', () => {
     expect(parsed.channels).toEqual(channels.slice(0, parsed.channels.length));
   });
 
+  it('counts the doubled quotes of the SQL literal in that limit', () => {
+    const channels = Array.from({ length: 40 }, (_, i) => `'''''''''''''''''''''''''''''''${i}`);
+    const text = presenceSql({ ...base, channels });
+    expect(Buffer.byteLength(text)).toBeLessThan(1024);
+    const parsed = parsePresence(text)!;
+    expect(parsed.channels).toEqual(channels.slice(0, parsed.channels.length));
+    expect(parsed.channels.length + parsed.more!).toBe(40);
+  });
+
   it('ignores other statements and cut text', () => {
     const text = presenceSql(base);
     expect(parsePresence(text.slice(0, 80))).toBeUndefined();
