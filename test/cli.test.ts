@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../tools/embedded-pg.ts';
@@ -483,8 +484,21 @@ describe('status, failed, retry, purge', () => {
     await run.line(/listening on/);
     const status = JSON.parse((await runCli(['status', '--json'], env())).stdout);
     expect(status.listeners).toEqual([
-      expect.objectContaining({ applicationName: 'drizzle-pgpubsub listen' }),
+      expect.objectContaining({
+        applicationName: 'drizzle-pgpubsub listen',
+        presence: expect.objectContaining({
+          host: hostname(),
+          pid: run.pid,
+          channels: ['cli_jobs', 'cli_other'],
+          lastClaimAt: null,
+          handled: 0,
+        }),
+      }),
     ]);
+    const text = (await runCli(['status'], env())).stdout;
+    expect(text).toContain(
+      `    process ${run.pid} on ${hostname()}; channels cli_jobs, cli_other; last claim none yet; 0 handled`,
+    );
     expect((await runCli(['retry', '--all'], env())).code).toBe(0);
     await waitFor(async () => (await effectCount()) === 1, { what: 'the retried notification handled' });
     run.child.kill('SIGTERM');
