@@ -12,6 +12,7 @@ import { DEFAULT_SCHEMA, type notifications } from './storage/notifications.ts';
 import {
   LISTEN_SESSION_MARK,
   notificationsRef,
+  parsePresence,
   pendingAndDue,
   pendingScheduled,
   schedulesRef,
@@ -59,6 +60,24 @@ export interface ListenerConnection {
   clientAddr: string | null;
   /** When the connection was opened. */
   connectedAt: Date;
+  /**
+   * What the listener published on its LISTEN session (drizzle-pgpubsub 0.x with presence; `null`
+   * for older listeners, a `track_activity_query_size` too small, or a plain `LISTEN` connection).
+   */
+  presence: {
+    /** Host name of the listener's machine. */
+    host: string;
+    /** Process id of the listener on its host. */
+    pid: number;
+    /** Channels it handles (`more`: how many were left out to keep the statement small). */
+    channels: string[];
+    more: number;
+    startedAt: Date;
+    /** When a claim last took work (published at most every 5 s); `null`: none yet. */
+    lastClaimAt: Date | null;
+    /** Notifications handled as of `lastClaimAt`. */
+    handled: number;
+  } | null;
 }
 
 /** A schedule installed by a migration, as reported by {@link status}. */
@@ -151,7 +170,7 @@ FROM names n LEFT JOIN counts c USING ("channel") ORDER BY n."channel"`),
   const listeners = rowsOf(
     await db.execute(sql`
 SELECT pid, coalesce(application_name, '') AS app, client_addr::text AS addr,
-  (extract(epoch FROM backend_start) * 1000)::float8 AS started
+  (extract(epoch FROM backend_start) * 1000)::float8 AS started, query
 FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND (query ILIKE 'listen %' OR starts_with(query, ${LISTEN_SESSION_MARK}))
@@ -196,12 +215,26 @@ FROM ${sql.raw(schedulesRef(schema))} ORDER BY "name"`),
     channels,
     schedules,
     totals,
-    listeners: listeners.map((r) => ({
-      pid: num(r.pid),
-      applicationName: String(r.app),
-      clientAddr: r.addr === null || r.addr === undefined ? null : String(r.addr),
-      connectedAt: new Date(num(r.started)),
-    })),
+    listeners: listeners.map((r): ListenerConnection => {
+      const p = typeof r.query === 'string' ? parsePresence(r.query) : undefined;
+      return {
+        pid: num(r.pid),
+        applicationName: String(r.app),
+        clientAddr: r.addr === null || r.addr === undefined ? null : String(r.addr),
+        connectedAt: new Date(num(r.started)),
+        presence: p
+          ? {
+              host: p.host,
+              pid: p.pid,
+              channels: p.channels,
+              more: p.more ?? 0,
+              startedAt: new Date(p.startedAt),
+              lastClaimAt: p.lastClaimAt === null ? null : new Date(p.lastClaimAt),
+              handled: p.handled,
+            }
+          : null,
+      };
+    }),
     checkedAt: new Date(),
   };
 }

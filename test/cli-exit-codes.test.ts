@@ -59,6 +59,10 @@ describe('CLI exit codes', () => {
   it('--json makes a usage error one JSON line', async () => {
     const { code, stderr } = await runCli(['status', '--json', '--bogus'], env);
     expect(code).toBe(2);
-    expect(JSON.parse(stderr)).toMatchObject({ level: 'error', code: 'INVALID_OPTIONS' });
+    expect(JSON.parse(stderr)).toMatchObject({
+      level: 50,
+      time: expect.any(Number),
+      code: 'INVALID_OPTIONS',
+    });
   });
 });

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../tools/embedded-pg.ts';
@@ -73,6 +74,19 @@ describe('listen', () => {
     expect(left).toEqual({ channel: 'cli_other', attempts: 0, status: 'pending' });
   });
 
+  it("keeps a logger the module gave its listener: the listener's lines go there, the CLI's to stdout", async () => {
+    const run = startCli(['listen', LISTENER], { ...env(), CLI_OWN_LOGGER: '1' });
+    await run.line(/^own-logger info listening on cli_jobs, cli_other$/);
+    await run.line(/INFO .*listening on cli_jobs, cli_other \(the listener logs to the module's logger\)/, {
+      stream: 'stdout',
+    });
+    await notifyJobs('cli_other', [{ key: 'bad', fail: true }]);
+    await run.line(/^own-logger warn handler failed on cli_other #\d+ \(attempt 1\): boom bad; retrying in/);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toEqual({ code: 0, signal: null });
+    expect(run.stdout.join('\n')).not.toMatch(/handler failed/);
+  });
+
   it('a second signal exits at once, leaving the in-flight notification pending', async () => {
     const run = startCli(['listen', LISTENER], env());
     await run.line(/listening on/);
@@ -126,9 +140,12 @@ describe('listen --processes (supervisor)', () => {
       env(),
     );
     const ready = (worker: number, pid?: number) =>
-      run.line(new RegExp(`"worker":${worker},"pid":${pid ?? '\\d+'},"msg":"listening on`), {
-        stream: 'stdout',
-      });
+      run.line(
+        new RegExp(`"pid":${pid ?? '\\d+'},"hostname":"[^"]+","worker":${worker},.*"msg":"listening on`),
+        {
+          stream: 'stdout',
+        },
+      );
     await Promise.all([ready(1), ready(2), ready(3)]);
     const workers = childrenOf(run.pid);
     expect(workers).toHaveLength(3);
@@ -154,9 +171,23 @@ describe('listen --processes (supervisor)', () => {
 
     // Log format and level reached every worker (django-pgpubsub's B11): all JSON, debug lines from workers.
     const lines = run.stdout.filter(Boolean).map((l) => JSON.parse(l));
-    expect(lines.some((l) => l.level === 'debug' && l.worker !== undefined && /^processed/.test(l.msg))).toBe(
+    expect(lines.some((l) => l.level === 20 && l.worker !== undefined && /^processed/.test(l.msg))).toBe(
       true,
     );
+    // pino's shape, so `| pino-pretty` reads it: level number, time in epoch ms, pid, hostname, msg.
+    for (const l of lines) {
+      expect(l).toMatchObject({
+        level: expect.any(Number),
+        time: expect.any(Number),
+        pid: expect.any(Number),
+        hostname: expect.any(String),
+        msg: expect.any(String),
+      });
+      expect([20, 30, 40, 50]).toContain(l.level);
+      expect(Object.keys(l).slice(0, 4)).toEqual(['level', 'time', 'pid', 'hostname']);
+      expect(Object.keys(l).at(-1)).toBe('msg');
+    }
+    expect(lines.find((l) => l.role === 'supervisor')!.pid).toBe(run.pid);
 
     const all = [...childrenOf(run.pid)];
     expect(all).toContain(restarted.pid);
@@ -453,8 +484,21 @@ describe('status, failed, retry, purge', () => {
     await run.line(/listening on/);
     const status = JSON.parse((await runCli(['status', '--json'], env())).stdout);
     expect(status.listeners).toEqual([
-      expect.objectContaining({ applicationName: 'drizzle-pgpubsub listen' }),
+      expect.objectContaining({
+        applicationName: 'drizzle-pgpubsub listen',
+        presence: expect.objectContaining({
+          host: hostname(),
+          pid: run.pid,
+          channels: ['cli_jobs', 'cli_other'],
+          lastClaimAt: null,
+          handled: 0,
+        }),
+      }),
     ]);
+    const text = (await runCli(['status'], env())).stdout;
+    expect(text).toContain(
+      `    process ${run.pid} on ${hostname()}; channels cli_jobs, cli_other; last claim none yet; 0 handled`,
+    );
     expect((await runCli(['retry', '--all'], env())).code).toBe(0);
     await waitFor(async () => (await effectCount()) === 1, { what: 'the retried notification handled' });
     run.child.kill('SIGTERM');

@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import * as v from 'valibot';
@@ -17,6 +17,8 @@ import { channel } from '../src/channel.ts';
 import { createDashboard, toNodeHandler } from '../src/index.ts';
 import { notify } from '../src/notify.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
+import { schedule } from '../src/schedule.ts';
+import { upsertScheduleSql } from '../src/storage/schedules.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
 
@@ -34,6 +36,13 @@ const orders = channel('order_placed', v.object({ n: v.number(), note: v.optiona
 const emails = channel('email_requested', v.object({ to: v.string() }));
 const TOKEN = 'browser-test-token-0123456789';
 const HOSTILE = '<script>window.__pwned = true; alert("xss")</script>';
+
+/** Installs a schedule as its migration would, with its fence (last slot) at `lastSlot`. */
+async function installSchedule(name: string, cron: string, timezone: string, lastSlot: string) {
+  const s = schedule(name, cron, { timezone });
+  await t.sql.unsafe(upsertScheduleSql({ name: s.name, ...s.schedule }, 'pgpubsub'));
+  await t.sql`UPDATE pgpubsub.schedules SET last_slot = ${lastSlot}::timestamptz WHERE name = ${name}`;
+}
 
 describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
   let server: Server;
@@ -92,7 +101,8 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
     await page.screenshot({ path: `docs/images/${name}.png`, fullPage });
   };
 
-  it('logs in, watches counts change, opens a failure, retries it, and a listener handles it', async () => {
+  it('logs in, watches counts change, sees the listener and schedules, opens a failure, retries it, and a listener handles it', async () => {
+    await installSchedule('nightly_report', '0 3 * * *', 'Europe/Berlin', '2026-01-10T02:00:00Z');
     await page.goto(`${base}/`);
     await page.locator('#token').fill(TOKEN);
     await page.locator('button[type=submit]').click();
@@ -119,11 +129,40 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
       .on(emails, () => {});
     listeners.push(listener);
     await listener.start();
+    // A listener whose channel name is markup: the script renders it as text (checked below: no alert, no __pwned).
+    const markup = createListener(t.db, { pollIntervalMs: false }).on(
+      channel('<img src=x onerror="window.__pwned=true;alert(1)">', v.object({})),
+      () => {},
+    );
+    listeners.push(markup);
+    await markup.start();
     await expect.poll(() => text('t-failed'), { timeout: 30_000 }).toBe('1');
     await expect.poll(() => text('t-pending')).toBe('0');
+    // Throughput: the table's delete counter moved, so handled / s is above 0 for a few seconds.
+    await expect.poll(async () => Number(await text('t-handled')), { timeout: 10_000 }).toBeGreaterThan(0);
     await expect.poll(() => text('t-listeners')).not.toBe('0');
     await expect.poll(() => page.locator('#failed tbody tr').count()).toBe(1);
-    await shot('dashboard');
+
+    // The listener's row: host, pid, channels; its last claim and handled count arrive within 5 s.
+    const row = page.locator('#listeners tbody tr', { hasText: 'order_placed, email_requested' });
+    await expect.poll(() => row.count()).toBe(1);
+    const cell = (n: number) => row.locator('td').nth(n).textContent();
+    expect(await cell(0)).toBe(hostname());
+    expect(await cell(1)).toBe(String(process.pid));
+    await expect.poll(() => cell(4), { timeout: 15_000 }).toBe('6'); // 5 orders and the email; 13 failed
+    expect(await cell(3)).toMatch(/^\d+(ms|s) ago$/);
+    // The schedule's next run: 03:00 in Berlin after the last slot.
+    await expect
+      .poll(() => page.locator('#listeners tbody td', { hasText: '<img src=x onerror=' }).count())
+      .toBe(1);
+    const nightly = page.locator('#schedules tr[data-schedule="nightly_report"]');
+    expect(await nightly.locator('td').nth(1).textContent()).toBe('0 3 * * *');
+    expect(await nightly.locator('td').nth(3).locator('time').getAttribute('datetime')).toBe(
+      '2026-01-11T02:00:00.000Z',
+    );
+    expect(await nightly.locator('td').nth(4).locator('time').getAttribute('datetime')).toBe(
+      '2026-01-10T02:00:00.000Z',
+    );
 
     // Open the failure: its error and payload are shown as text, never run.
     await page.locator('#failed tbody a').first().click();
@@ -158,20 +197,27 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
         return error;
       };
       let b = 0;
-      const listener = createListener(t.db, { pollIntervalMs: 1000 })
+      const shop = createListener(t.db, { pollIntervalMs: 1000 })
         .on(orders, () => {})
-        .on(emails, () => new Promise<void>((resolve) => setTimeout(resolve, 600)))
-        .on(
-          webhooks,
-          ({ payload }) => {
-            if (payload.url.endsWith('/0')) {
-              throw refused(`POST ${payload.url} responded 503 Service Unavailable`, '58:13');
-            }
-          },
-          { maxAttempts: 2, backoff: () => (b++ % 2 ? 120_000 : 500) },
-        );
-      listeners.push(listener);
-      await listener.start();
+        .on(emails, () => new Promise<void>((resolve) => setTimeout(resolve, 600)));
+      const hooks = createListener(t.db, { pollIntervalMs: 1000 }).on(
+        webhooks,
+        ({ payload }) => {
+          if (payload.url.endsWith('/0')) {
+            throw refused(`POST ${payload.url} responded 503 Service Unavailable`, '58:13');
+          }
+        },
+        { maxAttempts: 2, backoff: () => (b++ % 2 ? 120_000 : 500) },
+      );
+      listeners.push(shop, hooks);
+      await shop.start();
+      await hooks.start();
+      await t.sql`DELETE FROM pgpubsub.schedules`;
+      const hour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000).toISOString();
+      const day = new Date(Math.floor(Date.now() / 86_400_000) * 86_400_000 + 2 * 3_600_000).toISOString();
+      await installSchedule('hourly_cleanup', '0 * * * *', 'UTC', hour);
+      await installSchedule('nightly_report', '0 3 * * *', 'Europe/Berlin', day);
+      await installSchedule('weekly_digest', '0 9 * * 1', 'America/New_York', day);
       await page.goto(`${base}/`);
       let producing = true;
       const producer = (async () => {
@@ -189,7 +235,25 @@ describe.skipIf(!hasChromium)('dashboard in headless Chromium', () => {
       // Let the sparklines fill while the workload runs (a picture for the docs, not a wait for work).
       await new Promise((resolve) => setTimeout(resolve, 15_000));
       await expect.poll(() => text('t-failed'), { timeout: 30_000 }).not.toBe('0');
+      await expect.poll(() => page.locator('#listeners tbody tr').count()).toBe(2);
       await shot('dashboard', false);
+      // The overview: channels, listeners (last claim) and schedules (next run) in one picture.
+      await page.setViewportSize({ width: 1280, height: 1000 });
+      if (SCREENSHOTS) {
+        const bottom = await page
+          .locator('#schedules')
+          .evaluate(
+            (e) =>
+              e.closest('section')!.getBoundingClientRect().bottom +
+              (globalThis as unknown as { scrollY: number }).scrollY,
+          );
+        await page.screenshot({
+          path: 'docs/images/dashboard-overview.png',
+          fullPage: true,
+          clip: { x: 0, y: 0, width: 1280, height: bottom + 16 },
+        });
+      }
+      await page.setViewportSize({ width: 1280, height: 860 });
       producing = false;
       await producer;
       await page.locator('#failed tbody a').first().click();

@@ -1,11 +1,15 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import * as v from 'valibot';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { channel } from '../src/channel.ts';
 import { isPgPubSubError } from '../src/errors.ts';
 import { createDashboard, type DashboardStatus, toNodeHandler } from '../src/index.ts';
+import { notify } from '../src/notify.ts';
 import { createListener, type Listener } from '../src/runtime/listener.ts';
+import { schedule } from '../src/schedule.ts';
+import { upsertScheduleSql } from '../src/storage/schedules.ts';
 import { runCli, startCli } from './fixtures/cli-run.ts';
 import { useTestDatabase } from './support/db.ts';
 import { waitFor } from './support/wait-for.ts';
@@ -20,6 +24,7 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((l) => l.stop({ timeoutMs: 5000 })));
   await t.sql`TRUNCATE pgpubsub.notifications RESTART IDENTITY`;
   await t.sql`DELETE FROM pgpubsub.wakeups`;
+  await t.sql`DELETE FROM pgpubsub.schedules`;
 });
 
 const HOSTILE_PAYLOAD = { x: '</pre><script>alert("payload")</script>', y: "' onmouseover='alert(1)" };
@@ -111,7 +116,7 @@ describe('createDashboard: reading', () => {
     expect(body.listeners.length).toBeGreaterThanOrEqual(1);
     expect(body.listeners[0]).toMatchObject({ pid: expect.any(Number), connectedAt: expect.any(String) });
     expect(body.writes).toBe(false);
-    expect(body.schedules).toBeNull();
+    expect(body.schedules).toEqual([]);
     expect(body.counters).toMatchObject({ inserted: expect.any(Number), deleted: expect.any(Number) });
 
     const detail = await dashboard(req(`/api/failed/${id}`));
@@ -125,8 +130,85 @@ describe('createDashboard: reading', () => {
     expect((await dashboard(req('/api/failed/abc'))).status).toBe(404);
   });
 
+  it('shows each listener (host, pid, channels, last claim, handled) and each schedule with its next run', async () => {
+    const nightly = schedule('dash_nightly', '0 3 * * *', { timezone: 'Europe/Berlin' });
+    await t.sql.unsafe(upsertScheduleSql({ name: nightly.name, ...nightly.schedule }, 'pgpubsub'));
+    await t.sql`UPDATE pgpubsub.schedules SET last_slot = '2026-01-10T02:00:00Z' WHERE name = 'dash_nightly'`;
+    const handled: number[] = [];
+    const listener = createListener(t.db, { pollIntervalMs: false })
+      .on(work, ({ payload }) => {
+        handled.push(payload.n);
+      })
+      .on(channel('dash_quiet', v.object({})), () => {});
+    running.push(listener);
+    await listener.start();
+    const dashboard = createDashboard(t.db);
+    const mine = async () => {
+      const body = (await (await dashboard(req('/api/status'))).json()) as DashboardStatus;
+      return { body, me: body.listeners.find((l) => l.processId === process.pid) };
+    };
+
+    // Before any claim: host, pid and channels are published at once, no last claim yet.
+    const first = await mine();
+    expect(first.me).toMatchObject({
+      host: hostname(),
+      processId: process.pid,
+      channels: ['dash_work', 'dash_quiet'],
+      moreChannels: 0,
+      lastClaimAt: null,
+      handled: 0,
+    });
+    expect(Date.parse(first.me!.startedAt!)).toBeLessThanOrEqual(Date.now());
+    expect(first.body.schedules).toEqual([
+      {
+        name: 'dash_nightly',
+        cron: '0 3 * * *',
+        timezone: 'Europe/Berlin',
+        lastSlot: '2026-01-10T02:00:00.000Z',
+        nextRunAt: '2026-01-11T02:00:00.000Z', // 03:00 in Berlin (UTC+1 in January)
+      },
+    ]);
+
+    const before = Date.now();
+    await t.db.transaction(async (tx: any) => {
+      await notify(tx, work, [{ n: 1 }, { n: 2 }, { n: 3 }]);
+    });
+    await waitFor(() => handled.length === 3, { timeoutMs: 10_000, what: 'handled 3' });
+    // The last claim is republished within 5 s of the claim (a heartbeat on the LISTEN session).
+    let me = first.me;
+    await waitFor(
+      async () => {
+        me = (await mine()).me;
+        return me?.handled === 3;
+      },
+      { timeoutMs: 10_000, what: 'presence shows 3 handled' },
+    );
+    expect(Date.parse(me!.lastClaimAt!)).toBeGreaterThanOrEqual(before - 1);
+    expect(Date.parse(me!.lastClaimAt!)).toBeLessThanOrEqual(Date.now());
+
+    const page = await (await dashboard(req('/'))).text();
+    expect(page).toContain(
+      `<td>${hostname()}</td><td class="n">${process.pid}</td><td>dash_work, dash_quiet</td>`,
+    );
+    expect(page).toContain(`<time datetime="${me!.lastClaimAt}">`);
+    expect(page).toMatch(
+      /<tr data-schedule="dash_nightly"><td>dash_nightly<\/td><td><code>0 3 \* \* \*<\/code><\/td><td>Europe\/Berlin<\/td><td><time datetime="2026-01-11T02:00:00.000Z">/,
+    );
+
+    // After stop() the listener is gone from the list.
+    await listener.stop({ timeoutMs: 5000 });
+    await waitFor(async () => (await mine()).me === undefined, { timeoutMs: 5000, what: 'listener gone' });
+  });
+
   it('serves the page with a strict CSP, and escapes hostile payloads, errors and channel names', async () => {
     const id = await deadLetter('<b>chan</b>', HOSTILE_PAYLOAD, HOSTILE_ERROR);
+    // The same names in a listener's published channels and in a schedule.
+    const hostile = channel('<img src=x onerror=alert("listener")>', v.object({}));
+    const listener = createListener(t.db, { pollIntervalMs: false }).on(hostile, () => {});
+    running.push(listener);
+    await listener.start();
+    const tagged = schedule('<b>sched</b>', '0 3 * * *');
+    await t.sql.unsafe(upsertScheduleSql({ name: tagged.name, ...tagged.schedule }, 'pgpubsub'));
     const dashboard = createDashboard(t.db, { allowWrites: true, token: TOKEN });
     for (const path of ['/', `/failed/${id}`]) {
       const response = await dashboard(req(path, { token: TOKEN }));
@@ -143,6 +225,12 @@ describe('createDashboard: reading', () => {
       expect(page).not.toContain('<b>chan</b>');
       expect(page).not.toContain("' onmouseover='");
       expect(page).toContain('&lt;b&gt;chan&lt;/b&gt;');
+      if (path === '/') {
+        expect(page).toContain('&lt;img src=x onerror=alert(&quot;listener&quot;)&gt;</td>');
+        expect(page).toContain(
+          '<tr data-schedule="&lt;b&gt;sched&lt;/b&gt;"><td>&lt;b&gt;sched&lt;/b&gt;</td>',
+        );
+      }
       expect(page).toContain('&lt;img src=x onerror=alert(&quot;error&quot;)&gt; &amp; &quot;quotes&quot;');
     }
     const detail = await (await dashboard(req(`/failed/${id}`, { token: TOKEN }))).text();

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { PgPubSubError, type PgPubSubErrorCode, pgPubSubErrorCode } from '../errors.ts';
 import type { LogFields } from './log.ts';
 
@@ -67,12 +68,14 @@ export function errorFields(error: unknown): LogFields {
 export function printFatal(error: unknown, json = false): void {
   const code = pgPubSubErrorCode(error);
   if (json) {
+    // pino's shape, like the CLI's log lines (log.ts): level 50 is error.
     const line = {
-      time: new Date().toISOString(),
-      level: 'error',
+      level: 50,
+      time: Date.now(),
       pid: process.pid,
-      msg: error instanceof Error ? error.message : String(error),
+      hostname: hostname(),
       code,
+      msg: error instanceof Error ? error.message : String(error),
     };
     process.stderr.write(`${JSON.stringify(line)}\n`);
   } else if (code) {

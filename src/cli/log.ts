@@ -1,28 +1,44 @@
+import { hostname } from 'node:os';
+import type { ListenerLogger } from '../telemetry/logger.ts';
+
 /** Log levels, least to most severe. */
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 /** A log level of the CLI. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** pino's level numbers, which its JSON lines carry (and `pino-pretty` reads). */
+export const PINO_LEVELS: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50 };
+
 /** Structured fields of a log line. `undefined` values are left out. */
 export type LogFields = Record<string, unknown>;
 
-/** A small leveled logger writing one line per entry: readable text or JSON. */
-export interface Logger {
+/** One log method, called as pino's are: `log.info('message')` or `log.info({ fields }, 'message')`. */
+export interface CliLogMethod {
+  (message: string): void;
+  (fields: LogFields, message: string): void;
+}
+
+/**
+ * The CLI's logger: pino-compatible, so the library's listener logs through it (`createListener(db,
+ * { logger })`) exactly as it would through pino, and its JSON lines are pino's.
+ */
+export interface Logger extends ListenerLogger {
   readonly level: LogLevel;
   readonly json: boolean;
-  debug(message: string, fields?: LogFields): void;
-  info(message: string, fields?: LogFields): void;
-  warn(message: string, fields?: LogFields): void;
-  error(message: string, fields?: LogFields): void;
-  /** True when lines of `level` are written. */
-  enabled(level: LogLevel): boolean;
+  debug: CliLogMethod;
+  info: CliLogMethod;
+  warn: CliLogMethod;
+  error: CliLogMethod;
+  /** True when lines of `level` are written (pino's name). */
+  isLevelEnabled(level: string): boolean;
 }
 
 /** Options of {@link createLogger}. */
 export interface LoggerOptions {
   level?: LogLevel;
+  /** One JSON object per line in pino's shape (`level` number, `time` epoch ms, `pid`, `hostname`, `msg`). */
   json?: boolean;
-  /** Fields on every line (e.g. `pid`, `worker`); the text format shows them as a `[tag]`. */
+  /** Fields on every line (e.g. `pid`, `worker`, `role`); the text format shows them as a `[tag]`. */
   bound?: LogFields;
   /** Writes one finished line (without newline). Default: stdout. */
   write?: (line: string) => void;
@@ -31,7 +47,8 @@ export interface LoggerOptions {
 
 function textValue(value: unknown): string {
   if (value instanceof Date) return value.toISOString();
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  const list = Array.isArray(value) && value.every((v) => typeof v !== 'object' || v === null);
+  const text = typeof value === 'string' ? value : list ? value.join(',') : JSON.stringify(value);
   return /^[^\s"=]+$/.test(text ?? '') ? (text as string) : JSON.stringify(text);
 }
 
@@ -43,43 +60,75 @@ function tagOf(bound: LogFields): string {
   return parts.length ? `[${parts.join(' ')}] ` : '';
 }
 
+/** An error as pino's standard serializer writes it: `{ type, message, stack, code? }`. */
+export function serializeError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const code = (error as { code?: unknown }).code;
+  return {
+    type: error.name,
+    message: error.message,
+    stack: error.stack,
+    ...(code === undefined ? {} : { code }),
+  };
+}
+
 /** Creates a {@link Logger}. Lines below `level` are dropped. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? 'info';
   const json = options.json ?? false;
-  const bound = options.bound ?? {};
+  const { pid = process.pid, ...bound } = options.bound ?? {};
   const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
   const now = options.now ?? (() => new Date());
   const min = LOG_LEVELS.indexOf(level);
-  const tag = tagOf(bound);
-  const enabled = (l: LogLevel) => LOG_LEVELS.indexOf(l) >= min;
-  const emit = (l: LogLevel, message: string, fields: LogFields = {}) => {
+  const tag = tagOf({ ...bound, pid });
+  const host = hostname();
+  const enabled = (l: string) => {
+    const i = LOG_LEVELS.indexOf(l as LogLevel);
+    return i >= 0 && i >= min;
+  };
+  const emit = (l: LogLevel, first: LogFields | string, second?: string) => {
     if (!enabled(l)) return;
+    const message = typeof first === 'string' ? first : (second ?? '');
+    const fields = typeof first === 'string' ? {} : first;
     const defined = Object.entries(fields).filter(([, v]) => v !== undefined);
     if (json) {
       write(
         JSON.stringify({
-          time: now().toISOString(),
-          level: l,
+          level: PINO_LEVELS[l],
+          time: now().getTime(),
+          pid,
+          hostname: host,
           ...bound,
+          ...Object.fromEntries(defined.map(([k, v]) => [k, k === 'err' ? serializeError(v) : v])),
           msg: message,
-          ...Object.fromEntries(defined),
         }),
       );
       return;
     }
-    const extra = defined.map(([k, v]) => ` ${k}=${textValue(v)}`).join('');
+    // Text: the message already says what the error was; an error contributes its code only.
+    const extra = defined
+      .flatMap(([k, v]) => {
+        if (k !== 'err') return [[k, v] as const];
+        const code = (v as { code?: unknown } | null)?.code;
+        return code === undefined ? [] : [['code', code] as const];
+      })
+      .map(([k, v]) => ` ${k}=${textValue(v)}`)
+      .join('');
     write(
       `${now().toISOString()} ${l.toUpperCase().padEnd(5)} ${tag}${message.replaceAll('\n', ' ')}${extra}`,
     );
   };
+  const method =
+    (l: LogLevel): CliLogMethod =>
+    (first: LogFields | string, second?: string) =>
+      emit(l, first, second);
   return {
     level,
     json,
-    enabled,
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
+    isLevelEnabled: enabled,
+    debug: method('debug'),
+    info: method('info'),
+    warn: method('warn'),
+    error: method('error'),
   };
 }

@@ -49,8 +49,25 @@ export interface DashboardStatus {
     nextRunAt: string | null;
   }[];
   totals: { pending: number; scheduled: number; failed: number };
-  /** Connections LISTENing now (from `pg_stat_activity`). */
-  listeners: { pid: number; applicationName: string; clientAddr: string | null; connectedAt: string }[];
+  /**
+   * Listeners connected now: their LISTEN connections (from `pg_stat_activity`) and what each
+   * listener published there (`null` for older listeners): host, process id, channels, last claim.
+   */
+  listeners: {
+    pid: number;
+    applicationName: string;
+    clientAddr: string | null;
+    connectedAt: string;
+    host: string | null;
+    processId: number | null;
+    channels: string[] | null;
+    /** Channels left out of `channels` to keep the published statement small. */
+    moreChannels: number;
+    startedAt: string | null;
+    /** When a claim last took work (published at most every 5 s). */
+    lastClaimAt: string | null;
+    handled: number | null;
+  }[];
   /**
    * Cumulative rows written to and deleted from the notifications table (`pg_stat_user_tables`, so
    * approximate: updated by the statistics system within about a second, reset with the statistics).
@@ -58,8 +75,11 @@ export interface DashboardStatus {
    */
   counters: { inserted: number; deleted: number } | null;
   failed: { total: number; recent: FailedSummary[] };
-  /** Extension point: schedules and their next run, once `schedule()` exists. Always `null` today. */
-  schedules: null;
+  /**
+   * Installed schedules: `lastSlot` is the latest slot fired (or skipped by `catchUp`), or when the
+   * migration installed it; `nextRunAt` the first slot after it (in the past while it is due).
+   */
+  schedules: { name: string; cron: string; timezone: string; lastSlot: string; nextRunAt: string | null }[];
 }
 
 function rowsOf(result: unknown): Record<string, unknown>[] {
@@ -108,10 +128,28 @@ export async function dashboardStatus(
     writes: options.writes,
     channels: report.channels.map((c) => ({ ...c, nextRunAt: iso(c.nextRunAt) })),
     totals: report.totals,
-    listeners: report.listeners.map((l) => ({ ...l, connectedAt: l.connectedAt.toISOString() })),
+    listeners: report.listeners.map((l) => ({
+      pid: l.pid,
+      applicationName: l.applicationName,
+      clientAddr: l.clientAddr,
+      connectedAt: l.connectedAt.toISOString(),
+      host: l.presence?.host ?? null,
+      processId: l.presence?.pid ?? null,
+      channels: l.presence?.channels ?? null,
+      moreChannels: l.presence?.more ?? 0,
+      startedAt: iso(l.presence?.startedAt),
+      lastClaimAt: iso(l.presence?.lastClaimAt),
+      handled: l.presence?.handled ?? null,
+    })),
     counters: stats,
     failed: { total, recent: recent.map(summary) },
-    schedules: null,
+    schedules: report.schedules.map((x) => ({
+      name: x.name,
+      cron: x.cron,
+      timezone: x.timezone,
+      lastSlot: x.lastSlot.toISOString(),
+      nextRunAt: iso(x.nextRunAt),
+    })),
   };
 }
 

@@ -10,6 +10,7 @@
 import { purgeFailed, retryFailed } from '../dead-letters.ts';
 import { PgPubSubError } from '../errors.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
+import type { ListenerLogger } from '../telemetry/logger.ts';
 import { type AnyPgDb, dashboardStatus, failedDetail, parseId, purgeOne } from './api.ts';
 import { FLASH, failedPage, loginPage, mainPage, messagePage, type PageContext } from './html.ts';
 import {
@@ -68,6 +69,12 @@ export interface DashboardOptions {
   failedLimit?: number;
   /** Page title. Default `drizzle-pgpubsub`. */
   title?: string;
+  /**
+   * A pino-compatible logger for internal errors (a failed database query answers 500 "see the
+   * server log"). Without one they are written to stderr with `console.error`: the only output of
+   * the handler, and one an operator must see.
+   */
+  logger?: Pick<ListenerLogger, 'error'>;
 }
 
 /** A Web-standard request handler. */
@@ -214,7 +221,10 @@ export function createDashboard(db: AnyPgDb, options: DashboardOptions = {}): Da
         (error as { name?: unknown } | null)?.name === 'PgPubSubError'
           ? (error as Error).message
           : 'Internal error while querying the database (see the server log).';
-      if ((error as { name?: unknown } | null)?.name !== 'PgPubSubError') console.error(error);
+      if ((error as { name?: unknown } | null)?.name !== 'PgPubSubError') {
+        if (options.logger) options.logger.error({ err: error }, `dashboard: ${method} ${path} failed`);
+        else console.error(error);
+      }
       return fail(500, message);
     }
 

@@ -127,11 +127,29 @@ function channelRows(ctx: PageContext, s: DashboardStatus): string {
     .join('');
 }
 
+const timeTag = (iso: string | null, none = '–'): string =>
+  iso === null ? none : `<time datetime="${esc(iso)}">${esc(iso)}</time>`;
+
+/** A listener's channels: the published list, `+N` when cut short, `?` for an older listener. */
+function channelList(l: DashboardStatus['listeners'][number]): string {
+  if (l.channels === null) return '?';
+  return `${l.channels.join(', ')}${l.moreChannels > 0 ? ` (+${l.moreChannels})` : ''}`;
+}
+
 function listenerRows(s: DashboardStatus): string {
   return s.listeners
     .map(
       (l) =>
-        `<tr><td class="n">${l.pid}</td><td>${esc(l.applicationName || '(none)')}</td><td>${esc(l.clientAddr ?? 'local socket')}</td><td><time datetime="${esc(l.connectedAt)}">${esc(l.connectedAt)}</time></td></tr>`,
+        `<tr><td>${esc(l.host ?? '?')}</td><td class="n">${l.processId ?? '?'}</td><td>${esc(channelList(l))}</td><td>${timeTag(l.lastClaimAt, l.host === null ? '?' : 'none yet')}</td><td class="n">${l.handled ?? '?'}</td><td>${esc(l.applicationName || '(none)')}</td><td>${esc(l.clientAddr ?? 'local socket')} · ${l.pid}</td><td>${timeTag(l.connectedAt)}</td></tr>`,
+    )
+    .join('');
+}
+
+function scheduleRows(s: DashboardStatus): string {
+  return s.schedules
+    .map(
+      (x) =>
+        `<tr data-schedule="${esc(x.name)}"><td>${esc(x.name)}</td><td><code>${esc(x.cron)}</code></td><td>${esc(x.timezone)}</td><td>${timeTag(x.nextRunAt, 'never')}</td><td>${timeTag(x.lastSlot)}</td></tr>`,
     )
     .join('');
 }
@@ -145,10 +163,7 @@ function failedRows(ctx: PageContext, s: DashboardStatus): string {
     .join('');
 }
 
-/**
- * Sections of the main page, in order. Extension point: schedules (name, cron, next run) get a
- * section here, fed by `DashboardStatus.schedules`, once `schedule()` exists.
- */
+/** Sections of the main page, in order. */
 function mainSections(ctx: PageContext, s: DashboardStatus): string[] {
   const bulk = ctx.writes
     ? `${actionForm(ctx, '/retry', 'Retry all', { all: '1' })} ${actionForm(ctx, '/purge', 'Purge all', { all: '1' }, true)}`
@@ -156,12 +171,13 @@ function mainSections(ctx: PageContext, s: DashboardStatus): string[] {
   return [
     `<div class="cards">${card('pending', 'Pending (due)', String(s.totals.pending), true)}${card('scheduled', 'Scheduled (delayed)', String(s.totals.scheduled), true)}${card('failed', 'Failed', String(s.totals.failed), true)}${card('listeners', 'Listeners', String(s.listeners.length), false)}${card('written', 'Written / s', '–', true)}${card('handled', 'Handled / s', '–', true)}</div>`,
     `<section><h2>Channels</h2><table id="channels"><thead><tr><th>channel</th><th class="n">pending</th><th class="n">scheduled</th><th class="n">failed</th><th class="n">oldest pending</th><th>next retry</th><th>backlog</th>${ctx.writes ? '<th></th>' : ''}</tr></thead><tbody>${channelRows(ctx, s)}</tbody></table><div class="empty" id="channels-empty"${s.channels.length ? ' hidden' : ''}>No notifications stored and no listener has run yet.</div></section>`,
-    `<section><h2>Listeners</h2><table id="listeners"><thead><tr><th class="n">pid</th><th>application_name</th><th>client</th><th>connected since</th></tr></thead><tbody>${listenerRows(s)}</tbody></table><div class="empty" id="listeners-empty"${s.listeners.length ? ' hidden' : ''}>No listener connected.</div><div class="note">Connections of this database whose last statement is LISTEN (pg_stat_activity; other roles' connections need pg_read_all_stats).</div></section>`,
+    `<section><h2>Listeners</h2><table id="listeners"><thead><tr><th>host</th><th class="n">pid</th><th>channels</th><th>last claim</th><th class="n">handled</th><th>application_name</th><th>client · backend pid</th><th>connected since</th></tr></thead><tbody>${listenerRows(s)}</tbody></table><div class="empty" id="listeners-empty"${s.listeners.length ? ' hidden' : ''}>No listener connected.</div><div class="note">Listeners publish host, pid, channels and their last claim on their LISTEN connection (pg_stat_activity, refreshed at most every 5 s while they claim; other roles' connections need pg_read_all_stats). ? : a listener of an older version.</div></section>`,
+    `<section><h2>Schedules</h2><table id="schedules"><thead><tr><th>schedule</th><th>cron</th><th>timezone</th><th>next run</th><th>last slot</th></tr></thead><tbody>${scheduleRows(s)}</tbody></table><div class="empty" id="schedules-empty"${s.schedules.length ? ' hidden' : ''}>No schedules installed.</div><div class="note">Last slot: the latest slot fired or skipped, or when the migration installed the schedule. A schedule's runs are notifications on the channel of the same name (see Channels).</div></section>`,
     `<section><h2>Failed notifications <span class="badge" id="failed-total">${s.failed.total}</span><span class="grow"></span>${bulk}</h2><table id="failed"><thead><tr><th>id</th><th>channel</th><th>op</th><th class="n">attempts</th><th>failed at</th><th>last error</th></tr></thead><tbody>${failedRows(ctx, s)}</tbody></table><div class="empty" id="failed-empty"${s.failed.recent.length ? ' hidden' : ''}>No failed notifications.</div></section>`,
   ];
 }
 
-/** The main page: cards, channels, listeners, failed notifications; the script keeps them fresh. */
+/** The main page: cards, channels, listeners, schedules, failed notifications; the script keeps them fresh. */
 export function mainPage(ctx: PageContext, s: DashboardStatus, flash?: string): string {
   return layout(ctx, mainSections(ctx, s).join('\n'), flash);
 }
@@ -215,7 +231,7 @@ ${failed ? '<p class="bad">Wrong token.</p>' : ''}<button type="submit">Log in</
 const SCRIPT = `(() => {
 const d = document, b = d.body.dataset, base = b.base || '', poll = Number(b.poll) || 0, writes = b.writes === '1';
 const N = 60, hist = { pending: [], scheduled: [], failed: [], written: [], handled: [] }, backlog = new Map();
-let last = null;
+const rates = [];
 const $ = (id) => d.getElementById(id);
 function el(tag, attrs, ...kids) {
   const e = tag === 'svg' || tag === 'polyline' ? d.createElementNS('http://www.w3.org/2000/svg', tag) : d.createElement(tag);
@@ -258,14 +274,20 @@ function render(s) {
   const now = Date.now();
   for (const k of ['pending', 'scheduled', 'failed']) { $('t-' + k).textContent = s.totals[k]; push(hist[k], s.totals[k]); draw($('s-' + k), hist[k]); }
   $('t-listeners').textContent = s.listeners.length;
-  if (s.counters && last && last.counters) {
-    const dt = Math.max(0.001, (now - last.at) / 1000);
-    const w = Math.max(0, s.counters.inserted - last.counters.inserted) / dt, h = Math.max(0, s.counters.deleted - last.counters.deleted) / dt;
-    push(hist.written, w); push(hist.handled, h);
-    $('t-written').textContent = w.toFixed(w < 10 ? 1 : 0); $('t-handled').textContent = h.toFixed(h < 10 ? 1 : 0);
-    draw($('s-written'), hist.written); draw($('s-handled'), hist.handled);
-  }
-  last = { at: now, counters: s.counters };
+  // Rates over the last 5 s or more: the statistics system publishes the counters about once a
+  // second, so two polls 300 ms apart often see no change at all.
+  if (s.counters) {
+    rates.push({ at: now, c: s.counters });
+    while (rates.length > 2 && now - rates[1].at >= 5000) rates.shift();
+    const first = rates[0];
+    if (first.at < now) {
+      const dt = (now - first.at) / 1000;
+      const w = Math.max(0, s.counters.inserted - first.c.inserted) / dt, h = Math.max(0, s.counters.deleted - first.c.deleted) / dt;
+      push(hist.written, w); push(hist.handled, h);
+      $('t-written').textContent = w.toFixed(w < 10 ? 1 : 0); $('t-handled').textContent = h.toFixed(h < 10 ? 1 : 0);
+      draw($('s-written'), hist.written); draw($('s-handled'), hist.handled);
+    }
+  } else rates.length = 0;
   fill('channels', s.channels.map((c) => {
     const series = backlog.get(c.channel) || []; push(series, c.pending + c.scheduled); backlog.set(c.channel, series);
     const spark = el('svg', { class: 'spark', viewBox: '0 0 100 20', preserveAspectRatio: 'none' }, el('polyline', { points: '' }));
@@ -276,7 +298,12 @@ function render(s) {
     if (writes) row.append(el('td', {}, ...(c.failed > 0 ? [form('/retry', 'Retry failed', { channel: c.channel }), ' ', form('/purge', 'Purge failed', { channel: c.channel }, true)] : [])));
     return row;
   }));
-  fill('listeners', s.listeners.map((l) => el('tr', {}, el('td', { class: 'n' }, l.pid), el('td', {}, l.applicationName || '(none)'), el('td', {}, l.clientAddr || 'local socket'), el('td', {}, when(l.connectedAt)))));
+  fill('listeners', s.listeners.map((l) => el('tr', {}, el('td', {}, l.host === null ? '?' : l.host), el('td', { class: 'n' }, l.processId === null ? '?' : l.processId),
+    el('td', {}, l.channels === null ? '?' : l.channels.join(', ') + (l.moreChannels > 0 ? ' (+' + l.moreChannels + ')' : '')),
+    el('td', {}, l.lastClaimAt ? when(l.lastClaimAt) : l.host === null ? '?' : 'none yet'), el('td', { class: 'n' }, l.handled === null ? '?' : l.handled),
+    el('td', {}, l.applicationName || '(none)'), el('td', {}, (l.clientAddr || 'local socket') + ' · ' + l.pid), el('td', {}, when(l.connectedAt)))));
+  fill('schedules', s.schedules.map((x) => el('tr', { 'data-schedule': x.name }, el('td', {}, x.name), el('td', {}, el('code', {}, x.cron)), el('td', {}, x.timezone),
+    el('td', {}, x.nextRunAt ? when(x.nextRunAt) : 'never'), el('td', {}, when(x.lastSlot)))));
   $('failed-total').textContent = s.failed.total;
   fill('failed', s.failed.recent.map((f) => el('tr', {}, el('td', {}, el('a', { href: base + '/failed/' + encodeURIComponent(f.id) }, '#' + f.id)), el('td', {}, f.channel), el('td', {}, f.op || ''),
     el('td', { class: 'n' }, f.attempts), el('td', {}, f.failedAt ? when(f.failedAt) : ''), el('td', { class: 'err', title: f.error }, f.error))));

@@ -38,6 +38,10 @@ function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
  */
 export function toNodeHandler(
   handler: (request: Request) => Promise<Response>,
+  options: {
+    /** A pino-compatible logger for errors of the adapter itself; default `console.error`. */
+    logger?: { error(fields: Record<string, unknown>, message: string): void };
+  } = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
     void (async () => {
@@ -73,7 +77,8 @@ export function toNodeHandler(
         res.writeHead(response.status, out);
         res.end(method === 'HEAD' ? undefined : Buffer.from(await response.arrayBuffer()));
       } catch (error) {
-        console.error(error);
+        if (options.logger) options.logger.error({ err: error }, 'dashboard: request failed');
+        else console.error(error);
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
         res.end('Internal error');
       }

@@ -260,17 +260,19 @@ export interface AdminConnection {
 /**
  * For `status` and the admin commands: connects (postgres.js when installed, else node-postgres:
  * {@link urlDriver}) with retries for at most
- * `connectTimeoutMs` (retry lines on stderr), and checks that the notifications table exists.
+ * `connectTimeoutMs` (retry warnings to `log`, else lines on stderr), and checks that the notifications table exists.
  */
 export async function openAdminConnection(options: {
   url: string;
   schema: string;
   connectTimeoutMs: number;
+  /** Where retry warnings go. Default: a `warning: …` line on stderr (the CLI's admin commands). */
+  log?: { warn(message: string): void };
 }): Promise<AdminConnection> {
   const { url } = options;
   const connection = await connectWithRetry(url, {
     timeoutMs: options.connectTimeoutMs,
-    log: { warn: (message) => process.stderr.write(`warning: ${message}\n`) },
+    log: options.log ?? { warn: (message) => process.stderr.write(`warning: ${message}\n`) },
     applicationName: 'drizzle-pgpubsub admin',
   });
   if (!connection)

@@ -1,6 +1,11 @@
 import { randomInt } from 'node:crypto';
 import { quoteIdent } from '../identifiers.ts';
-import { LISTEN_SESSION_MARK, wakeLockTag } from '../storage/sql-names.ts';
+import {
+  LISTEN_SESSION_MARK,
+  type ListenerPresence,
+  presenceSql,
+  wakeLockTag,
+} from '../storage/sql-names.ts';
 import type { WakeKey } from './idle.ts';
 
 /**
@@ -42,6 +47,11 @@ export interface ListenSessionHandlers {
   /** The session was replaced after a loss: LISTENing again, with a new key. Sweep every channel. */
   onReconnect(oldKey: number | null): void;
   onError(error: unknown, during: string): void;
+  /**
+   * What the session publishes about its listener (host, pid, channels, last claim) as its last
+   * statement, read by `status()` and the dashboard from `pg_stat_activity`.
+   */
+  presence?: () => ListenerPresence;
 }
 
 /** Delay before the `attempt`-th reconnect (1-based): 100 ms doubling, at most 5 s, ±20%. */
@@ -92,6 +102,7 @@ export class ListenSession implements WakeKey {
         await conn.query(`${LISTEN_SESSION_MARK} LISTEN ${quoteIdent(name)}`, []);
       }
       this.current = await this.lock(conn);
+      if (this.handlers.presence) await conn.query(presenceSql(this.handlers.presence()), []);
       if (lost || this.closing) throw new Error('the LISTEN session closed while it was set up');
       this.conn = conn;
     } catch (error) {
@@ -124,6 +135,16 @@ export class ListenSession implements WakeKey {
       if (attempt >= 50) throw new Error('could not take a wake-up lock for the LISTEN session');
       await new Promise((resolve) => setTimeout(resolve, 2 + attempt));
     }
+  }
+
+  /**
+   * Publishes the listener's presence again (a constant SELECT on the idle LISTEN session: no write,
+   * no lock). Errors are ignored: a lost session reconnects and publishes on its own.
+   */
+  async publish(): Promise<void> {
+    const conn = this.conn;
+    if (conn === undefined || this.closing || !this.handlers.presence) return;
+    await conn.query(presenceSql(this.handlers.presence()), []).catch(() => {});
   }
 
   /** The current session is gone: reconnect with backoff until it works or the session is closed. */

@@ -4,6 +4,7 @@
  * scheduler.ts and claim.ts.
  */
 import { setMaxListeners } from 'node:events';
+import { hostname } from 'node:os';
 import type postgres from 'postgres';
 import type { AnyChannel } from '../channel.ts';
 import { isChannel } from '../channel.ts';
@@ -89,6 +90,9 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   /** Spans and metrics; resolved once, in prepare() (undefined: none to do). */
   private telemetry: ListenerTelemetry | undefined;
   private unlog: (() => void) | undefined;
+  /** Republishes the presence (last claim) on the LISTEN session, at most every {@link PRESENCE_MS}. */
+  private presenceTimer: NodeJS.Timeout | undefined;
+  private readonly startedAt = Date.now();
 
   constructor(
     /** The Drizzle database the listener was created with (the CLI closes its `$client` on exit). */
@@ -373,7 +377,10 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     };
     const durable = this.active().filter((h) => !h.channel.broadcast);
     this.telemetry = listenerTelemetry(this.options);
-    if (this.options.logger && !this.unlog) this.unlog = logListenerEvents(this.events, this.options.logger);
+    if (this.options.logger && !this.unlog) {
+      const { concurrency, batchSize } = this.resolved();
+      this.unlog = logListenerEvents(this.events, this.options.logger, () => ({ concurrency, batchSize }));
+    }
     const wakeKey = this.wakeKey;
     this.idle = new IdleProtocol(this.sql, this.options.schema ?? DEFAULT_SCHEMA, filter, {
       idleWaitMs: this.resolved().idleWaitMs,
@@ -438,6 +445,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     this.phase = 'running';
     this.scheduler!.start();
     this.schedules?.start();
+    this.presenceTimer = presenceHeartbeat(this.scheduler!, this.session!);
     this.events.emit('started', { channels: active.map((h) => h.channel.name) });
     return this;
   }
@@ -496,6 +504,14 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       },
       onReconnect: (oldKey) => this.reconnected(scheduler, oldKey),
       onError: (error, during) => this.events.emit('error', { error, during }),
+      presence: () => ({
+        host: hostname(),
+        pid: process.pid,
+        channels: [...entries.keys()],
+        startedAt: this.startedAt,
+        lastClaimAt: scheduler.lastClaimAt,
+        handled: scheduler.handled,
+      }),
     });
     this.session = session;
     await session.open();
@@ -564,6 +580,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     if (this.phase === 'new' || this.phase === 'stopped' || this.phase === 'stopping') return;
     const wasStarting = this.phase === 'starting';
     this.phase = 'stopping';
+    clearInterval(this.presenceTimer);
     if (wasStarting) await this.starting?.catch(() => {});
     // A firing in progress commits or rolls back as a whole; a black-holed database must not hold up stop().
     if (this.schedules) await waitAtMost(this.schedules.stop(), Math.min(timeoutMs, 5000));
@@ -611,6 +628,25 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     await schedules.fireDue();
     return this.prepare().drain();
   }
+}
+
+/** How often a running listener checks whether its presence (last claim) changed, ms. */
+const PRESENCE_MS = 5000;
+
+/**
+ * Republishes the listener's presence on its LISTEN session when a claim took work since the last
+ * time: one constant SELECT on an idle connection at most every {@link PRESENCE_MS}, never on the
+ * claim path.
+ */
+function presenceHeartbeat(scheduler: Scheduler, session: ListenSession): NodeJS.Timeout {
+  let published = scheduler.lastClaimAt;
+  const timer = setInterval(() => {
+    if (scheduler.lastClaimAt === published) return;
+    published = scheduler.lastClaimAt;
+    void session.publish();
+  }, PRESENCE_MS);
+  timer.unref?.();
+  return timer;
 }
 
 /** The `filter` option as JSON; a value PostgreSQL cannot store (NUL, lone surrogate) is refused by name. */

@@ -57,6 +57,10 @@ export class Scheduler {
   private settled: (() => void) | undefined;
   /** Lease handlers running now, all channels (they count for stop(), not for `concurrency`). */
   private leaseTotal = 0;
+  /** When a claim last took work (epoch ms; the listener's presence), `null` before the first. */
+  lastClaimAt: number | null = null;
+  /** Notifications handled (processed) so far. */
+  handled = 0;
 
   constructor(
     private readonly sql: postgres.Sql,
@@ -425,6 +429,8 @@ export class Scheduler {
 
   private report(state: ChannelState, outcome: ClaimOutcome): void {
     const channel = state.reg.channel.name;
+    if (outcome.claimed > 0) this.lastClaimAt = Date.now();
+    this.handled += outcome.processed.length;
     state.reg.telemetry?.report(channel, outcome);
     for (const p of outcome.processed) this.events.emit('processed', { channel, ...p });
     let earliest = Number.POSITIVE_INFINITY;

@@ -92,3 +92,80 @@ export const ORDERING_INDEX = 'notifications_ordering_idx';
 export function orderingLockKey(channel: string, key: string): string {
   return `hashtextextended(jsonb_build_array(${channel}, ${key})::text, 0)`;
 }
+
+/**
+ * What a listener publishes about itself on its LISTEN session (the session's last statement, so it
+ * stays in `pg_stat_activity.query`): no table, no write, nothing on the claim path.
+ */
+export interface ListenerPresence {
+  /** `os.hostname()` of the listener's process. */
+  host: string;
+  /** The listener's process id (on its host). */
+  pid: number;
+  /** Channels the listener handles (cut short to keep the statement small; `more` counts the rest). */
+  channels: string[];
+  more?: number;
+  /** When the listener started, epoch ms. */
+  startedAt: number;
+  /** When its last claim took work, epoch ms; `null`: none yet. Published at most every few seconds. */
+  lastClaimAt: number | null;
+  /** Notifications it handled so far (as of `lastClaimAt`). */
+  handled: number;
+}
+
+/**
+ * Most bytes of presence JSON a listener publishes: `pg_stat_activity.query` keeps the first
+ * `track_activity_query_size` bytes (default 1024) of a statement.
+ */
+const PRESENCE_MAX_BYTES = 900;
+
+const PRESENCE_PREFIX = `${LISTEN_SESSION_MARK} SELECT '`;
+const PRESENCE_SUFFIX = `'::text AS presence`;
+
+/** The statement that publishes `presence` (a constant SELECT; its text is the message). */
+export function presenceSql(presence: ListenerPresence): string {
+  const literal = (info: ListenerPresence) => JSON.stringify(info).replaceAll("'", "''");
+  let text = literal(presence);
+  for (
+    let keep = presence.channels.length - 1;
+    Buffer.byteLength(text) > PRESENCE_MAX_BYTES && keep >= 0;
+    keep--
+  ) {
+    text = literal({
+      ...presence,
+      channels: presence.channels.slice(0, keep),
+      more: presence.channels.length - keep,
+    });
+  }
+  return `${PRESENCE_PREFIX}${text}${PRESENCE_SUFFIX}`;
+}
+
+/** The presence in a LISTEN session's `pg_stat_activity.query`, or `undefined` (older version, cut, other statement). */
+export function parsePresence(query: string): ListenerPresence | undefined {
+  if (!query.startsWith(PRESENCE_PREFIX) || !query.endsWith(PRESENCE_SUFFIX)) return undefined;
+  try {
+    const value = JSON.parse(
+      query.slice(PRESENCE_PREFIX.length, -PRESENCE_SUFFIX.length).replaceAll("''", "'"),
+    ) as Partial<ListenerPresence> | null;
+    if (
+      typeof value !== 'object' ||
+      value === null ||
+      typeof value.host !== 'string' ||
+      typeof value.pid !== 'number' ||
+      !Array.isArray(value.channels)
+    ) {
+      return undefined;
+    }
+    return {
+      host: value.host,
+      pid: value.pid,
+      channels: value.channels.map(String),
+      ...(typeof value.more === 'number' ? { more: value.more } : {}),
+      startedAt: Number(value.startedAt),
+      lastClaimAt: typeof value.lastClaimAt === 'number' ? value.lastClaimAt : null,
+      handled: Number(value.handled ?? 0),
+    };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,3 +1,4 @@
+import { formatDuration } from '../duration.ts';
 import type { ListenerEvents } from '../events.ts';
 
 /** One log method, pino's way: a fields object first, then the message. */
@@ -16,33 +17,55 @@ export interface ListenerLogger {
   isLevelEnabled?(level: string): boolean;
 }
 
+/** The first line of an error's message. */
+function firstLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split('\n')[0] ?? text;
+}
+
 /**
  * Logs a listener's events to `logger`; returns a function that stops. Processed notifications
  * are logged (debug) only if the logger says debug is enabled, so the hot path stays free.
+ * `settings` adds fields to the start line (the listener's concurrency and batch size).
  */
-export function logListenerEvents(events: ListenerEvents, logger: ListenerLogger): () => void {
+export function logListenerEvents(
+  events: ListenerEvents,
+  logger: ListenerLogger,
+  settings: () => Record<string, unknown> = () => ({}),
+): () => void {
   const offs = [
-    events.on('started', ({ channels }) => logger.info({ channels }, 'drizzle-pgpubsub listener started')),
-    events.on('stopped', ({ aborted }) => logger.info({ aborted }, 'drizzle-pgpubsub listener stopped')),
+    events.on('started', ({ channels }) =>
+      logger.info({ ...settings(), channels }, `listening on ${channels.join(', ')}`),
+    ),
+    events.on('stopped', ({ aborted }) =>
+      logger.info(
+        { aborted },
+        aborted > 0
+          ? `listener stopped; ${aborted} in-flight claim(s) aborted and left pending`
+          : 'listener stopped',
+      ),
+    ),
     events.on('failed', ({ channel, id, attempt, error, retryAt }) => {
       if (retryAt === null) return; // the dead letter is logged by 'dead'
       logger.warn(
         { channel, id, attempt, retryAt: retryAt.toISOString(), err: error },
-        `handler of "${channel}" failed; retrying`,
+        `handler failed on ${channel} #${id} (attempt ${attempt}): ${firstLine(error)}; retrying in ${formatDuration(Math.max(0, retryAt.getTime() - Date.now()))}`,
       );
     }),
     events.on('dead', ({ channel, id, attempts, error }) =>
       logger.error(
         { channel, id, attempts, err: error },
-        `notification ${id} on "${channel}" is a dead letter`,
+        `${channel} #${id} failed for good after ${attempts} attempt${attempts === 1 ? '' : 's'}: ${firstLine(error)} (kept as failed: retry or purge it)`,
       ),
     ),
-    events.on('error', ({ error, during }) => logger.error({ err: error, during }, `error during ${during}`)),
+    events.on('error', ({ error, during }) =>
+      logger.error({ err: error, during }, `error during ${during}: ${firstLine(error)}`),
+    ),
   ];
   if (logger.isLevelEnabled?.('debug') === true) {
     offs.push(
       events.on('processed', ({ channel, id, attempt, durationMs }) =>
-        logger.debug({ channel, id, attempt, durationMs }, `processed notification ${id} on "${channel}"`),
+        logger.debug({ attempt, ms: Math.round(durationMs), channel, id }, `processed ${channel} #${id}`),
       ),
     );
   }

@@ -10,6 +10,7 @@ import { DEFAULT_SCHEMA } from '../../storage/notifications.ts';
 import type { CliCommand, CommandValues } from '../command.ts';
 import { resolveDatabaseUrl } from '../database.ts';
 import { EXIT, usageError } from '../exit-codes.ts';
+import { createLogger } from '../log.ts';
 import { parseDuration, parsePositiveInt } from '../parse.ts';
 
 /** Environment variable holding the access token (preferred over `--token`, which `ps` shows). */
@@ -96,13 +97,16 @@ export async function serve(values: CommandValues, env: NodeJS.ProcessEnv = proc
       schema,
       connectTimeoutMs: timeout === undefined ? 10_000 : parseDuration(timeout, '--connect-timeout', usage),
     });
+    // The URL line below is the command's output (stdout); errors while serving are log lines (stderr).
+    const log = createLogger({ write: (line) => process.stderr.write(`${line}\n`) });
     const dashboard = createDashboard(admin.db, {
       basePath,
       schema,
       allowWrites,
+      logger: log,
       ...(token === undefined ? {} : { token }),
     });
-    const server = createServer(toNodeHandler(dashboard));
+    const server = createServer(toNodeHandler(dashboard, { logger: log }));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {

@@ -74,6 +74,12 @@ function render(report: StatusReport): string {
     lines.push(
       `  pid ${l.pid}  ${l.applicationName || '(no application_name)'}  ${l.clientAddr ?? 'local socket'}  since ${l.connectedAt.toISOString()}`,
     );
+    const p = l.presence;
+    if (p) {
+      lines.push(
+        `    process ${p.pid} on ${p.host}; channels ${p.channels.join(', ')}${p.more ? ` (+${p.more})` : ''}; last claim ${p.lastClaimAt?.toISOString() ?? 'none yet'}; ${p.handled} handled`,
+      );
+    }
   }
   return lines.join('\n');
 }

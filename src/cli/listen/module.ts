@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { createJiti } from 'jiti';
 import { PgPubSubError, pgPubSubErrorCode } from '../../errors.ts';
 import type { Listener } from '../../index.ts';
-import { errorFields, errorMessage } from '../exit-codes.ts';
+import { errorMessage } from '../exit-codes.ts';
 import type { Logger } from '../log.ts';
 
 const EXTENSIONS = ['.ts', '.mts', '.cts', '.js', '.mjs', '.cjs'];
@@ -120,7 +120,7 @@ export async function closeClients(clients: Closable[], log: Logger): Promise<vo
         if (isPostgresJs(c)) await c.end({ timeout: 5 });
         else await (c as { end(): Promise<unknown> }).end();
       } catch (error) {
-        log.warn('closing a database client failed', errorFields(error));
+        log.warn({ err: error }, 'closing a database client failed');
       }
     }),
   );

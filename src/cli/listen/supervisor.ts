@@ -78,10 +78,10 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     });
     w.child = child;
     w.startedAt = Date.now();
-    log.info(`worker ${w.index} started (pid ${child.pid})`, { worker: w.index, workerPid: child.pid });
+    log.info({ worker: w.index, workerPid: child.pid }, `worker ${w.index} started (pid ${child.pid})`);
     child.on('exit', (code, signal) => onExit(w, child, code, signal));
     child.on('error', (error) => {
-      log.error(`worker ${w.index}: ${errorMessage(error)}`);
+      log.error({ worker: w.index, err: error }, `worker ${w.index}: ${errorMessage(error)}`);
       if (child.pid === undefined) onExit(w, child, EXIT.failure, null); // never started: no 'exit' follows
     });
   };
@@ -93,12 +93,18 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     const who = `worker ${w.index} (pid ${child.pid})`;
     if (stopping !== undefined) {
       if (code !== 0) exitCode ||= EXIT.failure;
-      (code === 0 ? log.info : log.warn)(`${who} ${code === 0 ? 'stopped' : how}`);
+      (code === 0 ? log.info : log.warn)(
+        { worker: w.index, workerPid: child.pid, code, signal },
+        `${who} ${code === 0 ? 'stopped' : how}`,
+      );
       checkDone();
       return;
     }
     if (code === EXIT.config) {
-      log.error(`${who} exited with a configuration error (see its message above); not restarting`);
+      log.error(
+        { worker: w.index, workerPid: child.pid, code },
+        `${who} exited with a configuration error (see its message above); not restarting`,
+      );
       exitCode = EXIT.config;
       beginStop('a worker cannot start');
       return;
@@ -107,6 +113,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     w.crashes++;
     if (w.crashes > maxRestarts) {
       log.error(
+        { worker: w.index, workerPid: child.pid, code, signal, crashes: w.crashes },
         `${who} ${how}: ${w.crashes} crashes in a row, restart limit (${maxRestarts}) reached; giving up. Fix the cause (see the messages above) and start again.`,
       );
       exitCode = EXIT.failure;
@@ -115,6 +122,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
     }
     const delay = Math.min(maxDelay, restartDelayMs * 2 ** (w.crashes - 1));
     log.warn(
+      { worker: w.index, workerPid: child.pid, code, signal, crashes: w.crashes, delayMs: delay },
       `${who} ${how}; restarting in ${formatDuration(delay)} (restart ${w.crashes} of ${maxRestarts})`,
     );
     w.timer = setTimeout(() => {

@@ -4,7 +4,7 @@ import { connectWithRetry, databaseTarget } from '../../runtime/connect.ts';
 import { isPgPool } from '../../runtime/drivers/node-postgres.ts';
 import { waitAtMost } from '../../timeouts.ts';
 import { resolveDatabaseUrl } from '../database.ts';
-import { EXIT, errorFields, errorMessage, exitCodeFor, printFatal } from '../exit-codes.ts';
+import { EXIT, errorMessage, exitCodeFor, printFatal } from '../exit-codes.ts';
 import { createLogger, type Logger } from '../log.ts';
 import type { ListenArgs } from './args.ts';
 import {
@@ -35,6 +35,7 @@ function shutdownSignal(log: Logger, worker: boolean): { signal: AbortSignal; re
     // (systemd sends SIGTERM to the whole group) are one shutdown.
     if (++signals > 1) {
       log.warn(
+        { signal },
         `${signal} again: exiting now; unfinished handlers roll back and their notifications stay pending`,
       );
       process.exit(EXIT.failure);
@@ -76,9 +77,7 @@ export async function runListener(args: ListenArgs): Promise<number> {
   });
   const shutdown = shutdownSignal(log, args.worker);
   process.on('uncaughtException', (error) => {
-    log.error(`uncaught exception, exiting: ${errorMessage(error)}`, {
-      stack: log.json ? (error as Error)?.stack : undefined,
-    });
+    log.error({ err: error }, `uncaught exception, exiting: ${errorMessage(error)}`);
     if (!log.json) process.stderr.write(`${(error as Error)?.stack ?? String(error)}\n`);
     process.exit(EXIT.failure);
   });
@@ -109,7 +108,7 @@ export async function runListener(args: ListenArgs): Promise<number> {
     printFatal(error, args.json);
     const cause = (error as { cause?: unknown }).cause;
     if (args.logLevel === 'debug' && cause instanceof Error)
-      log.debug(`caused by: ${cause.stack ?? cause.message}`);
+      log.debug({ err: cause }, `caused by: ${cause.stack ?? cause.message}`);
     return EXIT.config;
   }
   if (shutdown.signal.aborted) return EXIT.ok;
@@ -125,6 +124,7 @@ export async function runListener(args: ListenArgs): Promise<number> {
     });
     if (!probe) return EXIT.ok; // stopped while waiting for the database
     await probe.end(1);
+    log.debug({ database: databaseTarget(url) }, `database ${databaseTarget(url)} reachable`);
   } catch (error) {
     printFatal(error, args.json);
     return exitCodeFor(error);
@@ -132,35 +132,19 @@ export async function runListener(args: ListenArgs): Promise<number> {
 
   const counts = { processed: 0, retried: 0, dead: 0, aborted: 0 };
   const startedAt = Date.now();
-  listener.events.on(
-    'processed',
-    (e: { channel: string; id: string; attempt: number; durationMs: number }) => {
-      counts.processed++;
-      if (log.enabled('debug')) {
-        log.debug(`processed ${e.channel} #${e.id}`, { attempt: e.attempt, ms: Math.round(e.durationMs) });
-      }
-    },
-  );
-  listener.events.on(
-    'failed',
-    (e: { channel: string; id: string; attempt: number; error: unknown; retryAt: Date | null }) => {
-      if (e.retryAt === null) return; // reported by 'dead'
-      counts.retried++;
-      log.warn(
-        `handler failed on ${e.channel} #${e.id} (attempt ${e.attempt}): ${errorMessage(e.error)}; retrying in ${formatDuration(Math.max(0, e.retryAt.getTime() - Date.now()))}`,
-        { channel: e.channel, id: e.id, attempt: e.attempt, retryAt: e.retryAt },
-      );
-    },
-  );
-  listener.events.on('dead', (e: { channel: string; id: string; attempts: number; error: unknown }) => {
-    counts.dead++;
-    log.error(
-      `${e.channel} #${e.id} failed for good after ${e.attempts} attempt${e.attempts === 1 ? '' : 's'}: ${errorMessage(e.error)} (kept as failed; see \`drizzle-pgpubsub failed\`)`,
-      { channel: e.channel, id: e.id, attempts: e.attempts },
-    );
+  // The listener logs its own events (start, failed attempts, dead letters, errors, and processed
+  // notifications at debug) through the CLI's pino-compatible logger: the library's one path. A
+  // listener the module gave a logger of its own keeps it.
+  const ownLogger = listener.settings?.logger !== undefined;
+  if (!ownLogger) listener.configure({ logger: log });
+  listener.events.on('processed', () => {
+    counts.processed++;
   });
-  listener.events.on('error', (e: { error: unknown; during: string }) => {
-    log.error(`error during ${e.during}: ${errorMessage(e.error)}`, { code: errorFields(e.error).code });
+  listener.events.on('failed', (e: { retryAt: Date | null }) => {
+    if (e.retryAt !== null) counts.retried++;
+  });
+  listener.events.on('dead', () => {
+    counts.dead++;
   });
   listener.events.on('stopped', (e: { aborted: number }) => {
     counts.aborted = e.aborted;
@@ -173,11 +157,13 @@ export async function runListener(args: ListenArgs): Promise<number> {
     await closeClients(clientsToClose(exports, listener), log);
     return exitCodeFor(error);
   }
-  log.info(`listening on ${(listener.channels ?? []).join(', ')}`, {
-    concurrency: args.concurrency ?? listener.settings?.concurrency,
-    batchSize: args.batchSize ?? listener.settings?.batchSize,
-    database: databaseTarget(url),
-  });
+  if (ownLogger) {
+    // The module's logger has the listener's lines; the CLI's own log still says it runs.
+    log.info(
+      { channels: listener.channels },
+      `listening on ${(listener.channels ?? []).join(', ')} (the listener logs to the module's logger)`,
+    );
+  }
   let server: import('node:http').Server | undefined;
   if (metrics && !args.worker) {
     const registry = metrics;
@@ -186,9 +172,15 @@ export async function runListener(args: ListenArgs): Promise<number> {
         body: await registry.metrics(),
         contentType: registry.contentType,
       }));
-      log.info(`metrics at ${metricsUrl(args.metricsHost, server)}`);
+      log.info(
+        { url: metricsUrl(args.metricsHost, server) },
+        `metrics at ${metricsUrl(args.metricsHost, server)}`,
+      );
     } catch (error) {
-      log.error(`cannot serve metrics on ${args.metricsHost}:${args.metricsPort}: ${errorMessage(error)}`);
+      log.error(
+        { err: error },
+        `cannot serve metrics on ${args.metricsHost}:${args.metricsPort}: ${errorMessage(error)}`,
+      );
     }
   }
   process.send?.({ type: 'ready', pid: process.pid });
@@ -197,6 +189,7 @@ export async function runListener(args: ListenArgs): Promise<number> {
     await new Promise((resolve) => shutdown.signal.addEventListener('abort', resolve, { once: true }));
   }
   log.info(
+    { reason: shutdown.reason() },
     `stopping (${shutdown.reason()}): no new claims; waiting up to ${formatDuration(args.shutdownTimeoutMs)} for in-flight handlers`,
   );
   try {
@@ -207,17 +200,19 @@ export async function runListener(args: ListenArgs): Promise<number> {
     });
     if (!stopped) {
       log.warn(
+        { graceMs: grace },
         `handlers still running ${formatDuration(grace)} after the stop request (they ignore event.signal): exiting; their transactions roll back and their notifications stay pending`,
       );
       return EXIT.ok;
     }
   } catch (error) {
-    log.error(`stopping the listener failed: ${errorMessage(error)}`);
+    log.error({ err: error }, `stopping the listener failed: ${errorMessage(error)}`);
     return EXIT.failure;
   }
   server?.close();
   await closeClients(clientsToClose(exports, listener), log);
   log.info(
+    { ...counts, ms: Date.now() - startedAt },
     `stopped after ${formatDuration(Date.now() - startedAt)}: ${counts.processed} processed, ${counts.retried} failed attempts to retry, ${counts.dead} failed for good${counts.aborted ? `, ${counts.aborted} in-flight claim(s) aborted and left pending` : ''}`,
   );
   return EXIT.ok;
