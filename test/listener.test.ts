@@ -320,7 +320,12 @@ describe('listener', () => {
     await l.start();
     await notify(t.db, emailRequested, { to: 'a@b.co', subject: 'before' });
     await waitFor(() => got.length === 1);
-    await t.sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'listener-under-test' AND query ILIKE 'listen%'`;
+    // The LISTEN session is the connection holding the wake-up presence lock (its last statement
+    // varies: LISTEN, the lock, or the presence SELECT).
+    const killed = await t.sql`SELECT pg_terminate_backend(a.pid) AS ok FROM pg_stat_activity a
+      WHERE a.application_name = 'listener-under-test' AND a.pid IN (SELECT l.pid FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.classid = hashtext('drizzle-pgpubsub wakeups "pgpubsub"')::oid)`;
+    expect(killed.map((r) => r.ok)).toEqual([true]);
     await notify(t.db, emailRequested, { to: 'a@b.co', subject: 'during' });
     await waitFor(() => got.length === 2, {
       timeoutMs: 10_000,
