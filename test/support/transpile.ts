@@ -5,8 +5,9 @@ import { dirname, join, relative, resolve } from 'node:path';
 const ROOT = resolve(import.meta.dirname, '../..');
 
 /**
- * Transpiles src/ (no type check, a second or so) into `out` (with `"type": "module"`) and returns
- * the path of the CLI entry point there. TypeScript is loaded only when this runs.
+ * Transpiles src/ and test/fixtures/ (no type check, a second or so) into `out` (with
+ * `"type": "module"`, relative imports rewritten to `.js`) and returns the path of the CLI entry
+ * point there. TypeScript is loaded only when this runs.
  */
 export function transpileSources(out: string): string {
   const ts = createRequire(import.meta.url)('typescript') as typeof import('typescript');
@@ -14,7 +15,7 @@ export function transpileSources(out: string): string {
     readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
       e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
     );
-  for (const file of walk(join(ROOT, 'src'))) {
+  for (const file of [...walk(join(ROOT, 'src')), ...walk(join(ROOT, 'test', 'fixtures'))]) {
     const { outputText } = ts.transpileModule(readFileSync(file, 'utf8'), {
       fileName: file,
       compilerOptions: {
