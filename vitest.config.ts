@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
+import { LongFirstSequencer } from './test/support/sequencer.ts';
 
 // CI sets PGPUBSUB_TEST_REPORT to collect counts from a JSON report beside the normal output.
 const report = process.env.PGPUBSUB_TEST_REPORT;
@@ -24,6 +25,8 @@ export default defineConfig({
     teardownTimeout: 30_000,
     pool: 'forks',
     maxWorkers: 2,
+    // The longest files first, so that the two workers finish together (test/support/sequencer.ts).
+    sequence: { sequencer: LongFirstSequencer },
     typecheck: {
       enabled: true,
       include: ['test/**/*.test-d.ts', ...(drizzleMajor >= 1 ? ['test-drizzle1/**/*.test-d.ts'] : [])],

@@ -36,6 +36,8 @@ export class ChaosProxy {
   readonly stats: ProxyStats = { accepted: 0, reset: 0, blackholed: 0, upstreamFailures: 0 };
   private readonly pairs = new Set<Pair>();
   private frozen = false;
+  /** Ends the current black hole early (set while one lasts). */
+  private endHole: (() => void) | undefined;
 
   private constructor(
     private readonly server: Server,
@@ -173,7 +175,8 @@ export class ChaosProxy {
 
   /**
    * Freezes all traffic, existing and new connections alike, for `ms`; then `heal` (bytes flow again)
-   * or `sever` (every frozen connection is reset). Resolves when the black hole has ended.
+   * or `sever` (every frozen connection is reset). Resolves when the black hole has ended (at once
+   * when {@link close} is called during it).
    */
   async blackhole(ms: number, after: 'heal' | 'sever'): Promise<number> {
     if (this.frozen) return 0;
@@ -184,7 +187,14 @@ export class ChaosProxy {
       pair.client.pause();
       pair.upstream?.pause();
     }
-    await new Promise((resolve) => setTimeout(resolve, ms));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.endHole = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.endHole = undefined;
     this.frozen = false;
     for (const pair of [...this.pairs]) {
       if (after === 'sever' || pair.closePending) {
@@ -199,9 +209,10 @@ export class ChaosProxy {
     return frozen.length;
   }
 
-  /** Stops accepting and closes every connection. */
+  /** Stops accepting and closes every connection (a black hole still lasting ends now). */
   async close(): Promise<void> {
     for (const pair of [...this.pairs]) this.kill(pair, true);
+    this.endHole?.();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 }

@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../tools/embedded-pg.ts';
 import { waitFor } from './support/wait-for.ts';
 
@@ -72,7 +72,12 @@ afterAll(async () => {
   if (canaries) await rm(canaries, { recursive: true, force: true });
 });
 
-/** `vitest run` (this project's config and global setup) on one canary file outside test/. */
+/**
+ * `vitest run` (this project's config and global setup) on one canary file outside test/. Only the
+ * first canary starts an embedded PostgreSQL of its own (TEST_DATABASE_URL unset, as `npm test`):
+ * the others run their global setup against this run's server, which proves the same exit codes
+ * without paying another initdb and server start each.
+ */
 async function vitestOn(
   name: string,
   body: string,
@@ -99,13 +104,16 @@ describe.concurrent('exit codes', () => {
     const result = await vitestOn(
       'passing',
       "import { expect, it } from 'vitest';\nit('canary', () => { expect(1).toBe(1); });\n",
+      { TEST_DATABASE_URL: inject('pgAdminUrl') },
     );
     expectExit(result, 0);
     expect(result.output).toMatch(/Tests\s+1 passed/);
   }, 240_000);
 
   it('vitest exits 1 on a test file that throws while loading', async () => {
-    const result = await vitestOn('erroring', "throw new Error('canary: this file cannot load');\n");
+    const result = await vitestOn('erroring', "throw new Error('canary: this file cannot load');\n", {
+      TEST_DATABASE_URL: inject('pgAdminUrl'),
+    });
     expectExit(result, 1);
     expect(result.output).toMatch(/canary: this file cannot load/);
   }, 240_000);
@@ -114,6 +122,7 @@ describe.concurrent('exit codes', () => {
     const result = await vitestOn(
       'timeout',
       "import { it } from 'vitest';\nit('canary', () => new Promise(() => {}), 200);\n",
+      { TEST_DATABASE_URL: inject('pgAdminUrl') },
     );
     expectExit(result, 1);
     expect(result.output).toMatch(/timed out in 200ms/i);

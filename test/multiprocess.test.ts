@@ -23,19 +23,21 @@ async function stats() {
 }
 
 describe('many listener processes', () => {
-  it('handle 10,000 notifications exactly once across 4 processes, including one killed mid-way', async () => {
-    // Half of the work is committed before any listener runs, half while they run.
-    await t.sql`INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 2500) g`;
-    await t.sql`SELECT pgpubsub.notify('jobs', jsonb_build_object('n', g)) FROM generate_series(1, 2500) g`;
+  it('handle 4,000 notifications exactly once across 4 processes, including one killed mid-way', async () => {
+    // Half of the work is committed before any listener runs, half while they run (4,000 in all:
+    // each worker's share is still many batches of 25 claimed in competition, before and after the
+    // kill; the CI's chaos and ordered-stress runs add volume).
+    await t.sql`INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 1000) g`;
+    await t.sql`SELECT pgpubsub.notify('jobs', jsonb_build_object('n', g)) FROM generate_series(1, 1000) g`;
     const workers = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((name) => startWorker(name)));
-    const live = [t.sql`INSERT INTO items (name) SELECT 'live ' || g FROM generate_series(1, 2500) g`];
-    for (let i = 0; i < 25; i++) {
+    const live = [t.sql`INSERT INTO items (name) SELECT 'live ' || g FROM generate_series(1, 1000) g`];
+    for (let i = 0; i < 10; i++) {
       live.push(
         t.sql`SELECT pgpubsub.notify('jobs', jsonb_build_object('n', g)) FROM generate_series(1, 100) g`,
       );
     }
     await Promise.all(live);
-    await waitFor(async () => (await stats()).effects >= 2000, { timeoutMs: 30_000, what: 'work to start' });
+    await waitFor(async () => (await stats()).effects >= 800, { timeoutMs: 30_000, what: 'work to start' });
     workers[0]!.kill('SIGKILL');
     await exited(workers[0]!);
     await waitFor(async () => (await stats()).left_over === 0, {
@@ -43,7 +45,7 @@ describe('many listener processes', () => {
       what: 'the backlog to drain',
     });
     const final = await stats();
-    expect(final).toEqual({ effects: 10_000, distinct_effects: 10_000, left_over: 0 });
+    expect(final).toEqual({ effects: 4000, distinct_effects: 4000, left_over: 0 });
     const perWorker =
       await t.sql`SELECT worker, count(*)::int AS n FROM effects GROUP BY worker ORDER BY worker`;
     expect(perWorker.filter((r) => r.n > 0).length).toBeGreaterThanOrEqual(3);

@@ -7,6 +7,9 @@ import type { Variant } from '../systems/types.ts';
 /** Wall-clock milliseconds with sub-millisecond resolution, one clock for producer and worker. */
 const now = () => performance.timeOrigin + performance.now();
 
+/** W2 variants `--quick` leaves out. */
+const W2_QUICK_REPEATS = new Set(['ours-ordered']);
+
 /**
  * W2: latency from commit to handler start at a steady rate. Producer and worker run in this process
  * so both timestamps come from one clock. The producer is open-loop: job k is sent at t0 + k/rate
@@ -16,7 +19,8 @@ export async function w2(
   ctx: BenchContext,
   all: Variant[] = [VARIANTS.ours, VARIANTS.oursOrdered, ...PEERS],
 ): Promise<WorkloadResult> {
-  const variants = ctx.pick(all);
+  // --quick leaves out the ordered variant: W1 runs it, and here it would only repeat ours.
+  const variants = ctx.pick(ctx.options.quick ? all.filter((v) => !W2_QUICK_REPEATS.has(v.key)) : all);
   const { w2Rate: rate, w2Seconds: seconds } = ctx.sizes;
   const warmup = ctx.sizes.w2Warmup;
   const total = warmup + rate * seconds;

@@ -8,8 +8,10 @@
  * it, and `drizzle-orm/node-postgres`, when a listener on a node-postgres database starts.
  *
  * Differences from postgres.js that the runtime relies on, and how they are met here:
- * - statements on one connection are queued by `pg` in call order (postgres.js pipelines them): the
- *   order is the same, only the round trips differ;
+ * - statements on one connection are queued here, in call order: each is handed to `pg` only once the
+ *   one before it has settled (postgres.js pipelines them; the order is the same, only the round
+ *   trips differ). `pg` 8 queues a `query()` made while another runs too, but deprecates that
+ *   (removed in `pg` 9), so it is never relied on ({@link PgConnection.enqueue});
  * - a query is cancelled with `pg_cancel_backend` from another pooled connection, only while the
  *   query is still the one the backend runs;
  * - a connection that is cut rejects with errors that carry no code: they are given the code
@@ -128,6 +130,10 @@ class PgQuery implements PromiseLike<any> {
   private promise: Promise<any> | undefined;
   private arrays = false;
   private settled = false;
+  /** Handed to `pg` (it may run on the server). */
+  private sent = false;
+  /** Cancelled before it was sent: it never will be. */
+  private cancelled = false;
 
   constructor(
     private readonly target: Target,
@@ -146,21 +152,25 @@ class PgQuery implements PromiseLike<any> {
           types: this.conn?.types ?? pgTypes,
           ...(this.arrays ? { rowMode: 'array' } : {}),
         };
-    const sent = this.conn?.assertUsable() ?? Promise.resolve();
-    this.promise = sent
-      .then(() => this.target.query(config, this.params ?? []))
-      .then(
-        (result: any) => {
-          this.settled = true;
-          if (raw) return result;
-          const rows = Array.isArray(result) ? result.at(-1).rows : result.rows;
-          return Object.assign(rows, { command: result.command, count: result.rowCount ?? rows.length });
-        },
-        (error: unknown) => {
-          this.settled = true;
-          throw tagLost(error, this.conn?.lost ?? false);
-        },
-      );
+    const send = () => {
+      if (this.cancelled) return Promise.reject(cancelledError());
+      const unusable = this.conn?.assertUsable();
+      if (unusable) return unusable;
+      this.sent = true;
+      return this.target.query(config, this.params ?? []);
+    };
+    this.promise = (this.conn ? this.conn.enqueue(send) : Promise.resolve().then(send)).then(
+      (result: any) => {
+        this.settled = true;
+        if (raw) return result;
+        const rows = Array.isArray(result) ? result.at(-1).rows : result.rows;
+        return Object.assign(rows, { command: result.command, count: result.rowCount ?? rows.length });
+      },
+      (error: unknown) => {
+        this.settled = true;
+        throw tagLost(error, this.conn?.lost ?? false);
+      },
+    );
     return this.promise;
   }
 
@@ -191,11 +201,24 @@ class PgQuery implements PromiseLike<any> {
     return this.start().finally(fn);
   }
 
-  /** Cancels the statement if the backend still runs it (a later one is never hit). */
+  /**
+   * Cancels the statement: one still waiting in the connection's queue is never sent (it rejects as
+   * a cancelled statement does, as on postgres.js); one sent is cancelled if the backend still runs
+   * it (a later one is never hit).
+   */
   cancel(): void {
     if (this.settled || !this.promise || !this.conn) return;
+    if (!this.sent) {
+      this.cancelled = true;
+      return;
+    }
     this.conn.cancel(typeof this.text === 'string' ? this.text : String(this.text.text ?? ''));
   }
+}
+
+/** The error of a statement cancelled before it was sent: PostgreSQL's own for a cancelled one. */
+function cancelledError(): Error {
+  return Object.assign(new Error('canceling statement due to user request'), { code: '57014' });
 }
 
 /** The types of the module's first loaded `pg` (every query of a pool uses the same). */
@@ -223,11 +246,31 @@ class PgConnection {
     client.on('end', this.onEnd);
   }
 
-  /** Rejects at once (no query is queued on a connection known to be cut). */
-  assertUsable(): Promise<void> | undefined {
+  /** Rejects at once (no query is sent on a connection known to be cut). */
+  assertUsable(): Promise<never> | undefined {
     if (!this.lost) return undefined;
     const error = new Error('The claim connection was closed.', { cause: this.lostError });
     return Promise.reject(tagLost(error, true));
+  }
+
+  /** The last statement handed to this connection, settled or not. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Runs `send` once every statement enqueued before it has settled (resolved or rejected), so the
+   * `pg` client never gets a `query()` while another is in flight: `pg` 8 queues such a call itself
+   * but warns that this is deprecated ("Calling client.query() when the client is already executing
+   * a query …"), and `pg` 9 removes it. Statements go out in call order, one round trip each, exactly
+   * as `pg` 8's own queue sends them; a failed statement does not stop the ones behind it (each gets
+   * its own answer, as on postgres.js).
+   */
+  enqueue<T>(send: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(send, send);
+    this.tail = result.then(
+      () => {},
+      () => {},
+    );
+    return result;
   }
 
   unsafe(text: string | Record<string, unknown>, params?: unknown[]): PgQuery {
