@@ -3,6 +3,7 @@ import { arrayLiteral, quoteLiteral } from '../identifiers.ts';
 import { blockedSql, PROBE_WINDOW, windowSql } from '../storage/ordered.ts';
 import {
   notificationsRef,
+  packedRef,
   pendingAndDue,
   pendingScheduled,
   wakeLockTag,
@@ -61,6 +62,7 @@ export interface ProbeResult {
 class WakeupSql {
   private readonly wakeups: string;
   private readonly notifications: string;
+  private readonly packed: string;
 
   private readonly lockTag: string;
 
@@ -70,9 +72,11 @@ class WakeupSql {
     private readonly filter: string | null,
     private readonly session: WakeKey,
     private readonly ordered: ReadonlyMap<string, 'block' | 'skip'> = new Map(),
+    private readonly hasPacked = false,
   ) {
     this.wakeups = wakeupsRef(schema);
     this.notifications = notificationsRef(schema);
+    this.packed = packedRef(schema);
     this.lockTag = wakeLockTag(schema);
   }
 
@@ -179,8 +183,11 @@ RETURNING 1`,
    */
   private readySql(channel: string, filterParam: string): string {
     const filter = this.filter === null ? '' : ` AND n."context" @> ${filterParam}::text::jsonb`;
-    const plain = `(SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND ${pendingAndDue('n')}${filter}
-   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL`;
+    // Packed rows (storage version 5) are work too: the claim expands them first. Read without a
+    // lock (listeners may only read them): one being expanded shows ready until its expansion commits.
+    const packed = `EXISTS (SELECT 1 FROM ${this.packed} p WHERE p."channel" = ${channel}${filter.replaceAll('n."', 'p."')})`;
+    const plain = `((SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND ${pendingAndDue('n')}${filter}
+   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL${this.hasPacked ? ` OR ${packed}` : ''})`;
     if (this.ordered.size === 0) return plain;
     // Ordered channels: ready means a head of its key within the first rows of claim order, what a
     // claim would take (runtime/ordered-sql.ts); a blocked row is not ready, or an idle listener
@@ -302,12 +309,14 @@ export class IdleProtocol {
       session: WakeKey;
       /** Ordered channels and their dead-letter choice: their probe looks for a free head. */
       ordered?: ReadonlyMap<string, 'block' | 'skip'>;
+      /** Whether some channel may have packed rows (an unordered trigger channel; storage version 5). */
+      packed?: boolean;
       /** Work came in on a channel that sleeps (a watched producer committed): claim it. */
       wake: (name: string) => void;
       onError: (error: unknown, during: string) => void;
     },
   ) {
-    this.sql = new WakeupSql(db, schema, filter, settings.session, settings.ordered);
+    this.sql = new WakeupSql(db, schema, filter, settings.session, settings.ordered, settings.packed);
   }
 
   private flag(name: string): FlagState {
