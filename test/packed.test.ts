@@ -212,17 +212,39 @@ describe('packed notifications (storage version 5)', () => {
 
   it('upgrades storage version 4 with pending rows kept', async () => {
     const schema = 'pgpubsub_v4';
-    // Storage version 4: everything but the packed table and its function (appended last).
+    // Storage version 4: no packed table and function, and two CHECKs (op, status) instead of one.
     const v5 = storageMigrationSql(schema);
-    const v4 = v5.filter((s) => !s.includes('"packed"') && !s.includes('"expand_packed"'));
-    expect(v5.length - v4.length).toBe(4);
+    const v4 = v5
+      .filter((s) => !s.includes('"packed"') && !s.includes('"expand_packed"'))
+      .filter((s) => !s.includes("conname = 'notifications_check'"))
+      .map((s) =>
+        s
+          .replace(
+            `"op" text,`,
+            `"op" text CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate')),`,
+          )
+          .replace(
+            `"status" text NOT NULL DEFAULT 'pending',`,
+            `"status" text NOT NULL DEFAULT 'pending' CHECK ("status" IN ('pending', 'failed')),`,
+          )
+          .replace(/,\n {2}CONSTRAINT "notifications_check" CHECK \([^\n]*\)\n/, '\n'),
+      )
+      .filter((s) => !s.includes('DROP CONSTRAINT IF EXISTS "notifications_status_check"'));
+    expect(v5.length - v4.length).toBe(7);
     for (const s of v4) await t.sql.unsafe(s);
+    const checks = () =>
+      t.sql`SELECT conname FROM pg_constraint WHERE conrelid = ${`"${schema}"."notifications"`}::regclass AND contype = 'c' ORDER BY 1`;
+    expect((await checks()).map((r) => r.conname)).toEqual([
+      'notifications_op_check',
+      'notifications_status_check',
+    ]);
     const spec = resolveTriggerSpec(itemEvents);
     // A version-4 trigger writes one row per event (no packed table yet): simulated with rows.
     await t.sql.unsafe(
       `INSERT INTO "${schema}".notifications (channel, op, new) SELECT 'items', 'insert', jsonb_build_object('id', g, 'name', 'n' || g, 'qty', g) FROM generate_series(1, 30) g`,
     );
     for (const s of v5) await t.sql.unsafe(s);
+    expect((await checks()).map((r) => r.conname)).toEqual(['notifications_check']);
     for (const s of createTriggerSql(spec, schema)) await t.sql.unsafe(s);
     await t.sql`INSERT INTO items (name, qty) SELECT 'n' || g, g FROM generate_series(1, 20) g`;
     expect(await t.sql.unsafe(`SELECT count(*)::int AS n FROM "${schema}".notifications`)).toEqual([

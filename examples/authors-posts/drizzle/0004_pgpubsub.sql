@@ -6,12 +6,12 @@ CREATE SCHEMA IF NOT EXISTS "pgpubsub";
 CREATE TABLE IF NOT EXISTS "pgpubsub"."notifications" (
   "id" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   "channel" text NOT NULL,
-  "op" text CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate')),
+  "op" text,
   "old" jsonb,
   "new" jsonb,
   "payload" jsonb,
   "context" jsonb NOT NULL DEFAULT '{}'::jsonb,
-  "status" text NOT NULL DEFAULT 'pending' CHECK ("status" IN ('pending', 'failed')),
+  "status" text NOT NULL DEFAULT 'pending',
   "attempts" integer NOT NULL DEFAULT 0,
   "run_at" timestamptz NOT NULL DEFAULT now(),
   "created_at" timestamptz NOT NULL DEFAULT now(),
@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS "pgpubsub"."notifications" (
   "failed_at" timestamptz,
   "ordering_key" text,
   "dedup_key" text COLLATE "C",
-  "priority" integer NOT NULL DEFAULT 0
+  "priority" integer NOT NULL DEFAULT 0,
+  CONSTRAINT "notifications_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate') AND "status" IN ('pending', 'failed'))
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0);
 --> statement-breakpoint
 CREATE INDEX IF NOT EXISTS "notifications_claim_idx" ON "pgpubsub"."notifications" ("channel", "run_at", "id") WHERE "status" = 'pending';
@@ -178,9 +179,15 @@ BEGIN
 END
 $pgpubsub$;
 --> statement-breakpoint
-ALTER TABLE "pgpubsub"."notifications" DROP CONSTRAINT IF EXISTS "notifications_op_check";
+ALTER TABLE "pgpubsub"."notifications" DROP CONSTRAINT IF EXISTS "notifications_op_check", DROP CONSTRAINT IF EXISTS "notifications_status_check";
 --> statement-breakpoint
-ALTER TABLE "pgpubsub"."notifications" ADD CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate'));
+DO $pgpubsub$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = '"pgpubsub"."notifications"'::regclass AND conname = 'notifications_check') THEN
+    ALTER TABLE "pgpubsub"."notifications" ADD CONSTRAINT "notifications_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate') AND "status" IN ('pending', 'failed'));
+  END IF;
+END
+$pgpubsub$;
 --> statement-breakpoint
 CREATE TABLE IF NOT EXISTS "pgpubsub"."backfills" (
   "channel" text PRIMARY KEY,
@@ -204,6 +211,15 @@ CREATE TABLE IF NOT EXISTS "pgpubsub"."packed" (
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 100, autovacuum_vacuum_cost_delay = 0);
 --> statement-breakpoint
 CREATE INDEX IF NOT EXISTS "packed_channel_idx" ON "pgpubsub"."packed" ("channel", "id");
+--> statement-breakpoint
+DO $pgpubsub$
+BEGIN
+  IF current_setting('server_version_num')::int >= 140000
+    AND EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)) THEN
+    EXECUTE 'ALTER TABLE "pgpubsub"."packed" ALTER COLUMN "images" SET COMPRESSION lz4';
+  END IF;
+END
+$pgpubsub$;
 --> statement-breakpoint
 CREATE OR REPLACE FUNCTION "pgpubsub"."expand_packed"("p_channel" text, "p_filter" jsonb DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $pgpubsub$
