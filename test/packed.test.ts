@@ -21,10 +21,16 @@ const itemEvents = triggerChannel(items, { on: ['insert', 'update', 'delete'] })
 const orderedItems = pgTable('ordered_items', { id: serial().primaryKey(), qty: integer().notNull() });
 const orderedEvents = triggerChannel(orderedItems, { on: ['insert'], ordered: true });
 const other = channel('other', v.object({ n: v.number() }));
+const odd = pgTable('Odd "T" %s $pgpubsub$', {
+  id: serial('I"d').primaryKey(),
+  qty: integer('q%ty').notNull(),
+});
+const oddEvents = triggerChannel(odd, { on: ['insert', 'delete'], name: `we"ird $x$ 'q' %s` });
 
 const t = useTestDatabase([
   'CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, qty integer NOT NULL)',
   'CREATE TABLE ordered_items (id serial PRIMARY KEY, qty integer NOT NULL)',
+  'CREATE TABLE "Odd ""T"" %s $pgpubsub$" ("I""d" serial PRIMARY KEY, "q%ty" integer NOT NULL)',
 ]);
 
 const running: Listener<any>[] = [];
@@ -199,6 +205,35 @@ describe('packed notifications (storage version 5)', () => {
     // Both listeners took part.
     expect(new Set(seen.map((s) => s.listener)).size).toBe(2);
     expect(await countNotifications(t.sql)).toEqual({ pending: 0, failed: 0 });
+  });
+
+  it('packs and expands statements of a channel and table with hostile names, for lease handlers too', async () => {
+    await installChannels(t.sql, [oddEvents]);
+    await t.sql.unsafe(
+      `INSERT INTO "Odd ""T"" %s $pgpubsub$" ("q%ty") SELECT g FROM generate_series(1, 40) g`,
+    );
+    await t.sql.unsafe(`DELETE FROM "Odd ""T"" %s $pgpubsub$" WHERE "I""d" <= 10`);
+    expect(await t.sql`SELECT channel, op, count FROM pgpubsub.packed ORDER BY id`).toEqual([
+      { channel: oddEvents.name, op: 'insert', count: 40 },
+      { channel: oddEvents.name, op: 'delete', count: 10 },
+    ]);
+    const seen: string[] = [];
+    const l = listen(t.db, { pollIntervalMs: false }).on(
+      oddEvents,
+      async (e) => {
+        seen.push(e.op === 'insert' ? `+${e.new.id}:${e.new.qty}` : `-${e.old?.id}`);
+      },
+      { lease: '1m' },
+    );
+    await l.drain();
+    expect(seen.toSorted()).toEqual(
+      [
+        ...Array.from({ length: 40 }, (_, i) => `+${i + 1}:${i + 1}`),
+        ...Array.from({ length: 10 }, (_, i) => `-${i + 1}`),
+      ].toSorted(),
+    );
+    expect(await countNotifications(t.sql, oddEvents.name)).toEqual({ pending: 0, failed: 0 });
+    await t.sql.unsafe(`TRUNCATE "Odd ""T"" %s $pgpubsub$"`);
   });
 
   it('wakes an idle listener for a packed statement', async () => {
