@@ -236,6 +236,30 @@ describe('packed notifications (storage version 5)', () => {
     await t.sql.unsafe(`TRUNCATE "Odd ""T"" %s $pgpubsub$"`);
   });
 
+  it('an idle listener whose expansion is blocked sleeps, and handles everything at the next wake-up', async () => {
+    await installChannels(t.sql, [itemEvents]);
+    const holder = t.client({ max: 1 });
+    let handled = 0;
+    const l = listen(t.db, { pollIntervalMs: false }).on(itemEvents, async () => void handled++);
+    await l.start();
+    // Another listener's expansion of the channel in progress: the try-lock expand_packed takes.
+    await holder`BEGIN`;
+    await holder`SELECT pg_advisory_xact_lock(hashtext('drizzle-pgpubsub expand "pgpubsub"'), hashtext('items'))`;
+    await t.sql`INSERT INTO items (name, qty) SELECT 'n' || g, g FROM generate_series(1, 30) g`;
+    // The listener woke, could not expand, and went back to sleep (its flag set again).
+    await waitFor(
+      async () =>
+        (await t.sql`SELECT count(*)::int AS n FROM pgpubsub.wakeups WHERE channel = 'items' AND idle`)[0]!
+          .n === 1,
+      { what: 'the listener to sleep again' },
+    );
+    expect(handled).toBe(0);
+    await holder`COMMIT`;
+    await t.sql`INSERT INTO items (name, qty) VALUES ('late', 1)`;
+    await waitFor(() => handled === 31, { what: 'all 31 events after the next wake-up' });
+    expect(await countNotifications(t.sql)).toEqual({ pending: 0, failed: 0 });
+  });
+
   it('wakes an idle listener for a packed statement', async () => {
     await installChannels(t.sql, [itemEvents]);
     let handled = 0;

@@ -395,7 +395,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
           return mode === null ? [] : [[h.channel.name, mode] as const];
         }),
       ),
-      packed: this.hasPacked(),
+      packed: new Set(
+        durable
+          .filter((h) => h.channel.kind === 'trigger' && orderModeOf(h.channel) === null)
+          .map((h) => h.channel.name),
+      ),
       wake: (name) => this.phase === 'running' && this.scheduler?.hint(name),
       onError: (error, during) => this.events.emit('error', { error, during }),
     });
