@@ -337,7 +337,7 @@ async function quietPhases(
   for (;;) {
     const [row] = await admin(
       `SELECT (SELECT count(*) FROM pgpubsub.wakeups WHERE idle)::int AS flags,
-              (SELECT count(*) FROM pgpubsub.notifications WHERE status = 'pending')::int AS pending`,
+              ((SELECT count(*) FROM pgpubsub.notifications WHERE status = 'pending') + (SELECT coalesce(sum(count), 0) FROM pgpubsub.packed))::int AS pending`,
     );
     if ((row?.flags as number) >= 2 && row?.pending === 0) break;
     if (Date.now() > deadline) throw new Error(`the solo listener did not go idle: ${JSON.stringify(row)}`);
@@ -586,7 +586,9 @@ async function chaosOn(
     await Promise.all(background);
     await production;
     const [left] = await retry(() =>
-      admin(`SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending FROM pgpubsub.notifications`),
+      admin(
+        `SELECT (count(*) FILTER (WHERE status = 'pending') + (SELECT coalesce(sum(count), 0) FROM pgpubsub.packed))::int AS pending FROM pgpubsub.notifications`,
+      ),
     );
     backlogAtLastFault = left!.pending as number;
     log(
@@ -599,7 +601,7 @@ async function chaosOn(
     while (performance.now() - drainStart < options.drainTimeoutMs) {
       const [row] = await retry(() =>
         admin(
-          `SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending FROM pgpubsub.notifications`,
+          `SELECT (count(*) FILTER (WHERE status = 'pending') + (SELECT coalesce(sum(count), 0) FROM pgpubsub.packed))::int AS pending FROM pgpubsub.notifications`,
         ),
       );
       pending = row!.pending as number;
@@ -748,7 +750,7 @@ export async function verifyDelivery(
       (SELECT count(*)::int FROM chaos_effects e WHERE NOT EXISTS (SELECT 1 FROM expected x WHERE x.key = e.key)) AS phantoms,
       (SELECT count(*)::int FROM chaos_effects e WHERE EXISTS (SELECT 1 FROM expected x WHERE x.key = e.key)
          AND NOT EXISTS (SELECT 1 FROM expected x WHERE x.key = e.key AND x.tx = e.ctx_tx)) AS ctx_mismatch,
-      (SELECT count(*)::int FROM pgpubsub.notifications WHERE status = 'pending') AS pending,
+      ((SELECT count(*) FROM pgpubsub.notifications WHERE status = 'pending') + (SELECT coalesce(sum(count), 0) FROM pgpubsub.packed))::int AS pending,
       (SELECT count(*)::int FROM pgpubsub.notifications WHERE status = 'failed') AS failed`);
   const f = figures as DeliveryFigures;
   const markerRows = await admin('SELECT tx FROM chaos_markers');

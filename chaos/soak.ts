@@ -115,7 +115,7 @@ try {
       SELECT pg_total_relation_size('pgpubsub.notifications')::float8 AS size,
              pg_relation_size('pgpubsub.notifications')::float8 AS heap,
              s.n_live_tup::int AS live, s.n_dead_tup::int AS dead, s.autovacuum_count::int AS autovacuums,
-             (SELECT count(*)::int FROM pgpubsub.notifications WHERE status = 'pending') AS backlog,
+             ((SELECT count(*) FROM pgpubsub.notifications WHERE status = 'pending') + (SELECT coalesce(sum(count), 0) FROM pgpubsub.packed))::int AS backlog,
              (SELECT count(*)::int FROM chaos_effects) AS processed
       FROM pg_stat_user_tables s WHERE s.relid = 'pgpubsub.notifications'::regclass`);
     const stats = workers.current();
@@ -167,7 +167,7 @@ try {
   const drainStart = performance.now();
   for (;;) {
     const [row] = await admin(
-      `SELECT count(*)::int AS n FROM pgpubsub.notifications WHERE status = 'pending'`,
+      `SELECT ((SELECT count(*) FROM pgpubsub.notifications WHERE status = 'pending') + (SELECT coalesce(sum(count), 0) FROM pgpubsub.packed))::int AS n`,
     );
     if (row!.n === 0 || performance.now() - drainStart > 60_000) break;
     await sleep(200);

@@ -12,6 +12,7 @@ import { DEFAULT_SCHEMA, type notifications } from './storage/notifications.ts';
 import {
   LISTEN_SESSION_MARK,
   notificationsRef,
+  packedRef,
   parsePresence,
   pendingAndDue,
   pendingScheduled,
@@ -144,14 +145,22 @@ export async function status(db: AnyPgDb, options: AdminOptions = {}): Promise<S
   const schema = options.schema ?? DEFAULT_SCHEMA;
   const [exists] = rowsOf(
     await db.execute(
-      sql`SELECT to_regclass(${notificationsRef(schema)}) IS NOT NULL AS ok, to_regclass(${wakeupsRef(schema)}) IS NOT NULL AS wakeups, to_regclass(${schedulesRef(schema)}) IS NOT NULL AS schedules`,
+      sql`SELECT to_regclass(${notificationsRef(schema)}) IS NOT NULL AS ok, to_regclass(${wakeupsRef(schema)}) IS NOT NULL AS wakeups, to_regclass(${schedulesRef(schema)}) IS NOT NULL AS schedules, to_regclass(${packedRef(schema)}) IS NOT NULL AS packed`,
     ),
   );
   if (!exists?.ok) throw tableMissing(schema);
   const known = exists.wakeups ? sql.raw(`UNION SELECT "channel" FROM ${wakeupsRef(schema)}`) : sql``;
+  // Packed rows (storage version 5) count as pending, due since their statement: `count` events each.
+  const packed = exists.packed
+    ? sql.raw(`SELECT "channel", sum("count")::int AS pending, 0 AS scheduled, 0 AS failed, 0 AS prioritized, 0 AS keyed,
+    (extract(epoch FROM now() - min("created_at")) * 1000)::float8 AS oldest_ms, NULL::float8 AS next_ms
+  FROM ${packedRef(schema)} GROUP BY "channel"`)
+    : sql.raw(
+        `SELECT NULL::text AS "channel", 0 AS pending, 0 AS scheduled, 0 AS failed, 0 AS prioritized, 0 AS keyed, NULL::float8 AS oldest_ms, NULL::float8 AS next_ms WHERE false`,
+      );
   const counts = rowsOf(
     await db.execute(sql`
-WITH counts AS (
+WITH rows AS (
   SELECT "channel",
     count(*) FILTER (WHERE ${sql.raw(pendingAndDue())})::int AS pending,
     count(*) FILTER (WHERE ${sql.raw(pendingScheduled())})::int AS scheduled,
@@ -161,6 +170,11 @@ WITH counts AS (
     (extract(epoch FROM now() - min("run_at") FILTER (WHERE ${sql.raw(pendingAndDue())})) * 1000)::float8 AS oldest_ms,
     (extract(epoch FROM min("run_at") FILTER (WHERE ${sql.raw(pendingScheduled())})) * 1000)::float8 AS next_ms
   FROM ${sql.raw(notificationsRef(schema))} GROUP BY "channel"
+  UNION ALL ${packed}
+), counts AS (
+  SELECT "channel", sum(pending)::int AS pending, sum(scheduled)::int AS scheduled, sum(failed)::int AS failed,
+    sum(prioritized)::int AS prioritized, sum(keyed)::int AS keyed, max(oldest_ms) AS oldest_ms, min(next_ms) AS next_ms
+  FROM rows GROUP BY "channel"
 ), names AS (SELECT "channel" FROM counts ${known})
 SELECT n."channel", coalesce(c.pending, 0) AS pending, coalesce(c.scheduled, 0) AS scheduled,
   coalesce(c.failed, 0) AS failed, coalesce(c.prioritized, 0) AS prioritized, coalesce(c.keyed, 0) AS keyed,

@@ -42,6 +42,8 @@ beforeAll(async () => {
     `GRANT USAGE ON SCHEMA pgpubsub TO ${LISTENER}`,
     `GRANT SELECT, UPDATE, DELETE ON pgpubsub.notifications TO ${LISTENER}`,
     `GRANT SELECT, INSERT, UPDATE, DELETE ON pgpubsub.wakeups TO ${LISTENER}`,
+    `GRANT SELECT ON pgpubsub.packed TO ${LISTENER}`,
+    `GRANT EXECUTE ON FUNCTION pgpubsub.expand_packed(text, jsonb) TO ${LISTENER}`,
   ]) {
     await t.sql.unsafe(statement);
   }

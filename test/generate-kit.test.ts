@@ -142,7 +142,13 @@ describe.runIf(KIT_MAJOR < 1)('generate: next to drizzle-kit 0.x generate, migra
       'views',
     ]);
     const storage = await t.sql`SELECT tablename FROM pg_tables WHERE schemaname = 'pgpubsub' ORDER BY 1`;
-    expect(storage.map((r) => r.tablename)).toEqual(['backfills', 'notifications', 'schedules', 'wakeups']);
+    expect(storage.map((r) => r.tablename)).toEqual([
+      'backfills',
+      'notifications',
+      'packed',
+      'schedules',
+      'wakeups',
+    ]);
     expect(await triggersOn(t, '"blog Posts"')).toEqual([
       'pgpubsub_blog Posts_ins',
       'pgpubsub_blog Posts_upd',

@@ -235,6 +235,7 @@ describe.runIf(KIT_MAJOR < 1)('generate: lifecycle in the 0.x journal layout', (
     expect(functions.map((r) => r.proname)).toEqual([
       'ch_authors',
       'ch_odd events',
+      'expand_packed',
       'notify',
       'notify',
       'notify_many',

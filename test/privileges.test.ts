@@ -49,6 +49,9 @@ function grantsSql(): string[] {
     `GRANT USAGE ON SCHEMA pgpubsub TO ${ROLES.listener}`,
     `GRANT SELECT, UPDATE, DELETE ON pgpubsub.notifications TO ${ROLES.listener}`,
     `GRANT SELECT, INSERT, UPDATE, DELETE ON pgpubsub.wakeups TO ${ROLES.listener}`,
+    // Storage version 5: packed notifications of trigger channels (read, and expanded by the function).
+    `GRANT SELECT ON pgpubsub.packed TO ${ROLES.listener}`,
+    `GRANT EXECUTE ON FUNCTION pgpubsub.expand_packed(text, jsonb) TO ${ROLES.listener}`,
     // ...plus what its handlers do (here: create shipments, read orders).
     `GRANT SELECT ON orders TO ${ROLES.listener}`,
     `GRANT INSERT ON shipments TO ${ROLES.listener}`,
@@ -133,8 +136,15 @@ describe('least privilege', () => {
     const functions = await t.sql`
       SELECT p.proname, pg_get_userbyid(p.proowner) AS owner, p.prosecdef, p.proconfig
       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'pgpubsub' ORDER BY 1`;
-    // notify(text, jsonb), notify(text, jsonb, text) (ordered channels), notify_many (jobs, bulk).
-    expect(functions.map((f) => f.proname)).toEqual(['ch_orders', 'notify', 'notify', 'notify_many']);
+    // notify(text, jsonb), notify(text, jsonb, text) (ordered channels), notify_many (jobs, bulk),
+    // expand_packed (storage version 5: listeners expand packed rows).
+    expect(functions.map((f) => f.proname)).toEqual([
+      'ch_orders',
+      'expand_packed',
+      'notify',
+      'notify',
+      'notify_many',
+    ]);
     for (const f of functions) {
       expect(f).toMatchObject({ owner: ROLES.migration, prosecdef: true });
       expect(f.proconfig[0]).toBe('search_path=pg_catalog, pg_temp');
@@ -157,6 +167,7 @@ describe('least privilege', () => {
     expect(tables).toEqual([
       { relname: 'backfills', owner: ROLES.migration },
       { relname: 'notifications', owner: ROLES.migration },
+      { relname: 'packed', owner: ROLES.migration },
       { relname: 'schedules', owner: ROLES.migration },
       { relname: 'wakeups', owner: ROLES.migration },
     ]);

@@ -93,10 +93,13 @@ describe('storage: version 3 upgrades to version 4', () => {
         ),
       )
       .map((s) =>
-        s.replace(
-          `CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate'))`,
-          `CHECK ("op" IN ('insert', 'update', 'delete'))`,
-        ),
+        s
+          .replace(`"op" text,`, `"op" text CHECK ("op" IN ('insert', 'update', 'delete')),`)
+          .replace(
+            `"status" text NOT NULL DEFAULT 'pending',`,
+            `"status" text NOT NULL DEFAULT 'pending' CHECK ("status" IN ('pending', 'failed')),`,
+          )
+          .replace(/,\n {2}CONSTRAINT "notifications_check" CHECK \([^\n]*\)\n/, '\n'),
       );
     for (const statement of v3) await t.sql.unsafe(statement);
     await t.sql.unsafe(
@@ -111,7 +114,17 @@ describe('storage: version 3 upgrades to version 4', () => {
     );
     await expect(
       t.sql.unsafe(`INSERT INTO "${schema}"."notifications" ("channel", "op") VALUES ('c', 'upsert')`),
-    ).rejects.toThrow(/notifications_op_check/);
+    ).rejects.toThrow(/notifications_check/);
+    // Storage version 5: one CHECK instead of two (op, status), the status still checked.
+    await expect(
+      t.sql.unsafe(
+        `INSERT INTO "${schema}"."notifications" ("channel", "op", "status") VALUES ('c', 'insert', 'done')`,
+      ),
+    ).rejects.toThrow(/notifications_check/);
+    const checks = await t.sql.unsafe(
+      `SELECT conname FROM pg_constraint WHERE conrelid = '"${schema}"."notifications"'::regclass AND contype = 'c' ORDER BY 1`,
+    );
+    expect(checks.map((r) => r.conname)).toEqual(['notifications_check']);
     const ops = await t.sql.unsafe(`SELECT "op" FROM "${schema}"."notifications" ORDER BY "id"`);
     expect(ops.map((r) => r.op)).toEqual(['insert', 'truncate', 'snapshot']);
     const [{ n }] = (await t.sql.unsafe(`SELECT count(*)::int AS n FROM "${schema}"."backfills"`)) as any;

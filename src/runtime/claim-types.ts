@@ -54,4 +54,9 @@ export interface ClaimContext {
   db: unknown;
   /** Aborted when the listener gives up waiting for in-flight handlers at stop(). */
   hardStop: AbortSignal;
+  /**
+   * The quoted `expand_packed` function of the storage schema (storage version 5), called before each
+   * claim of an unordered trigger channel; absent: packed rows are left alone.
+   */
+  expand?: string | undefined;
 }

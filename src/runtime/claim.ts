@@ -90,6 +90,24 @@ export function beginClaim(tsql: postgres.ReservedSql): void {
     .catch(() => {});
 }
 
+/**
+ * Pipelines, ahead of a claim on `tsql`, the expansion of the channel's oldest packed row (storage
+ * version 5) in a short READ COMMITTED transaction of its own, so the claim's snapshot sees its events
+ * and the other listeners see them as soon as it commits, not only after this claim's handlers ran.
+ * Only unordered trigger channels have packed rows. Its failure (a database error) costs nothing: the
+ * packed row stays, and the next claim tries again; it rolls back whole, so no event is lost or doubled.
+ */
+export function expandBeforeClaim(tsql: postgres.ReservedSql, reg: Registration, ctx: ClaimContext): void {
+  if (!ctx.expand || reg.channel.kind !== 'trigger' || orderModeOf(reg.channel) !== null) return;
+  const ignore = () => {};
+  tsql.unsafe('BEGIN ISOLATION LEVEL READ COMMITTED').execute().catch(ignore);
+  tsql
+    .unsafe(`SELECT ${ctx.expand}($1, $2::text::jsonb)`, [reg.channel.name, ctx.filter] as any[], PREPARED)
+    .execute()
+    .catch(ignore);
+  tsql.unsafe('COMMIT').execute().catch(ignore);
+}
+
 const RESET_CONTEXT = `SELECT set_config('${CONTEXT_SETTING}', '', true)`;
 
 /** Options of one claim. */
@@ -144,6 +162,7 @@ export async function claimBatch(
         .execute()
         .catch(() => {});
     }
+    expandBeforeClaim(tsql, reg, ctx);
     beginClaim(tsql);
     inTransaction = true;
     if (reg.telemetry?.tracingNow) guard.claimStartedAt = performance.now();

@@ -3,7 +3,7 @@ import type postgres from 'postgres';
 import { formatDuration } from '../duration.ts';
 import { PgPubSubError } from '../errors.ts';
 import { TABLE_EXISTS_SQL, tableMissing } from '../storage/missing-table.ts';
-import { notificationsRef } from '../storage/sql-names.ts';
+import { expandFunctionRef, notificationsRef, packedRef } from '../storage/sql-names.ts';
 import { isTransientConnectionError } from './connection-errors.ts';
 import { loadPg, pgSql } from './drivers/node-postgres.ts';
 import { loadPostgresJs } from './drivers/postgres-js.ts';
@@ -215,6 +215,7 @@ export async function assertNotificationsTable(
   sql: postgres.Sql,
   schema: string,
   ordered = false,
+  packed = false,
 ): Promise<void> {
   const table = notificationsRef(schema);
   let found: { ok: boolean } | undefined;
@@ -235,6 +236,26 @@ export async function assertNotificationsTable(
     );
   }
   if (!found?.ok) throw tableMissing(schema);
+  if (packed) {
+    const [row] = await sql.unsafe(
+      `SELECT to_regprocedure($1) IS NOT NULL AS fn, to_regclass($2) IS NOT NULL AS tbl,
+  CASE WHEN to_regprocedure($1) IS NOT NULL THEN has_function_privilege(to_regprocedure($1), 'EXECUTE') END AS run,
+  CASE WHEN to_regclass($2) IS NOT NULL THEN has_table_privilege(to_regclass($2), 'SELECT') END AS read`,
+      [`${expandFunctionRef(schema)}(text, jsonb)`, packedRef(schema)],
+    );
+    if (!row?.fn || !row.tbl) {
+      throw new PgPubSubError(
+        'TABLE_MISSING',
+        `${packedRef(schema)} or ${expandFunctionRef(schema)}() does not exist: trigger channels of this drizzle-pgpubsub need storage version 5 (packed notifications). Run \`drizzle-pgpubsub generate\` and apply the migration it writes (\`drizzle-kit migrate\`).`,
+      );
+    }
+    if (!row.run || !row.read) {
+      throw new PgPubSubError(
+        'TABLE_MISSING',
+        `This database role may not ${row.run ? 'read' : 'execute'} ${row.run ? packedRef(schema) : `${expandFunctionRef(schema)}(text, jsonb)`}, which listeners of trigger channels need (storage version 5). Grant it the listener privileges listed in docs/security.md.`,
+      );
+    }
+  }
   if (ordered) {
     const [column] = await sql.unsafe(
       `SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'ordering_key' AND NOT attisdropped`,

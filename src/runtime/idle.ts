@@ -2,6 +2,7 @@ import type postgres from 'postgres';
 import { arrayLiteral, quoteLiteral } from '../identifiers.ts';
 import { blockedSql, PROBE_WINDOW, windowSql } from '../storage/ordered.ts';
 import {
+  expandFunctionRef,
   notificationsRef,
   pendingAndDue,
   pendingScheduled,
@@ -61,6 +62,7 @@ export interface ProbeResult {
 class WakeupSql {
   private readonly wakeups: string;
   private readonly notifications: string;
+  private readonly expand: string;
 
   private readonly lockTag: string;
 
@@ -70,9 +72,11 @@ class WakeupSql {
     private readonly filter: string | null,
     private readonly session: WakeKey,
     private readonly ordered: ReadonlyMap<string, 'block' | 'skip'> = new Map(),
+    private readonly packedChannels: ReadonlySet<string> = new Set(),
   ) {
     this.wakeups = wakeupsRef(schema);
     this.notifications = notificationsRef(schema);
+    this.expand = expandFunctionRef(schema);
     this.lockTag = wakeLockTag(schema);
   }
 
@@ -179,8 +183,18 @@ RETURNING 1`,
    */
   private readySql(channel: string, filterParam: string): string {
     const filter = this.filter === null ? '' : ` AND n."context" @> ${filterParam}::text::jsonb`;
-    const plain = `(SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND ${pendingAndDue('n')}${filter}
-   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL`;
+    // Packed rows (storage version 5) are work too: the probe expands the oldest one of the channel
+    // and is ready when that produced notifications. Not a look at the packed table: a row another
+    // listener is expanding, or one whose expansion fails, would then read as ready while no claim
+    // can take anything, and the idle listener would claim again at once, in a loop. A failing
+    // expansion fails the probe instead (errors back off), and a busy expander leaves it not ready.
+    const names = [...this.packedChannels].map(quoteLiteral);
+    const packed =
+      names.length === 0
+        ? ''
+        : ` OR (${channel} IN (${names.join(', ')}) AND ${this.expand}(${channel}, ${this.filter === null ? 'NULL' : `${filterParam}::text::jsonb`}) > 0)`;
+    const plain = `((SELECT n."id" FROM ${this.notifications} n WHERE n."channel" = ${channel} AND ${pendingAndDue('n')}${filter}
+   ORDER BY n."run_at", n."id" LIMIT 1 FOR UPDATE SKIP LOCKED) IS NOT NULL${packed})`;
     if (this.ordered.size === 0) return plain;
     // Ordered channels: ready means a head of its key within the first rows of claim order, what a
     // claim would take (runtime/ordered-sql.ts); a blocked row is not ready, or an idle listener
@@ -302,12 +316,14 @@ export class IdleProtocol {
       session: WakeKey;
       /** Ordered channels and their dead-letter choice: their probe looks for a free head. */
       ordered?: ReadonlyMap<string, 'block' | 'skip'>;
+      /** The channels that may have packed rows (unordered trigger channels; storage version 5). */
+      packed?: ReadonlySet<string>;
       /** Work came in on a channel that sleeps (a watched producer committed): claim it. */
       wake: (name: string) => void;
       onError: (error: unknown, during: string) => void;
     },
   ) {
-    this.sql = new WakeupSql(db, schema, filter, settings.session, settings.ordered);
+    this.sql = new WakeupSql(db, schema, filter, settings.session, settings.ordered, settings.packed);
   }
 
   private flag(name: string): FlagState {

@@ -2,7 +2,7 @@ import { PgPubSubError } from '../errors.ts';
 import { arrayLiteral } from '../identifiers.ts';
 import { within } from '../timeouts.ts';
 import { retryDelay, withProblem } from './backoff.ts';
-import { beginClaim } from './claim.ts';
+import { beginClaim, expandBeforeClaim } from './claim.ts';
 import { type Claimed, decodeBatch } from './claim-decode.ts';
 import { describeError, PREPARED, recordFailures } from './claim-sql.ts';
 import type { ClaimContext, ClaimOutcome, Registration } from './claim-types.ts';
@@ -38,6 +38,7 @@ export async function claimLeased(
   let inTransaction = false;
   let lost = false;
   try {
+    expandBeforeClaim(tsql, reg, ctx);
     beginClaim(tsql);
     inTransaction = true;
     const batch = await decodeBatch(tsql, reg, ctx, { limit, after: null }, options.safe === true);

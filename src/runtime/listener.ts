@@ -15,7 +15,7 @@ import { storableString } from '../notify.ts';
 import { isSchedule } from '../schedule.ts';
 import { DEFAULT_SCHEMA } from '../storage/notifications.ts';
 import { orderModeOf } from '../storage/ordered.ts';
-import { notificationsRef } from '../storage/sql-names.ts';
+import { expandFunctionRef, notificationsRef, packedRef } from '../storage/sql-names.ts';
 import { type ListenerTelemetry, listenerTelemetry } from '../telemetry/listener-telemetry.ts';
 import { logListenerEvents } from '../telemetry/logger.ts';
 import { MAX_TIMER_MS, waitAtMost } from '../timeouts.ts';
@@ -363,6 +363,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
     return this.active().some((h) => !h.channel.broadcast && orderModeOf(h.channel) !== null);
   }
 
+  /** Whether some channel this listener handles is an unordered trigger channel (packed rows: storage version 5). */
+  private hasPacked(): boolean {
+    return this.active().some((h) => h.channel.kind === 'trigger' && orderModeOf(h.channel) === null);
+  }
+
   private prepare(): Scheduler {
     if (this.scheduler) return this.scheduler;
     const filter = this.options.filter === undefined ? null : filterJson(this.options.filter);
@@ -374,6 +379,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       batchBytes: this.options.batchBytes,
       hardStop: this.hardStop.signal,
       db: this.db,
+      expand: expandFunctionRef(this.options.schema ?? DEFAULT_SCHEMA),
     };
     const durable = this.active().filter((h) => !h.channel.broadcast);
     this.telemetry = listenerTelemetry(this.options);
@@ -395,6 +401,11 @@ export class Listener<TDb extends AnyDb = AnyDb> {
           const mode = orderModeOf(h.channel);
           return mode === null ? [] : [[h.channel.name, mode] as const];
         }),
+      ),
+      packed: new Set(
+        durable
+          .filter((h) => h.channel.kind === 'trigger' && orderModeOf(h.channel) === null)
+          .map((h) => h.channel.name),
       ),
       wake: (name) => this.phase === 'running' && this.scheduler?.hint(name),
       onError: (error, during) => this.events.emit('error', { error, during }),
@@ -493,7 +504,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
   private async listen(active: HandlerEntry[]): Promise<void> {
     const schema = this.options.schema ?? DEFAULT_SCHEMA;
     await this.ready();
-    await assertNotificationsTable(this.sql, schema, this.hasOrdered());
+    await assertNotificationsTable(this.sql, schema, this.hasOrdered(), this.hasPacked());
     await this.scheduleRunner(active).check();
     const scheduler = this.prepare();
     const entries = new Map(active.map((entry) => [entry.channel.name, entry]));
@@ -520,6 +531,7 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       this.sql,
       this.table,
       active.filter((h) => !h.channel.broadcast).map((h) => h.channel.name),
+      this.hasPacked() ? packedRef(this.options.schema ?? DEFAULT_SCHEMA) : undefined,
     );
   }
 
@@ -622,7 +634,12 @@ export class Listener<TDb extends AnyDb = AnyDb> {
       throw new PgPubSubError('LISTENER_STATE', 'drain() is for a listener that is not started.');
     }
     await this.ready();
-    await assertNotificationsTable(this.sql, this.options.schema ?? DEFAULT_SCHEMA, this.hasOrdered());
+    await assertNotificationsTable(
+      this.sql,
+      this.options.schema ?? DEFAULT_SCHEMA,
+      this.hasOrdered(),
+      this.hasPacked(),
+    );
     const schedules = this.scheduleRunner(this.active());
     await schedules.check();
     await schedules.fireDue();

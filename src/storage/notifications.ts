@@ -12,6 +12,7 @@ import {
   uniqueIndex,
 } from 'drizzle-orm/pg-core';
 import { dollarQuote, quoteIdent, quoteLiteral } from '../identifiers.ts';
+import { packedStorageSql } from './packed.ts';
 import { createSchedulesTableSql } from './schedules.ts';
 import {
   BACKFILLS_TABLE,
@@ -30,8 +31,11 @@ import {
 /** The pg schema that holds the notifications table unless configured otherwise. */
 export const DEFAULT_SCHEMA = 'pgpubsub';
 
+/** The one CHECK of the notifications table (storage version 5: it replaced one on "op" and one on "status"). */
+const NOTIFICATIONS_CHECK = `CONSTRAINT "notifications_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate') AND "status" IN ('pending', 'failed'))`;
+
 /** Version of the storage layout that {@link storageMigrationSql} creates. */
-export const STORAGE_VERSION = 4;
+export const STORAGE_VERSION = 5;
 
 /**
  * Whether a producer must NOTIFY (the protocol and its no-loss argument: runtime/idle.ts).
@@ -169,12 +173,12 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
     `CREATE TABLE IF NOT EXISTS ${table} (
   "id" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   "channel" text NOT NULL,
-  "op" text CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate')),
+  "op" text,
   "old" jsonb,
   "new" jsonb,
   "payload" jsonb,
   "context" jsonb NOT NULL DEFAULT '{}'::jsonb,
-  "status" text NOT NULL DEFAULT 'pending' CHECK ("status" IN ('pending', 'failed')),
+  "status" text NOT NULL DEFAULT 'pending',
   "attempts" integer NOT NULL DEFAULT 0,
   "run_at" timestamptz NOT NULL DEFAULT now(),
   "created_at" timestamptz NOT NULL DEFAULT now(),
@@ -182,7 +186,8 @@ export function storageMigrationSql(schemaName: string = DEFAULT_SCHEMA): string
   "failed_at" timestamptz,
   "ordering_key" text,
   "dedup_key" text COLLATE "C",
-  "priority" integer NOT NULL DEFAULT 0
+  "priority" integer NOT NULL DEFAULT 0,
+  ${NOTIFICATIONS_CHECK}
 ) WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000, autovacuum_vacuum_cost_delay = 0)`,
     // Claims read this index in (run_at, id) order per channel, so a claim costs O(batch) whatever the backlog.
     `CREATE INDEX IF NOT EXISTS "notifications_claim_idx" ON ${table} ("channel", "run_at", "id") WHERE "status" = 'pending'`,
@@ -244,10 +249,17 @@ END`)}`,
     // channels that never use priorities, whose claims stay on notifications_claim_idx alone.
     `CREATE INDEX IF NOT EXISTS "notifications_priority_idx" ON ${table} ("channel", "priority" DESC, "run_at", "id") WHERE "status" = 'pending' AND "priority" > 0`,
     notifyManySql(schemaName),
-    // Storage version 4: `backfill()` writes 'snapshot' events and `on: ['truncate']` 'truncate' ones.
-    // The CHECK is replaced by name (version 3 created it unnamed: PostgreSQL named it the same).
-    `ALTER TABLE ${table} DROP CONSTRAINT IF EXISTS "notifications_op_check"`,
-    `ALTER TABLE ${table} ADD CONSTRAINT "notifications_op_check" CHECK ("op" IN ('insert', 'update', 'delete', 'snapshot', 'truncate'))`,
+    // Storage version 4 added 'snapshot' (`backfill()`) and 'truncate' events; version 5 replaces the
+    // two CHECKs on "op" and "status" (named by PostgreSQL after their columns) by one: PostgreSQL
+    // reads every CHECK's expression anew for each INSERT statement, and the trigger functions' INSERTs
+    // paid for two (docs/benchmarks.md, W4). Validated at once: the upgrade's transaction holds the
+    // table's lock anyway, and the scan is one pass over the pending rows.
+    `ALTER TABLE ${table} DROP CONSTRAINT IF EXISTS "notifications_op_check", DROP CONSTRAINT IF EXISTS "notifications_status_check"`,
+    `DO ${dollarQuote(`BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = ${quoteLiteral(table)}::regclass AND conname = 'notifications_check') THEN
+    ALTER TABLE ${table} ADD ${NOTIFICATIONS_CHECK};
+  END IF;
+END`)}`,
     // Progress of `backfill()`, one row per channel: the last primary key enqueued (a jsonb object read
     // back with jsonb_populate_record into the key's own types), so a stopped or crashed run resumes.
     `CREATE TABLE IF NOT EXISTS ${backfills} (
@@ -260,6 +272,7 @@ END`)}`,
   "updated_at" timestamptz NOT NULL DEFAULT now(),
   "finished_at" timestamptz
 )`,
+    ...packedStorageSql(schemaName),
   ];
 }
 

@@ -169,3 +169,32 @@ export function parsePresence(query: string): ListenerPresence | undefined {
     return undefined;
   }
 }
+
+/**
+ * Name of the table of packed notifications (storage version 5): one row holds the images of up to
+ * {@link PACK_CHUNK} row events of one statement on an unordered trigger channel, until a listener
+ * of the channel expands it into ordinary notifications ({@link EXPAND_FUNCTION}).
+ */
+export const PACKED_TABLE = 'packed';
+
+/** Quoted `"schema"."packed"`. */
+export function packedRef(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(PACKED_TABLE)}`;
+}
+
+/** Name of the SQL function `expand_packed(channel, filter)` that listeners call before claiming. */
+export const EXPAND_FUNCTION = 'expand_packed';
+
+/** Quoted `"schema"."expand_packed"`. */
+export function expandFunctionRef(schema: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(EXPAND_FUNCTION)}`;
+}
+
+/**
+ * Row events of one statement from which a trigger channel packs them (fewer: one notification row
+ * each, as before storage version 5). Measured in docs/benchmarks.md (W4, issue 18).
+ */
+export const PACK_THRESHOLD = 8;
+
+/** Images one packed row holds at most: bounds its size and the work of one expansion. */
+export const PACK_CHUNK = 1000;

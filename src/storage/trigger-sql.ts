@@ -11,7 +11,7 @@ import type { TriggerChannel, TriggerOp } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import { DEFAULT_SCHEMA, wakeCondition, wakePrecheck } from './notifications.ts';
-import { notificationsRef } from './sql-names.ts';
+import { notificationsRef, PACK_CHUNK, PACK_THRESHOLD, packedRef } from './sql-names.ts';
 
 /** Everything the SQL builders need about one trigger channel, with database names resolved. */
 export interface TriggerSpec {
@@ -187,10 +187,22 @@ function functionSql(spec: TriggerSpec, schema: string): string {
     EXCEPTION WHEN OTHERS THEN
       v_images := NULL;
     END;
-    IF v_images IS NOT NULL THEN
+    IF v_images IS NOT NULL THEN${
+      okey
+        ? ''
+        : `
+      IF cardinality(v_images) >= ${PACK_THRESHOLD} THEN
+        -- Many events: packed, ${PACK_CHUNK} images a row, expanded by a listener (storage version 5).
+        INSERT INTO ${packedRef(schema)} ("channel", "op", "count", "images", "context")
+        SELECT ${ch}, '${op}', count(*), jsonb_agg(i.img ORDER BY i.ord), v_context
+        FROM unnest(v_images) WITH ORDINALITY AS i(img, ord)
+        GROUP BY (i.ord - 1) / ${PACK_CHUNK} ORDER BY (i.ord - 1) / ${PACK_CHUNK};
+        v_count := cardinality(v_images);
+      ELSE`
+    }
       INSERT INTO ${notificationsRef(schema)} ${cols}
       SELECT ${ch}, '${op}', ${o}, ${n}, v_context, 'pending', NULL, NULL${okey ? `, ${imageKeySql(okey, 'i')}` : ''} FROM unnest(v_images) AS i;
-      GET DIAGNOSTICS v_count = ROW_COUNT;
+      GET DIAGNOSTICS v_count = ROW_COUNT;${okey ? '' : '\n      END IF;'}
     ELSE
       FOR r IN SELECT ROW(${alias}.*)::${table} AS pgpubsub_row ${from} LOOP
         v_error := NULL;

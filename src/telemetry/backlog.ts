@@ -6,6 +6,8 @@ export interface BacklogSource {
   sql: postgres.Sql;
   table: string;
   channels: string[];
+  /** The packed table of the same schema (storage version 5): its events count as pending. */
+  packed?: string | undefined;
 }
 
 interface GaugeState {
@@ -18,9 +20,15 @@ const states = new WeakMap<OtelMeter, GaugeState>();
  * Pending notifications (all, delayed ones included) and how long the oldest due one has waited
  * (seconds since its `run_at`, 0 when none is due), per channel of the given ones: one indexed query.
  */
-const BACKLOG_SQL = (table: string) => `SELECT "channel", count(*)::int AS "pending",
+const BACKLOG_SQL = (table: string, packed: string | undefined) => {
+  const rows = `SELECT "channel", count(*)::int AS "pending",
   coalesce(extract(epoch FROM now() - min("run_at") FILTER (WHERE "run_at" <= now())), 0)::float8 AS "age"
 FROM ${table} WHERE "status" = 'pending' AND "channel" = ANY($1::text[]) GROUP BY "channel"`;
+  if (!packed) return rows;
+  return `SELECT "channel", sum("pending")::int AS "pending", max("age") AS "age" FROM (${rows}
+UNION ALL SELECT "channel", sum("count")::int, extract(epoch FROM now() - min("created_at"))::float8
+FROM ${packed} WHERE "channel" = ANY($1::text[]) GROUP BY "channel") AS b GROUP BY "channel"`;
+};
 
 /**
  * Adds `source` to the meter's backlog gauges (`pgpubsub.backlog`, `pgpubsub.oldest_pending_age`),
@@ -54,16 +62,16 @@ async function collect(
   backlog: unknown,
   age: unknown,
 ): Promise<void> {
-  const byTable = new Map<string, { sql: postgres.Sql; channels: Set<string> }>();
+  const byTable = new Map<string, { sql: postgres.Sql; channels: Set<string>; packed: string | undefined }>();
   for (const s of state.sources) {
-    const entry = byTable.get(s.table) ?? { sql: s.sql, channels: new Set<string>() };
+    const entry = byTable.get(s.table) ?? { sql: s.sql, channels: new Set<string>(), packed: s.packed };
     for (const c of s.channels) entry.channels.add(c);
     byTable.set(s.table, entry);
   }
   await Promise.all(
-    [...byTable].map(async ([table, { sql, channels }]) => {
+    [...byTable].map(async ([table, { sql, channels, packed }]) => {
       const rows = await sql
-        .unsafe(BACKLOG_SQL(table), [`{${[...channels].map((c) => JSON.stringify(c)).join(',')}}`])
+        .unsafe(BACKLOG_SQL(table, packed), [`{${[...channels].map((c) => JSON.stringify(c)).join(',')}}`])
         .catch(() => null);
       if (rows === null) return;
       const seen = new Set<string>();

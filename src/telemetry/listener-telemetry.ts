@@ -144,9 +144,9 @@ export class ListenerTelemetry {
   }
 
   /** Starts the backlog gauges' share of this listener (one query per process and schema). */
-  start(sql: postgres.Sql, table: string, channels: string[]): void {
+  start(sql: postgres.Sql, table: string, channels: string[], packed?: string): void {
     if (!this.meter || !this.backlog || channels.length === 0) return;
-    const source: BacklogSource = { sql, table, channels };
+    const source: BacklogSource = { sql, table, channels, packed };
     this.unobserve = observeBacklog(this.meter, source);
   }
 

@@ -15,13 +15,15 @@ export async function installChannels(
   }
 }
 
-/** Counts rows in the notifications table by status. */
+/** Counts rows in the notifications table by status; the events of packed rows count as pending. */
 export async function countNotifications(
   sql: postgres.Sql,
   channel?: string,
 ): Promise<{ pending: number; failed: number }> {
+  const where = channel === undefined ? sql`true` : sql`channel = ${channel}`;
   const [row] = await sql`
-    SELECT count(*) FILTER (WHERE status = 'pending')::int AS pending, count(*) FILTER (WHERE status = 'failed')::int AS failed
-    FROM pgpubsub.notifications WHERE ${channel === undefined ? sql`true` : sql`channel = ${channel}`}`;
+    SELECT (count(*) FILTER (WHERE status = 'pending') + (SELECT coalesce(sum(count), 0) FROM pgpubsub.packed WHERE ${where}))::int AS pending,
+      count(*) FILTER (WHERE status = 'failed')::int AS failed
+    FROM pgpubsub.notifications WHERE ${where}`;
   return row as { pending: number; failed: number };
 }
