@@ -52,6 +52,28 @@ const packedRows = () =>
     SELECT op, count, (images -> 0 ->> 'id')::int AS first FROM pgpubsub.packed ORDER BY id`;
 
 describe('packed notifications (storage version 5)', () => {
+  it('a busy listener expands a packed statement while other events keep it busy, not only when it runs dry', async () => {
+    await installChannels(t.sql, [itemEvents]);
+    // 30,000 single-row statements (one notification row each), committed before the listener starts.
+    await t.sql`DO $$ BEGIN FOR i IN 1..30000 LOOP INSERT INTO items (name, qty) VALUES ('row', i); END LOOP; END $$`;
+    let handled = 0;
+    const l = listen(t.db, { pollIntervalMs: false }).on(itemEvents, () => {
+      handled++;
+    });
+    await l.start();
+    await waitFor(() => handled >= 500, { what: 'the listener to be busy with the backlog' });
+    // One packed statement while most of the backlog is ahead (no NOTIFY: the listener is busy).
+    await t.sql`INSERT INTO items (name, qty) SELECT 'bulk', g FROM generate_series(1, 200) g`;
+    // Expanded within the gate's interval (expand-gate.ts), long before the backlog runs dry (its
+    // events then sort after the backlog: they keep their statement's time as run_at).
+    await waitFor(async () => (await t.sql`SELECT count(*)::int AS n FROM pgpubsub.packed`)[0]!.n === 0, {
+      what: 'the packed row to be expanded',
+    });
+    expect(handled).toBeLessThan(30_000);
+    await waitFor(() => handled === 30_200, { timeoutMs: 60_000, what: 'every event handled' });
+    expect((await countNotifications(t.sql, 'items')).pending).toBe(0);
+  });
+
   it('packs a multi-row statement in chunks and keeps small statements and ordered channels per row', async () => {
     await installChannels(t.sql, [itemEvents, orderedEvents]);
     await t.sql`INSERT INTO items (name, qty) SELECT 'n' || g, g FROM generate_series(1, 2500) g`;

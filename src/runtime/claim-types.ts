@@ -59,4 +59,6 @@ export interface ClaimContext {
    * claim of an unordered trigger channel; absent: packed rows are left alone.
    */
   expand?: string | undefined;
+  /** Expand before every claim, not only when it may find something (expand-gate.ts): `drain()`. */
+  expandEveryClaim?: boolean;
 }

@@ -16,6 +16,7 @@ import {
 } from './claim-sql.ts';
 import type { ClaimContext, ClaimCursor, ClaimOutcome, Registration } from './claim-types.ts';
 import { isConnectionLost, isIdleInTransactionTimeout } from './connection-errors.ts';
+import { ExpandGate } from './expand-gate.ts';
 import { HardStop, StopGuard } from './handler-run.ts';
 import { type ClaimLink, HandlerScope } from './handler-tx.ts';
 import {
@@ -99,14 +100,31 @@ export function beginClaim(tsql: postgres.ReservedSql): void {
  */
 export function expandBeforeClaim(tsql: postgres.ReservedSql, reg: Registration, ctx: ClaimContext): void {
   if (!ctx.expand || reg.channel.kind !== 'trigger' || orderModeOf(reg.channel) !== null) return;
+  let gate = gates.get(reg);
+  if (gate === undefined) {
+    gate = new ExpandGate();
+    gates.set(reg, gate);
+  }
+  const now = performance.now();
+  if (!ctx.expandEveryClaim && !gate.due(now)) return;
   const ignore = () => {};
   tsql.unsafe('BEGIN ISOLATION LEVEL READ COMMITTED').execute().catch(ignore);
   tsql
-    .unsafe(`SELECT ${ctx.expand}($1, $2::text::jsonb)`, [reg.channel.name, ctx.filter] as any[], PREPARED)
+    .unsafe(
+      `SELECT ${ctx.expand}($1, $2::text::jsonb) AS n`,
+      [reg.channel.name, ctx.filter] as any[],
+      PREPARED,
+    )
     .execute()
-    .catch(ignore);
+    .then(
+      (rows) => gate.record(now, Number(rows[0]?.n ?? 0)),
+      () => gate.record(now, null),
+    );
   tsql.unsafe('COMMIT').execute().catch(ignore);
 }
+
+/** Expansion gates of the registrations of every listener of this process (expand-gate.ts). */
+const gates = new WeakMap<Registration, ExpandGate>();
 
 const RESET_CONTEXT = `SELECT set_config('${CONTEXT_SETTING}', '', true)`;
 
