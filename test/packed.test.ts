@@ -12,6 +12,7 @@ import { PACK_CHUNK, PACK_THRESHOLD } from '../src/storage/sql-names.ts';
 import { createTriggerSql, resolveTriggerSpec } from '../src/storage/trigger-sql.ts';
 import { countNotifications, installChannels } from './support/channels.ts';
 import { useTestDatabase } from './support/db.ts';
+import { HEAVY } from './support/heavy.ts';
 import { waitFor } from './support/wait-for.ts';
 
 const items = pgTable('items', {
@@ -52,6 +53,32 @@ const packedRows = () =>
     SELECT op, count, (images -> 0 ->> 'id')::int AS first FROM pgpubsub.packed ORDER BY id`;
 
 describe('packed notifications (storage version 5)', () => {
+  it.runIf(HEAVY)(
+    "never fails a bulk write for size: chunks stay under jsonb's 256 MB, and a statement with an image over 16 MB stays per row",
+    async () => {
+      await installChannels(t.sql, [itemEvents]);
+      // 300 rows of 1 MB: 300 MB of images, more than one jsonb value can hold.
+      await t.sql`INSERT INTO items (name, qty) SELECT repeat(md5(g::text), 32768), g FROM generate_series(1, 300) g`;
+      const chunks = await t.sql<{ count: number }[]>`SELECT count FROM pgpubsub.packed ORDER BY id`;
+      expect(chunks.reduce((sum, c) => sum + c.count, 0)).toBe(300);
+      expect(Math.max(...chunks.map((c) => c.count))).toBeLessThanOrEqual(64);
+      // PACK_THRESHOLD rows of 20 MB each: one notification row each.
+      await t.sql`INSERT INTO items (name, qty) SELECT repeat(md5(g::text), 32768 * 20), g FROM generate_series(1, ${PACK_THRESHOLD}) g`;
+      expect((await t.sql`SELECT count(*)::int AS n FROM pgpubsub.notifications`)[0]!.n).toBe(PACK_THRESHOLD);
+      let handled = 0;
+      const l = listen(t.db, { pollIntervalMs: false, batchBytes: 64 * 1024 * 1024 }).on(itemEvents, () => {
+        handled++;
+      });
+      await l.start();
+      await waitFor(() => handled === 300 + PACK_THRESHOLD, {
+        timeoutMs: 120_000,
+        what: 'every large event handled',
+      });
+      expect((await countNotifications(t.sql, 'items')).pending).toBe(0);
+    },
+    180_000,
+  );
+
   it('a busy listener expands a packed statement while other events keep it busy, not only when it runs dry', async () => {
     await installChannels(t.sql, [itemEvents]);
     // 30,000 single-row statements (one notification row each), committed before the listener starts.

@@ -198,3 +198,12 @@ export const PACK_THRESHOLD = 8;
 
 /** Images one packed row holds at most: bounds its size and the work of one expansion. */
 export const PACK_CHUNK = 1000;
+
+/**
+ * Bytes of images a packed row starts at most (its last image may take it past): a jsonb value holds
+ * at most 256 MB, so a chunk of {@link PACK_CHUNK} large images must be cut shorter.
+ */
+export const PACK_CHUNK_BYTES = 64 * 1024 * 1024;
+
+/** A statement with an image larger than this is stored one row per event (no packed row nears 256 MB). */
+export const PACK_MAX_IMAGE_BYTES = 16 * 1024 * 1024;

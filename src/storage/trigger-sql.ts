@@ -11,7 +11,14 @@ import type { TriggerChannel, TriggerOp } from '../channel.ts';
 import { PgPubSubError } from '../errors.ts';
 import { boundedIdent, dollarQuote, qualify, quoteIdent, quoteLiteral } from '../identifiers.ts';
 import { DEFAULT_SCHEMA, wakeCondition, wakePrecheck } from './notifications.ts';
-import { notificationsRef, PACK_CHUNK, PACK_THRESHOLD, packedRef } from './sql-names.ts';
+import {
+  notificationsRef,
+  PACK_CHUNK,
+  PACK_CHUNK_BYTES,
+  PACK_MAX_IMAGE_BYTES,
+  PACK_THRESHOLD,
+  packedRef,
+} from './sql-names.ts';
 
 /** Everything the SQL builders need about one trigger channel, with database names resolved. */
 export interface TriggerSpec {
@@ -191,12 +198,19 @@ function functionSql(spec: TriggerSpec, schema: string): string {
       okey
         ? ''
         : `
+      -- Many events: packed, expanded by a listener (storage version 5). A packed row holds at most
+      -- ${PACK_CHUNK} images and ${PACK_CHUNK_BYTES} bytes of them (a jsonb value holds at most 256 MB,
+      -- so large images pack fewer a row); a statement with an image over ${PACK_MAX_IMAGE_BYTES} bytes
+      -- keeps one row per event, as before.
+      v_pack := 0;
       IF cardinality(v_images) >= ${PACK_THRESHOLD} THEN
-        -- Many events: packed, ${PACK_CHUNK} images a row, expanded by a listener (storage version 5).
+        v_pack := least(${PACK_CHUNK}, ${PACK_CHUNK_BYTES} / greatest((SELECT max(pg_catalog.pg_column_size(b.img)) FROM unnest(v_images) AS b(img)), 1));
+      END IF;
+      IF v_pack >= ${PACK_CHUNK_BYTES / PACK_MAX_IMAGE_BYTES} THEN
         INSERT INTO ${packedRef(schema)} ("channel", "op", "count", "images", "context")
         SELECT ${ch}, '${op}', count(*), jsonb_agg(i.img ORDER BY i.ord), v_context
         FROM unnest(v_images) WITH ORDINALITY AS i(img, ord)
-        GROUP BY (i.ord - 1) / ${PACK_CHUNK} ORDER BY (i.ord - 1) / ${PACK_CHUNK};
+        GROUP BY (i.ord - 1) / v_pack ORDER BY (i.ord - 1) / v_pack;
         v_count := cardinality(v_images);
       ELSE`
     }
@@ -304,6 +318,7 @@ DECLARE
   v_image jsonb;
   v_image2 jsonb;
   v_images jsonb[];
+  v_pack integer;
   v_error text;
   v_key text;
   v_part jsonb;${okey ? '\n  v_okey text;' : ''}

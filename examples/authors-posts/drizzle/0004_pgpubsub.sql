@@ -1,6 +1,6 @@
 -- Written by `drizzle-pgpubsub generate`. Do not edit: change your channels and run it again.
 -- drizzle-pgpubsub:storage {"version":5,"schema":"pgpubsub"}
--- drizzle-pgpubsub:channel {"name":"authors","hash":"d2305680facd8099","tableSchema":"public","table":"authors"}
+-- drizzle-pgpubsub:channel {"name":"authors","hash":"b96744837d77a9ad","tableSchema":"public","table":"authors"}
 CREATE SCHEMA IF NOT EXISTS "pgpubsub";
 --> statement-breakpoint
 CREATE TABLE IF NOT EXISTS "pgpubsub"."notifications" (
@@ -255,6 +255,7 @@ DECLARE
   v_image jsonb;
   v_image2 jsonb;
   v_images jsonb[];
+  v_pack integer;
   v_error text;
   v_key text;
   v_part jsonb;
@@ -320,12 +321,19 @@ BEGIN
       v_images := NULL;
     END;
     IF v_images IS NOT NULL THEN
+      -- Many events: packed, expanded by a listener (storage version 5). A packed row holds at most
+      -- 1000 images and 67108864 bytes of them (a jsonb value holds at most 256 MB,
+      -- so large images pack fewer a row); a statement with an image over 16777216 bytes
+      -- keeps one row per event, as before.
+      v_pack := 0;
       IF cardinality(v_images) >= 8 THEN
-        -- Many events: packed, 1000 images a row, expanded by a listener (storage version 5).
+        v_pack := least(1000, 67108864 / greatest((SELECT max(pg_catalog.pg_column_size(b.img)) FROM unnest(v_images) AS b(img)), 1));
+      END IF;
+      IF v_pack >= 4 THEN
         INSERT INTO "pgpubsub"."packed" ("channel", "op", "count", "images", "context")
         SELECT 'authors', 'insert', count(*), jsonb_agg(i.img ORDER BY i.ord), v_context
         FROM unnest(v_images) WITH ORDINALITY AS i(img, ord)
-        GROUP BY (i.ord - 1) / 1000 ORDER BY (i.ord - 1) / 1000;
+        GROUP BY (i.ord - 1) / v_pack ORDER BY (i.ord - 1) / v_pack;
         v_count := cardinality(v_images);
       ELSE
       INSERT INTO "pgpubsub"."notifications" ("channel", "op", "old", "new", "context", "status", "last_error", "failed_at")
