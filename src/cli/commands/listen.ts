@@ -2,6 +2,7 @@ import type { CliCommand } from '../command.ts';
 import { resolveDatabaseUrl } from '../database.ts';
 import { exitCodeFor, printFatal } from '../exit-codes.ts';
 import { LISTEN_OPTIONS, type ListenArgs, parseListenArgs } from '../listen/args.ts';
+import { CAPPED_ENV, memoryCapFlags, runCapped } from '../listen/memory-cap.ts';
 import { resolveModulePath } from '../listen/module.ts';
 import { collectFromWorkers, loadPromClient, serveMetrics } from '../listen/prometheus.ts';
 import { supervise } from '../listen/supervisor.ts';
@@ -17,6 +18,12 @@ export const command: CliCommand = {
   async run(parsed) {
     const args = parseListenArgs(parsed);
     if (args.processes !== undefined && !args.worker) return runSupervisor(args);
+    // V8 sizes the young generation only at start-up: one re-start with the cap (docs/operations.md).
+    const flags = memoryCapFlags(args.semiSpaceMb);
+    if (!args.worker && flags.length > 0 && process.env[CAPPED_ENV] === undefined) {
+      const script = process.argv[1];
+      if (script !== undefined) return exit(await runCapped(script, process.argv.slice(2), flags));
+    }
     return exit(await runListener(args));
   },
 };
@@ -66,6 +73,7 @@ async function runSupervisor(args: ListenArgs & { childArgv: string[] }): Promis
     shutdownTimeoutMs: args.shutdownTimeoutMs,
     maxRestarts: args.maxRestarts,
     restartDelayMs: args.restartDelayMs,
+    execArgv: memoryCapFlags(args.semiSpaceMb),
   });
   server?.close();
   return exit(code);
