@@ -3,12 +3,7 @@ import { resolveDatabaseUrl } from '../database.ts';
 import { exitCodeFor, printFatal } from '../exit-codes.ts';
 import { LISTEN_OPTIONS, type ListenArgs, parseListenArgs } from '../listen/args.ts';
 import { CAPPED_ENV, memoryCapFlags, runCapped } from '../listen/memory-cap.ts';
-import { resolveModulePath } from '../listen/module.ts';
-import { collectFromWorkers, loadPromClient, serveMetrics } from '../listen/prometheus.ts';
-import { supervise } from '../listen/supervisor.ts';
 import { usage } from '../listen/usage.ts';
-import { metricsUrl, runListener } from '../listen/worker.ts';
-import { createLogger } from '../log.ts';
 
 /** `drizzle-pgpubsub listen <module> [options]`. */
 export const command: CliCommand = {
@@ -24,6 +19,8 @@ export const command: CliCommand = {
       const script = process.argv[1];
       if (script !== undefined) return exit(await runCapped(script, process.argv.slice(2), flags));
     }
+    // Loaded only now: the process that re-starts itself above stays small (~45 MB on Node 20).
+    const { runListener } = await import('../listen/worker.ts');
     return exit(await runListener(args));
   },
 };
@@ -33,6 +30,15 @@ function exit(code: number): never {
 }
 
 async function runSupervisor(args: ListenArgs & { childArgv: string[] }): Promise<never> {
+  const [{ createLogger }, { resolveModulePath }, prometheus, { supervise }, { metricsUrl }] =
+    await Promise.all([
+      import('../log.ts'),
+      import('../listen/module.ts'),
+      import('../listen/prometheus.ts'),
+      import('../listen/supervisor.ts'),
+      import('../listen/worker.ts'),
+    ]);
+  const { collectFromWorkers, loadPromClient, serveMetrics } = prometheus;
   const log = createLogger({
     level: args.logLevel,
     json: args.json,
