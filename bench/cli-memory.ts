@@ -81,7 +81,9 @@ async function once(node: string, mode: string) {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
       DATABASE_URL: url.toString(),
-      ...(process.env.LISTEN_MALLOC_ARENA_MAX ? { MALLOC_ARENA_MAX: process.env.LISTEN_MALLOC_ARENA_MAX } : {}),
+      ...(process.env.LISTEN_MALLOC_ARENA_MAX
+        ? { MALLOC_ARENA_MAX: process.env.LISTEN_MALLOC_ARENA_MAX }
+        : {}),
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

@@ -222,6 +222,32 @@ async function run(rep: number) {
     }
   }
   console.log(`  slowest ${slow.length} (>= p99):`, JSON.stringify(counts));
+  // Every job by how it was found: what the claim that took it followed.
+  const byPath: Record<string, number[]> = {};
+  for (const j of jobs) {
+    const to = started[j.k]!;
+    const ack = acked[j.k]!;
+    const claim = spans.filter((s) => s.kind.startsWith('claim') && s.start <= to).at(-1);
+    if (!claim) continue;
+    const before = [...spans, { start: 0, end: 0, kind: 'notify' }]
+      .filter((s) => !s.kind.startsWith('claim') && s.kind !== 'idle' && s.end <= claim.start + 0.05 && s.end >= claim.start - 0.5)
+      .at(-1);
+    const notified = notifies.some((t) => t >= claim.start - 0.3 && t <= claim.start + 0.05);
+    const path = notified
+      ? 'claim on NOTIFY'
+      : before?.kind === 'xid-wait'
+        ? 'claim after xid-wait'
+        : before?.kind === 'flag+probe' || before?.kind === 'probe'
+          ? 'claim after probe'
+          : claim.start < ack
+            ? 'claim already running at ack'
+            : 'claim after claim';
+    (byPath[path] ??= []).push(j.lat);
+  }
+  for (const [path, l] of Object.entries(byPath)) {
+    const [a, b] = percentiles(l, [0.5, 0.99]);
+    console.log(`  ${path.padEnd(30)} ${String(l.length).padStart(5)} jobs  p50 ${a!.toFixed(2)}  p99 ${b!.toFixed(2)} ms`);
+  }
   const gcTotal = gcs.reduce((a, g) => a + g.end - g.start, 0);
   console.log(
     `  gc: ${gcs.length} pauses, ${gcTotal.toFixed(1)} ms total, max ${Math.max(0, ...gcs.map((g) => g.end - g.start)).toFixed(2)} ms; notifies ${notifies.length}; claims ${spans.filter((s) => s.kind.startsWith('claim')).length}; xid-waits ${spans.filter((s) => s.kind === 'xid-wait').length}`,
