@@ -15,7 +15,7 @@ import { waitFor } from './support/wait-for.ts';
  * `listen` starts its listener processes with a capped young generation (`--max-semi-space-size=2`)
  * unless the user sized the heap or turned the cap off (docs/operations.md, Memory). The fixture
  * module allocates short-lived garbage on load and reports its `process.execArgv` and the size of
- * V8's new space: uncapped, Node grows it to 2 × 16 MB or more; capped at 2 MB, it stays at 4 MB.
+ * V8's new space: uncapped, Node grows it to 2 × 16 MB or more; capped at 2 MB, it stays at 4 MB (Node 24: a page more).
  */
 const MODULE = 'test/fixtures/cli-memory.ts';
 const t = useTestDatabase();
@@ -52,7 +52,7 @@ describe('listen: memory cap', () => {
     const run = startCli(['listen', MODULE], env());
     const [report] = await reports(run, 1);
     expect(semiFlags(report!)).toEqual(['--max-semi-space-size=2']);
-    expect(report!.newSpaceMb).toBeLessThanOrEqual(4);
+    expect(report!.newSpaceMb).toBeLessThanOrEqual(5);
     if (EXECVE) {
       expect(report!.pid).toBe(run.pid);
       expect(childrenOf(run.pid)).toEqual([]);
@@ -71,12 +71,17 @@ describe('listen: memory cap', () => {
     const run = startCli(['listen', MODULE], env());
     await run.line(/INFO .*listening on cli_memory/);
     const [report] = await reports(run, 1);
+    // A handler that runs until aborted keeps the listener stopping until the second signal.
+    await t.sql`SELECT pgpubsub.notify('cli_memory', '{"n":1}'::jsonb)`;
+    await run.line(/memory-handler-start/);
     run.child.kill('SIGINT');
     await run.line(/stopping \(SIGINT\)/);
     run.child.kill('SIGINT');
     expect(await run.exited).toEqual({ code: 1, signal: null });
     await waitFor(() => childrenOf(run.pid).length === 0 || undefined, { timeoutMs: 5000, what: 'no child' });
     expect(run.all()).toMatch(/SIGINT again: exiting now/);
+    // Its notification rolled back to pending: the next tests' listeners must not block on it.
+    await t.sql`DELETE FROM pgpubsub.notifications`;
     expect(semiFlags(report!)).toEqual(['--max-semi-space-size=2']);
   });
 
@@ -105,7 +110,7 @@ describe('listen: memory cap', () => {
     const four = startCli(['listen', MODULE, '--semi-space-mb', '4'], env());
     const [capped] = await reports(four, 1);
     expect(semiFlags(capped!)).toEqual(['--max-semi-space-size=4']);
-    expect(capped!.newSpaceMb).toBeLessThanOrEqual(8);
+    expect(capped!.newSpaceMb).toBeLessThanOrEqual(9);
     four.child.kill('SIGTERM');
     expect((await four.exited).code).toBe(0);
   });
@@ -116,7 +121,7 @@ describe('listen: memory cap', () => {
     expect(list.map((r) => r.worker).sort()).toEqual(['1', '2']);
     for (const r of list) {
       expect(semiFlags(r)).toEqual(['--max-semi-space-size=2']);
-      expect(r.newSpaceMb).toBeLessThanOrEqual(4);
+      expect(r.newSpaceMb).toBeLessThanOrEqual(5);
     }
     expect(childrenOf(run.pid).sort()).toEqual(list.map((r) => r.pid).sort());
     run.child.kill('SIGTERM');
