@@ -248,11 +248,10 @@ FROM jsonb_array_elements_text($1::text::jsonb) AS c(name)`,
     const query = `SELECT array(SELECT x::text FROM unnest($1::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress') AS pending,
   ${this.readySql('$2', '$3')} AS ready`;
     let pending = xids;
-    let delay = 1;
+    let polls = 0;
     while (pending.length > 0) {
       if (cancelled() || Date.now() >= deadline) return 'stopped';
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * 2, 50);
+      await new Promise((resolve) => setTimeout(resolve, waitDelayMs(polls++)));
       const params = [arrayLiteral(pending), channel];
       if (this.filter !== null) params.push(this.filter);
       const [row] = await this.run(query, params);
@@ -271,6 +270,16 @@ FROM jsonb_array_elements_text($1::text::jsonb) AS c(name)`,
     );
     return (row?.pending as string[] | undefined) ?? [];
   }
+}
+
+/**
+ * The pause before the `n`-th check (from 0) of producers that were in progress when a channel went
+ * idle: 1 ms three times (a producer caught committing usually ends within a WAL flush or two, and
+ * having read the flag before it was set, it sends no NOTIFY: this poll is what finds its job, W2's
+ * tail), then doubling up to 50 ms.
+ */
+export function waitDelayMs(n: number): number {
+  return n < 3 ? 1 : Math.min(2 ** (n - 2), 50);
 }
 
 /** The most the watch of a slow producer waits between two checks. */

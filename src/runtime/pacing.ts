@@ -25,6 +25,8 @@ export interface ChannelState {
   dirty: boolean;
   /** Bumped by every hint, so a claim can tell whether a hint arrived while it ran. */
   gen: number;
+  /** `gen` when the latest claim was launched: a hint since then is not covered by a running claim. */
+  launchedGen: number;
   inflight: number;
   /** Claims whose rows are not locked yet. */
   selecting: number;
@@ -59,6 +61,7 @@ export function newChannelState(reg: Registration): ChannelState {
     reg,
     dirty: true,
     gen: 0,
+    launchedGen: -1,
     inflight: 0,
     selecting: 0,
     full: false,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_SUBTRANSACTIONS } from '../../src/runtime/claim-sql.ts';
 import type { ClaimOutcome } from '../../src/runtime/claim-types.ts';
+import { waitDelayMs } from '../../src/runtime/idle.ts';
 import {
   BATCH_TARGET_MS,
   batchLimit,
@@ -70,5 +71,11 @@ describe('pacing', () => {
   it('errorBackoffMs doubles from 100 ms up to 30 s', () => {
     expect([1, 2, 3].map(errorBackoffMs)).toEqual([100, 200, 400]);
     expect(errorBackoffMs(50)).toBe(30_000);
+  });
+});
+
+describe('waitDelayMs (checks of producers in progress when a channel goes idle)', () => {
+  it('checks every millisecond three times, then backs off to 50 ms', () => {
+    expect(Array.from({ length: 10 }, (_, n) => waitDelayMs(n))).toEqual([1, 1, 1, 2, 4, 8, 16, 32, 50, 50]);
   });
 });

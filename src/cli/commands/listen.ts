@@ -2,12 +2,8 @@ import type { CliCommand } from '../command.ts';
 import { resolveDatabaseUrl } from '../database.ts';
 import { exitCodeFor, printFatal } from '../exit-codes.ts';
 import { LISTEN_OPTIONS, type ListenArgs, parseListenArgs } from '../listen/args.ts';
-import { resolveModulePath } from '../listen/module.ts';
-import { collectFromWorkers, loadPromClient, serveMetrics } from '../listen/prometheus.ts';
-import { supervise } from '../listen/supervisor.ts';
+import { CAPPED_ENV, memoryCapFlags, runCapped } from '../listen/memory-cap.ts';
 import { usage } from '../listen/usage.ts';
-import { metricsUrl, runListener } from '../listen/worker.ts';
-import { createLogger } from '../log.ts';
 
 /** `drizzle-pgpubsub listen <module> [options]`. */
 export const command: CliCommand = {
@@ -17,6 +13,14 @@ export const command: CliCommand = {
   async run(parsed) {
     const args = parseListenArgs(parsed);
     if (args.processes !== undefined && !args.worker) return runSupervisor(args);
+    // V8 sizes the young generation only at start-up: one re-start with the cap (docs/operations.md).
+    const flags = memoryCapFlags(args.semiSpaceMb);
+    if (!args.worker && flags.length > 0 && process.env[CAPPED_ENV] === undefined) {
+      const script = process.argv[1];
+      if (script !== undefined) return exit(await runCapped(script, process.argv.slice(2), flags));
+    }
+    // Loaded only now: the process that re-starts itself above stays small (~45 MB on Node 20).
+    const { runListener } = await import('../listen/worker.ts');
     return exit(await runListener(args));
   },
 };
@@ -26,6 +30,15 @@ function exit(code: number): never {
 }
 
 async function runSupervisor(args: ListenArgs & { childArgv: string[] }): Promise<never> {
+  const [{ createLogger }, { resolveModulePath }, prometheus, { supervise }, { metricsUrl }] =
+    await Promise.all([
+      import('../log.ts'),
+      import('../listen/module.ts'),
+      import('../listen/prometheus.ts'),
+      import('../listen/supervisor.ts'),
+      import('../listen/worker.ts'),
+    ]);
+  const { collectFromWorkers, loadPromClient, serveMetrics } = prometheus;
   const log = createLogger({
     level: args.logLevel,
     json: args.json,
@@ -66,6 +79,7 @@ async function runSupervisor(args: ListenArgs & { childArgv: string[] }): Promis
     shutdownTimeoutMs: args.shutdownTimeoutMs,
     maxRestarts: args.maxRestarts,
     restartDelayMs: args.restartDelayMs,
+    execArgv: memoryCapFlags(args.semiSpaceMb),
   });
   server?.close();
   return exit(code);

@@ -1,6 +1,7 @@
 import type { CommandArgs, CommandOptions } from '../command.ts';
 import { usageError } from '../exit-codes.ts';
 import { parseDuration, parseLogLevel, parsePositiveInt } from '../parse.ts';
+import { DEFAULT_SEMI_SPACE_MB } from './memory-cap.ts';
 import { usage } from './usage.ts';
 
 /** Parsed `listen` options. */
@@ -24,6 +25,11 @@ export interface ListenArgs {
   metricsPort: number | undefined;
   /** `--metrics-host`, default 127.0.0.1. */
   metricsHost: string;
+  /**
+   * Semi-space size (MB) the listener processes start with (`--semi-space-mb`, default 2);
+   * undefined with `--no-memory-cap` or `--semi-space-mb 0`.
+   */
+  semiSpaceMb: number | undefined;
 }
 
 /** The options of `listen` (`--help` is the runner's). */
@@ -44,6 +50,8 @@ export const LISTEN_OPTIONS = {
   worker: { type: 'boolean' },
   'metrics-port': { type: 'string' },
   'metrics-host': { type: 'string' },
+  'semi-space-mb': { type: 'string' },
+  'no-memory-cap': { type: 'boolean' },
 } as const satisfies CommandOptions;
 
 type ListenValues = {
@@ -99,6 +107,9 @@ export function parseListenArgs(parsed: CommandArgs): ListenArgs & { childArgv: 
   if (channels !== undefined && channels.length === 0)
     throw usageError('--channels needs at least one channel name.', usage);
   const poll = duration(v['poll-interval'], '--poll-interval');
+  const semiSpace = int(v['semi-space-mb'], '--semi-space-mb', 0);
+  if (v['no-memory-cap'] && semiSpace !== undefined)
+    throw usageError('--no-memory-cap and --semi-space-mb contradict each other: give one.', usage);
   return {
     module: parsed.positionals[0]!,
     channels,
@@ -117,6 +128,7 @@ export function parseListenArgs(parsed: CommandArgs): ListenArgs & { childArgv: 
     worker: v.worker ?? false,
     metricsPort: port(v['metrics-port']),
     metricsHost: v['metrics-host'] ?? '127.0.0.1',
+    semiSpaceMb: v['no-memory-cap'] || semiSpace === 0 ? undefined : (semiSpace ?? DEFAULT_SEMI_SPACE_MB),
     childArgv,
   };
 }

@@ -22,6 +22,8 @@ export interface SuperviseOptions {
   /** A worker that ran this long before it crashed starts its crash count over. Default 60 s. */
   stableAfterMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** Extra Node flags of each worker (after `process.execArgv`), e.g. the memory cap. */
+  execArgv?: string[];
   /** Receives a function that lists the running workers (the metrics endpoint asks each over IPC). */
   onWorkers?: (live: () => ChildProcess[]) => void;
 }
@@ -69,6 +71,7 @@ export function supervise(options: SuperviseOptions): Promise<number> {
 
   const spawn = (w: Worker) => {
     const child = fork(options.script, options.childArgv, {
+      execArgv: [...process.execArgv, ...(options.execArgv ?? [])],
       env: {
         ...(options.env ?? process.env),
         [WORKER_INDEX_ENV]: String(w.index),

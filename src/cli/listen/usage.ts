@@ -28,6 +28,13 @@ Options:
                             (needs prom-client; with --processes, the supervisor serves
                             the sum over its workers; 0 picks a free port, logged)
   --metrics-host <host>     address the metrics endpoint binds (default 127.0.0.1)
+  --semi-space-mb <n>       start listener processes with V8 semi-spaces of n MB
+                            (node --max-semi-space-size; default 2, 0 = off): caps the
+                            young generation that grows while a backlog drains. Without
+                            --processes, listen re-starts itself once with the flag.
+                            Not added when NODE_OPTIONS or node's own flags set
+                            --max-semi-space-size or --max-old-space-size
+  --no-memory-cap           same as --semi-space-mb 0: Node's own heap sizing
   --json                    log JSON lines instead of text
   --log-level <level>       debug | info | warn | error (default info)
   -h, --help                show this help

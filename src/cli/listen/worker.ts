@@ -7,6 +7,7 @@ import { resolveDatabaseUrl } from '../database.ts';
 import { EXIT, errorMessage, exitCodeFor, printFatal } from '../exit-codes.ts';
 import { createLogger, type Logger } from '../log.ts';
 import type { ListenArgs } from './args.ts';
+import { CAPPED_ENV } from './memory-cap.ts';
 import {
   clientsToClose,
   closeClients,
@@ -20,8 +21,11 @@ import { answerMetricsRequests, loadPromClient, promMeter, serveMetrics } from '
 /** Extra time after --shutdown-timeout before the process exits regardless. */
 const STOP_GRACE_MS = 5000;
 
-/** Signals, supervisor requests and IPC loss, turned into one abort with a reason. */
-function shutdownSignal(log: Logger, worker: boolean): { signal: AbortSignal; reason: () => string } {
+/**
+ * Signals, requests of the parent process (a supervisor, or the `listen` that re-started this one with
+ * a memory cap) and IPC loss, turned into one abort with a reason.
+ */
+function shutdownSignal(log: Logger, child: boolean): { signal: AbortSignal; reason: () => string } {
   const controller = new AbortController();
   let reason = '';
   const stop = (why: string) => {
@@ -30,23 +34,26 @@ function shutdownSignal(log: Logger, worker: boolean): { signal: AbortSignal; re
     controller.abort();
   };
   let signals = 0;
+  const force = (what: string) => {
+    log.warn(
+      { reason: what },
+      `${what}: exiting now; unfinished handlers roll back and their notifications stay pending`,
+    );
+    process.exit(EXIT.failure);
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     // Only a second *signal* forces: the supervisor's request and a signal from the service manager
     // (systemd sends SIGTERM to the whole group) are one shutdown.
-    if (++signals > 1) {
-      log.warn(
-        { signal },
-        `${signal} again: exiting now; unfinished handlers roll back and their notifications stay pending`,
-      );
-      process.exit(EXIT.failure);
-    }
+    if (++signals > 1) force(`${signal} again`);
     stop(signal);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  if (worker && process.send) {
-    process.on('message', (message: { type?: string } | null) => {
-      if (message?.type === 'shutdown') stop('the supervisor asked');
+  if (child && process.send) {
+    process.on('message', (message: { type?: string; reason?: string } | null) => {
+      if (message?.type === 'shutdown') stop(message.reason ?? 'the supervisor asked');
+      else if (message?.type === 'force-exit')
+        force(message.reason ? `${message.reason} again` : 'a second stop request');
     });
     process.on('disconnect', () => {
       if (!controller.signal.aborted) log.warn('the supervisor is gone (IPC channel closed): stopping');
@@ -75,7 +82,10 @@ export async function runListener(args: ListenArgs): Promise<number> {
     json: args.json,
     bound: { worker: workerIndex === undefined ? undefined : Number(workerIndex), pid: process.pid },
   });
-  const shutdown = shutdownSignal(log, args.worker);
+  // A process `listen` re-started with a memory cap stops on its parent's request, like a worker.
+  const capped = process.env[CAPPED_ENV] === 'fork';
+  delete process.env[CAPPED_ENV];
+  const shutdown = shutdownSignal(log, args.worker || capped);
   process.on('uncaughtException', (error) => {
     log.error({ err: error }, `uncaught exception, exiting: ${errorMessage(error)}`);
     if (!log.json) process.stderr.write(`${(error as Error)?.stack ?? String(error)}\n`);
