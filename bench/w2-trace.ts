@@ -248,7 +248,8 @@ async function run(rep: number) {
           : claim.start < ack
             ? 'claim already running at ack'
             : 'claim after claim';
-    (byPath[path] ??= []).push(j.lat);
+    byPath[path] ??= [];
+    byPath[path].push(j.lat);
   }
   for (const [path, l] of Object.entries(byPath)) {
     const [a, b] = percentiles(l, [0.5, 0.99]);
