@@ -120,6 +120,15 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
     ...(options.now ? { now: options.now } : {}),
   });
   const written = writeMigration(migration);
+  // drizzle-kit 1.0 names folders by the second: a `drizzle-kit generate` run right after this one
+  // (a script running both) could name its folder in the same second, and sort (by name) before
+  // ours although it came after. Return only once that second is over (at most ~2 s; a folder
+  // named further ahead, after clock skew, is not waited for).
+  const until = migration.sortsBeforeFoldersFrom;
+  if (until !== undefined && options.now === undefined) {
+    const wait = until - Date.now();
+    if (wait > 0 && wait <= 2000) await new Promise((resolve) => setTimeout(resolve, wait + 5));
+  }
 
   if (plan.storage) log(`storage: ${plan.storage} in schema "${plan.schema}"`);
   for (const name of plan.added) log(`+ ${name}`);

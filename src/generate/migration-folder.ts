@@ -83,6 +83,12 @@ export interface MigrationPlan {
   /** Folders to create first. */
   directories: string[];
   files: PlannedFile[];
+  /**
+   * drizzle-kit 1.0 layout: the end (epoch ms) of the second the new folder is named after. A folder
+   * another tool names in that second may sort before ours (same timestamp, name order), so
+   * `generate` returns only once it has passed.
+   */
+  sortsBeforeFoldersFrom?: number;
 }
 
 export const V1_FOLDER = /^(\d{14})_.+/;

@@ -155,7 +155,12 @@ function planFolders(
   }
   const dir = join(folder.out, `${timestampPrefix(date)}_${name}`);
   const migrationPath = join(dir, 'migration.sql');
-  return { migrationPath, directories: [dir], files: [{ path: migrationPath, content, mode: 'create' }] };
+  return {
+    migrationPath,
+    directories: [dir],
+    files: [{ path: migrationPath, content, mode: 'create' }],
+    sortsBeforeFoldersFrom: Math.floor(date.getTime() / 1000) * 1000 + 1000,
+  };
 }
 
 /**
