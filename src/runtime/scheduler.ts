@@ -142,6 +142,20 @@ export class Scheduler {
     const summary: DrainSummary = { processed: 0, retried: 0, dead: 0, byChannel: {} };
     // Nothing probes between drain()'s claims: each one looks for packed rows itself.
     this.ctx.expandEveryClaim = true;
+    try {
+      await this.drainClaims(summary);
+    } finally {
+      this.ctx.expandEveryClaim = false;
+    }
+    for (const entry of Object.values(summary.byChannel)) {
+      summary.processed += entry.processed;
+      summary.retried += entry.retried;
+      summary.dead += entry.dead;
+    }
+    return summary;
+  }
+
+  private async drainClaims(summary: DrainSummary): Promise<void> {
     let progress = true;
     while (progress) {
       progress = false;
@@ -174,12 +188,6 @@ export class Scheduler {
         if (outcome.claimed > 0) progress = true;
       }
     }
-    for (const entry of Object.values(summary.byChannel)) {
-      summary.processed += entry.processed;
-      summary.retried += entry.retried;
-      summary.dead += entry.dead;
-    }
-    return summary;
   }
 
   private markDirty(state: ChannelState): void {
