@@ -70,11 +70,12 @@ describe('packed notifications (storage version 5)', () => {
         handled++;
       });
       await l.start();
-      await waitFor(() => handled === 300 + PACK_THRESHOLD, {
+      // Handlers run before their claim's DELETE commits: wait for the deletions, then count the calls.
+      await waitFor(async () => (await countNotifications(t.sql, 'items')).pending === 0, {
         timeoutMs: 120_000,
-        what: 'every large event handled',
+        what: 'every large event handled and deleted',
       });
-      expect((await countNotifications(t.sql, 'items')).pending).toBe(0);
+      expect(handled).toBe(300 + PACK_THRESHOLD);
     },
     180_000,
   );
@@ -97,8 +98,12 @@ describe('packed notifications (storage version 5)', () => {
       what: 'the packed row to be expanded',
     });
     expect(handled).toBeLessThan(30_000);
-    await waitFor(() => handled === 30_200, { timeoutMs: 60_000, what: 'every event handled' });
-    expect((await countNotifications(t.sql, 'items')).pending).toBe(0);
+    // Handlers run before their claim's DELETE commits: wait for the deletions, then count the calls.
+    await waitFor(async () => (await countNotifications(t.sql, 'items')).pending === 0, {
+      timeoutMs: 60_000,
+      what: 'every event handled and deleted',
+    });
+    expect(handled).toBe(30_200);
   });
 
   it('packs a multi-row statement in chunks and keeps small statements and ordered channels per row', async () => {
